@@ -1,0 +1,1 @@
+"""torch reference backend (placeholder until its kernels land)."""

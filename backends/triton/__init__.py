@@ -1,0 +1,1 @@
+"""Triton GPU backend (placeholder until its kernels land)."""

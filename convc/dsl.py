@@ -1,0 +1,374 @@
+"""The DSL: a functional, eager builder. Each call adds one node and returns a typed `Value`.
+
+    net = Network("tiny", seed=0)
+    x = net.input((1, 3, 32, 32))
+    with net.scope("features"):
+        y = net.relu(net.conv2d(x, 16, 3, padding=1, name="0"))   # params 'features.0.weight', '.bias'
+    net.output(net.linear(net.flatten(y), 10, name="fc"))
+
+Shapes are checked as the network is written: a bad layer raises a DefinitionError naming it.
+Parameters get seeded He initialization (independent of construction order) and load by name.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from convc.errors import DefinitionError
+from convc.ir import Graph, Node
+from convc.ops import ACTIVATION_OPS, InvalidNode, schema_of
+from convc.params import load_params
+from convc.types import TensorType, check_dtype
+
+IntOrTuple = int | Sequence[int]
+
+
+@dataclass(frozen=True)
+class Value:
+    """A symbolic tensor: the output of one node of `net`."""
+
+    net: Network
+    name: str
+    type: TensorType
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.type.shape
+
+    @property
+    def dtype(self) -> str:
+        return self.type.dtype
+
+    def __add__(self, other: Value) -> Value:
+        return self.net.add(self, other)
+
+    def __repr__(self) -> str:
+        return f"%{self.name} : {self.type}"
+
+
+def _tuple(v: IntOrTuple, n: int, what: str, where: str) -> tuple[int, ...]:
+    if isinstance(v, bool):
+        raise DefinitionError(f"{where}: {what} must be an int or {n} ints, got {v!r}")
+    if isinstance(v, int):
+        return (v,) * n
+    t = tuple(v)
+    if len(t) != n or not all(isinstance(i, int) and not isinstance(i, bool) for i in t):
+        raise DefinitionError(f"{where}: {what} must be an int or {n} ints, got {v!r}")
+    return t
+
+
+def resolve_padding(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ...],
+                    dilation: tuple[int, ...], spatial: tuple[int, ...], where: str) -> tuple:
+    """int | per-axis ints | per-axis (low, high) pairs | 'same' | 'valid'  ->  ((lo, hi), ...)."""
+    n = len(kernel)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * n
+        if padding == "same":  # output = ceil(input / stride), the extra pixel on the high side
+            pads = []
+            for size, k, s, d in zip(spatial, kernel, stride, dilation):
+                total = max((math.ceil(size / s) - 1) * s + d * (k - 1) + 1 - size, 0)
+                pads.append((total // 2, total - total // 2))
+            return tuple(pads)
+        raise DefinitionError(f"{where}: padding {padding!r} is not valid; use an int, a tuple, "
+                              f"'same' or 'valid'")
+    if isinstance(padding, int) and not isinstance(padding, bool):
+        pairs = ((padding, padding),) * n
+    else:
+        try:
+            items = tuple(padding)
+        except TypeError:
+            items = ()
+        if len(items) != n:
+            raise DefinitionError(f"{where}: padding {padding!r} must be an int, {n} ints, {n} (low, high) "
+                                  f"pairs, 'same' or 'valid'")
+        pairs = tuple((p, p) if isinstance(p, int) else tuple(p) for p in items)
+    if not all(len(p) == 2 and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in p)
+               for p in pairs):
+        raise DefinitionError(f"{where}: padding {padding!r} must be non-negative integers")
+    return tuple(tuple(p) for p in pairs)
+
+
+class Network:
+    """Builds a Graph layer by layer; `net.graph` is the result."""
+
+    def __init__(self, name: str = "net", seed: int = 0) -> None:
+        self.graph = Graph(name)
+        self.seed = seed
+        self._scope: list[str] = []
+        self._counters: list[list[int] | None] = []  # auto-index per sequential scope
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    # ------------------------------------------------------------------ naming
+    @contextmanager
+    def scope(self, name: str | int) -> Iterator[None]:
+        """Prefixes layer names: `with net.scope("layer1"): ... name="conv1"` -> 'layer1.conv1'."""
+        self._scope.append(str(name))
+        self._counters.append(None)
+        try:
+            yield
+        finally:
+            self._scope.pop()
+            self._counters.pop()
+
+    @contextmanager
+    def sequential(self, name: str) -> Iterator[None]:
+        """Like torch's nn.Sequential: unnamed layers inside get '<name>.0', '<name>.1', ..."""
+        self._scope.append(name)
+        self._counters.append([0])
+        try:
+            yield
+        finally:
+            self._scope.pop()
+            self._counters.pop()
+
+    def _layer_name(self, op: str, name: str | None, advance: bool = True) -> str:
+        """The full dotted name of the next layer; `advance=False` only previews it (for errors)."""
+        counter = self._counters[-1] if self._counters else None
+        if name is None and counter is not None:
+            name = str(counter[0])
+        if counter is not None and advance:
+            counter[0] += 1
+        full = ".".join(self._scope + [name or op])
+        return full if name is not None else self.graph.fresh_name(full)
+
+    def _where(self, op: str, name: str | None) -> str:
+        return f"{op} '{self._layer_name(op, name, advance=False)}'"
+
+    # ------------------------------------------------------------------ core
+    def _emit(self, op: str, inputs: Sequence[Value], attrs: dict[str, Any], name: str | None,
+              init: dict[str, str] | None = None) -> Value:
+        """Infers the type, creates the parameters, adds the node; errors name the layer."""
+        full = self._layer_name(op, name)
+        where = f"{op} '{full}'"
+        for v in inputs:
+            if not isinstance(v, Value) or v.net is not self:
+                raise DefinitionError(f"{where}: operand {v!r} is not a value of network '{self.name}'")
+        if full in self.graph:
+            raise DefinitionError(f"{where}: a layer of that name already exists")
+        schema = schema_of(op)
+        types = [v.type for v in inputs]
+        try:
+            out = schema.infer(types, attrs)
+            slots = schema.params(types, attrs)
+        except InvalidNode as e:
+            raise DefinitionError(f"{where}: {e}") from None
+        param_names = []
+        for slot, shape in slots.items():
+            pname = f"{full}.{slot}"
+            self.graph.add_param(pname, self._init_param(pname, slot, shape, (init or {}).get(slot)))
+            param_names.append(pname)
+        self.graph.add(Node(full, op, tuple(v.name for v in inputs) + tuple(param_names), attrs, out))
+        return Value(self, full, out)
+
+    def _init_param(self, pname: str, slot: str, shape: tuple[int, ...], how: str | None) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, zlib.crc32(pname.encode())])
+        fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
+        how = how or {"weight": "he", "bias": "uniform_fan_in", "running_var": "ones"}.get(slot, "zeros")
+        if how == "he":
+            return rng.normal(0.0, math.sqrt(2.0 / fan_in), shape).astype(np.float32)
+        if how == "uniform_fan_in":  # torch's default bias init, so biases are never all zero in tests
+            bound = 1.0 / math.sqrt(max(self._fan_in_of_layer(pname), 1))
+            return rng.uniform(-bound, bound, shape).astype(np.float32)
+        if how == "ones":
+            return np.ones(shape, np.float32)
+        return np.zeros(shape, np.float32)
+
+    def _fan_in_of_layer(self, pname: str) -> int:
+        w = self.graph.params.get(pname.rsplit(".", 1)[0] + ".weight")
+        return 1 if w is None else math.prod(w.shape[1:])
+
+    # ------------------------------------------------------------------ graph boundary
+    def input(self, shape: Sequence[int], dtype: str = "float32", name: str = "x") -> Value:
+        shape = tuple(shape)
+        if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+            raise DefinitionError(f"input '{name}': shape {shape} must be positive integers")
+        dtype = check_dtype(dtype, what=f"input '{name}' dtype")
+        return self._emit("input", [], {"shape": shape, "dtype": dtype}, name)
+
+    def output(self, *values: Value) -> Network:
+        for v in values:
+            if v.name not in self.graph:
+                raise DefinitionError(f"output {v!r} is not a value of network '{self.name}'")
+            self.graph.outputs.append(v.name)
+        return self
+
+    # ------------------------------------------------------------------ convolution
+    def conv(self, x: Value, out_channels: int, kernel: IntOrTuple, stride: IntOrTuple = 1,
+             padding: Any = 0, dilation: IntOrTuple = 1, groups: int = 1, bias: bool = True,
+             name: str | None = None, *, ndim: int) -> Value:
+        op = f"conv{ndim}d"
+        where = self._where(op, name)
+        k = _tuple(kernel, ndim, "kernel", where)
+        s = _tuple(stride, ndim, "stride", where)
+        d = _tuple(dilation, ndim, "dilation", where)
+        for what, t in (("kernel", k), ("stride", s), ("dilation", d)):
+            if any(i <= 0 for i in t):
+                raise DefinitionError(f"{where}: {what} {t} must be positive")
+        if not isinstance(groups, int) or groups <= 0:
+            raise DefinitionError(f"{where}: groups={groups!r} must be a positive int")
+        if not isinstance(out_channels, int) or out_channels <= 0:
+            raise DefinitionError(f"{where}: out_channels={out_channels!r} must be a positive int")
+        spatial = x.shape[2:] if len(x.shape) == ndim + 2 else (1,) * ndim
+        pad = resolve_padding(padding, k, s, d, spatial, where)
+        attrs = {"out_channels": out_channels, "kernel": k, "stride": s, "padding": pad, "dilation": d,
+                 "groups": groups, "bias": bool(bias), "algo": None, "epilogue": ()}
+        return self._emit(op, [x], attrs, name)
+
+    def conv1d(self, x: Value, out_channels: int, kernel: IntOrTuple, **kw: Any) -> Value:
+        return self.conv(x, out_channels, kernel, ndim=1, **kw)
+
+    def conv2d(self, x: Value, out_channels: int, kernel: IntOrTuple, **kw: Any) -> Value:
+        return self.conv(x, out_channels, kernel, ndim=2, **kw)
+
+    def conv3d(self, x: Value, out_channels: int, kernel: IntOrTuple, **kw: Any) -> Value:
+        return self.conv(x, out_channels, kernel, ndim=3, **kw)
+
+    # ------------------------------------------------------------------ pooling
+    def pool(self, kind: str, x: Value, kernel: IntOrTuple, stride: IntOrTuple | None = None,
+             padding: IntOrTuple = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+             name: str | None = None, *, ndim: int) -> Value:
+        op = f"{kind}_pool{ndim}d"
+        where = self._where(op, name)
+        k = _tuple(kernel, ndim, "kernel", where)
+        s = k if stride is None else _tuple(stride, ndim, "stride", where)
+        p = _tuple(padding, ndim, "padding", where)
+        if any(i <= 0 for i in k + s):
+            raise DefinitionError(f"{where}: kernel {k} and stride {s} must be positive")
+        if any(i < 0 for i in p):
+            raise DefinitionError(f"{where}: padding {p} must be non-negative")
+        attrs: dict[str, Any] = {"kernel": k, "stride": s, "padding": p, "ceil_mode": bool(ceil_mode)}
+        if kind == "avg":
+            attrs["count_include_pad"] = bool(count_include_pad)
+        return self._emit(op, [x], attrs, name)
+
+    def max_pool1d(self, x: Value, kernel: IntOrTuple, **kw: Any) -> Value:
+        return self.pool("max", x, kernel, ndim=1, **kw)
+
+    def max_pool2d(self, x: Value, kernel: IntOrTuple, **kw: Any) -> Value:
+        return self.pool("max", x, kernel, ndim=2, **kw)
+
+    def max_pool3d(self, x: Value, kernel: IntOrTuple, **kw: Any) -> Value:
+        return self.pool("max", x, kernel, ndim=3, **kw)
+
+    def avg_pool1d(self, x: Value, kernel: IntOrTuple, **kw: Any) -> Value:
+        return self.pool("avg", x, kernel, ndim=1, **kw)
+
+    def avg_pool2d(self, x: Value, kernel: IntOrTuple, **kw: Any) -> Value:
+        return self.pool("avg", x, kernel, ndim=2, **kw)
+
+    def avg_pool3d(self, x: Value, kernel: IntOrTuple, **kw: Any) -> Value:
+        return self.pool("avg", x, kernel, ndim=3, **kw)
+
+    def global_avg_pool(self, x: Value, name: str | None = None) -> Value:
+        return self._emit("global_avg_pool", [x], {}, name)
+
+    def global_max_pool(self, x: Value, name: str | None = None) -> Value:
+        return self._emit("global_max_pool", [x], {}, name)
+
+    # ------------------------------------------------------------------ normalization
+    def batch_norm(self, x: Value, eps: float = 1e-5, name: str | None = None) -> Value:
+        if not isinstance(eps, (int, float)) or eps <= 0:
+            raise DefinitionError(f"{self._where('batch_norm', name)}: eps={eps!r} must be positive")
+        return self._emit("batch_norm", [x], {"eps": float(eps)}, name,
+                          init={"weight": "ones", "bias": "zeros"})
+
+    def lrn(self, x: Value, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0,
+            name: str | None = None) -> Value:
+        if not isinstance(size, int) or size <= 0:
+            raise DefinitionError(f"{self._where('lrn', name)}: size={size!r} must be a positive int")
+        return self._emit("lrn", [x], {"size": size, "alpha": float(alpha), "beta": float(beta),
+                                        "k": float(k)}, name)
+
+    # ------------------------------------------------------------------ elementwise
+    def activation(self, x: Value, kind: str, name: str | None = None, **kw: Any) -> Value:
+        """`net.activation(x, "leaky_relu", negative_slope=0.1)`: any activation by name."""
+        if kind not in ACTIVATION_OPS:
+            raise DefinitionError(f"{self._where('activation', name)}: unknown activation {kind!r}; "
+                                  f"choose one of {', '.join(ACTIVATION_OPS)}")
+        return getattr(self, kind)(x, name=name, **kw)
+
+    def relu(self, x: Value, name: str | None = None) -> Value:
+        return self._emit("relu", [x], {}, name)
+
+    def leaky_relu(self, x: Value, negative_slope: float = 0.01, name: str | None = None) -> Value:
+        return self._emit("leaky_relu", [x], {"negative_slope": float(negative_slope)}, name)
+
+    def sigmoid(self, x: Value, name: str | None = None) -> Value:
+        return self._emit("sigmoid", [x], {}, name)
+
+    def tanh(self, x: Value, name: str | None = None) -> Value:
+        return self._emit("tanh", [x], {}, name)
+
+    def elu(self, x: Value, alpha: float = 1.0, name: str | None = None) -> Value:
+        return self._emit("elu", [x], {"alpha": float(alpha)}, name)
+
+    def maxout(self, x: Value, k: int, name: str | None = None) -> Value:
+        if not isinstance(k, int) or k <= 0:
+            raise DefinitionError(f"{self._where('maxout', name)}: k={k!r} must be a positive int")
+        return self._emit("maxout", [x], {"k": k}, name)
+
+    def dropout(self, x: Value, p: float = 0.5, name: str | None = None) -> Value:
+        if not isinstance(p, (int, float)) or not 0 <= p < 1:
+            raise DefinitionError(f"{self._where('dropout', name)}: rate p={p!r} must be in [0, 1)")
+        return self._emit("dropout", [x], {"p": float(p)}, name)
+
+    def softmax(self, x: Value, axis: int = 1, name: str | None = None) -> Value:
+        return self._emit("softmax", [x], {"axis": axis % max(len(x.shape), 1)}, name)
+
+    def add(self, a: Value, b: Value, name: str | None = None) -> Value:
+        return self._emit("add", [a, b], {}, name)
+
+    def bias_add(self, x: Value, name: str | None = None) -> Value:
+        return self._emit("bias_add", [x], {}, name)
+
+    def concat(self, values: Sequence[Value], axis: int = 1, name: str | None = None) -> Value:
+        values = list(values)
+        if not values:
+            raise DefinitionError(f"{self._where('concat', name)}: needs at least one operand")
+        return self._emit("concat", values, {"axis": axis % len(values[0].shape)}, name)
+
+    # ------------------------------------------------------------------ dense
+    def flatten(self, x: Value, start_dim: int = 1, name: str | None = None) -> Value:
+        return self._emit("flatten", [x], {"start_dim": start_dim}, name)
+
+    def linear(self, x: Value, out_features: int, bias: bool = True, name: str | None = None) -> Value:
+        if not isinstance(out_features, int) or out_features <= 0:
+            raise DefinitionError(f"{self._where('linear', name)}: out_features={out_features!r} must be a "
+                                  f"positive int")
+        return self._emit("linear", [x], {"out_features": out_features, "bias": bool(bias),
+                                          "epilogue": ()}, name)
+
+    # ------------------------------------------------------------------ parameters
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return dict(self.graph.params)
+
+    def load_state_dict(self, mapping: Mapping[str, Any]) -> None:
+        """Loads arrays or torch tensors by name; reports every bad key at once."""
+        load_params(self.graph, mapping)
+
+    def save(self, path: str) -> None:
+        """Writes `<path>.json` (the graph) and `<path>.npz` (the parameters); `convc.load` reads them."""
+        from convc.serialize import save
+
+        save(self.graph, path)
+
+    def randomize_batch_norm(self, seed: int = 0) -> None:
+        """Random BN statistics and affine terms, so tests see non-trivial normalization."""
+        rng = np.random.default_rng(seed)
+        for node in self.graph.nodes("batch_norm"):
+            c = node.type.shape[1]
+            w, b, m, v = node.inputs[1:]
+            self.graph.params[w] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+            self.graph.params[b] = rng.normal(0, 0.2, c).astype(np.float32)
+            self.graph.params[m] = rng.normal(0, 0.2, c).astype(np.float32)
+            self.graph.params[v] = rng.uniform(0.5, 2.0, c).astype(np.float32)

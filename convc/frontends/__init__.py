@@ -1,0 +1,1 @@
+"""Frontends: PyTorch and ONNX importers."""
