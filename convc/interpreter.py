@@ -58,6 +58,15 @@ class InterpretedModel(CompiledModel):
         outs = tuple(env[o] for o in self.graph.outputs)
         return outs[0] if len(outs) == 1 else outs
 
+    def trace(self, *inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Every node's value (nothing released), as NumPy arrays: for numerics checks."""
+        env: dict[str, Any] = dict(self._params)
+        for node, value in zip(self.graph.inputs, inputs):
+            env[node.name] = self._cast(self._to_native(np.asarray(value), self.dtype), self.dtype)
+        for node, kernel in zip(self._order, self._kernels):
+            env[node.name] = kernel(node, [env[i] for i in node.inputs])
+        return {k: self._to_numpy(v) for k, v in env.items()}
+
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
         native = [self._to_native(np.asarray(x), self.dtype) for x in inputs]
         out = self(*native)

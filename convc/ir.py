@@ -50,6 +50,9 @@ class Graph:
         self._order: list[str] = []  # tie-break for the topological order: insertion order
         self.params: dict[str, np.ndarray] = {}
         self.outputs: list[str] = []
+        # value name -> the node that now computes that value, recorded by replace_all_uses. Passes
+        # keep it so a numerics check can pair each original value with its replacement.
+        self.replaced: dict[str, str] = {}
         self._topo: list[str] | None = None
 
     # ------------------------------------------------------------------ reading
@@ -173,8 +176,17 @@ class Graph:
                 self._nodes[name] = n.replace(inputs=tuple(new if i == old else i for i in n.inputs))
                 count += 1
         self.outputs = [new if o == old else o for o in self.outputs]
+        self.replaced[old] = new
         self._topo = None
         return count
+
+    def resolve(self, value: str) -> str:
+        """The node that now computes the value once named `value` (follows replace_all_uses)."""
+        seen = set()
+        while value in self.replaced and value not in seen:
+            seen.add(value)
+            value = self.replaced[value]
+        return value
 
     def erase(self, name: str) -> None:
         """Removes a node nobody reads; a param node takes its array with it."""
@@ -194,6 +206,7 @@ class Graph:
         g._order = list(self._order)
         g.params = dict(self.params)
         g.outputs = list(self.outputs)
+        g.replaced = dict(self.replaced)
         return g
 
     # ------------------------------------------------------------------ checking

@@ -1,0 +1,65 @@
+"""`--check-numerics`: after a pass, run the graph on the NumPy backend in float64 on a seeded input and
+compare with the graph as it was before the pipeline; name the first node whose value differs.
+
+Values are paired through `Graph.resolve`: when a pass replaces value V by node W (replace_all_uses),
+W's output must equal V's original output.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from convc.errors import PassError
+from convc.ir import Graph
+from convc.numerics import budget, rel_err
+from convc.registry import get_backend
+
+
+def seeded_inputs(graph: Graph, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(n.type.shape) for n in graph.inputs]
+
+
+def trace(graph: Graph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Every node's value, in float64 on the NumPy reference backend."""
+    model = get_backend("numpy").compile(graph, dtype="float64")
+    return model.trace(*inputs)
+
+
+class NumericsChecker:
+    def __init__(self, original: Graph, ctx: Any) -> None:
+        self.original = original.copy()
+        self.inputs = seeded_inputs(original, ctx.seed)
+        self.reference = trace(self.original, self.inputs)
+        self.order = [n.name for n in self.original.nodes()]
+        self.budget = budget("float64", whole_model=True)
+
+    def check(self, graph: Graph, p: Any, done: list[str]) -> float:
+        values = trace(graph, self.inputs)
+        err = max(rel_err(values[graph.resolve(o)], self.reference[o]) for o in self.original.outputs)
+        if err <= self.budget:
+            return err
+        node, was, node_err = self.first_difference(graph, values)
+        where = f"; first differing node '{node}'" + (f" (was '{was}')" if was != node else "") + \
+            f" with error {node_err:.3g}" if node else ""
+        raise PassError(f"pass '{p.name}' (package '{p.info.origin}') changed the result: relative error "
+                        f"{err:.3g} exceeds the float64 budget {self.budget:.0e}{where}; passes run before it: "
+                        f"{', '.join(done) or 'none'}")
+
+    def first_difference(self, graph: Graph, values: dict[str, np.ndarray]) -> tuple[str | None, str, float]:
+        latest: dict[str, str] = {}  # current node -> the last original value it now computes
+        for name in self.order:
+            target = graph.resolve(name)
+            if target in values:
+                latest[target] = name
+        for node in graph.nodes():
+            was = latest.get(node.name)
+            if was is None or node.op == "param":
+                continue
+            ref = self.reference[was]
+            if ref.shape == values[node.name].shape:
+                e = rel_err(values[node.name], ref)
+                if e > self.budget:
+                    return node.name, was, e
+        return None, "", 0.0

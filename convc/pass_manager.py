@@ -1,0 +1,235 @@
+"""Passes and the pass manager.
+
+    @convc_pass("fold_bn", requires=(), runs_after=("eliminate_dropout",), opt_level=1)
+    def fold_bn(g: Graph, ctx: PassContext) -> bool:
+        \"\"\"conv -> batch_norm  ==>  conv with rescaled weight and bias.\"\"\"
+
+A pass is a plain function `(graph, ctx) -> changed`. The decorator only attaches a `PassInfo` and
+returns the function unchanged (as pluggy does). Built-in passes register through the `convc.passes`
+entry-point group exactly like a third-party package's; `register_pass` adds one from a script.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from convc.errors import ConvcError, GraphError, OptionError, PassError, PluginError
+from convc.ir import Graph
+from convc.registry import PASSES_GROUP, discover
+
+PassFn = Callable[[Graph, "PassContext"], bool]
+
+
+@dataclass(frozen=True)
+class PassInfo:
+    name: str
+    description: str
+    requires: tuple[str, ...] = ()
+    runs_after: tuple[str, ...] = ()
+    opt_level: int = 2  # lowest -O level whose default pipeline includes it; 99: never by default
+    backends: tuple[str, ...] | None = None  # None: applies to every backend
+    origin: str = "?"  # the distribution (package) that provides it
+
+
+def convc_pass(name: str, *, description: str | None = None, requires: Sequence[str] = (),
+               runs_after: Sequence[str] = (), opt_level: int = 2,
+               backends: Sequence[str] | None = None) -> Callable[[PassFn], PassFn]:
+    """Attaches pass metadata to `fn` and returns `fn` itself."""
+    def attach(fn: PassFn) -> PassFn:
+        doc = (inspect.getdoc(fn) or "").strip().splitlines()
+        fn.__convc_pass__ = PassInfo(  # type: ignore[attr-defined]
+            name, description or (doc[0] if doc else name), tuple(requires), tuple(runs_after),
+            opt_level, tuple(backends) if backends is not None else None)
+        return fn
+    return attach
+
+
+_LOCAL: dict[str, PassFn] = {}
+
+
+def register_pass(fn: PassFn, **meta: Any) -> PassFn:
+    """Registers a pass defined in a script or notebook; `meta` as for `convc_pass` if undecorated."""
+    if not hasattr(fn, "__convc_pass__"):
+        convc_pass(meta.pop("name", fn.__name__), **meta)(fn)
+    info = fn.__convc_pass__  # type: ignore[attr-defined]
+    _LOCAL[info.name] = fn
+    return fn
+
+
+def unregister_pass(name: str) -> None:
+    _LOCAL.pop(name, None)
+
+
+@dataclass(frozen=True)
+class RegisteredPass:
+    fn: PassFn
+    info: PassInfo
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+
+def available_passes() -> dict[str, RegisteredPass]:
+    """Every pass: entry points of `convc.passes` (loaded), then ones registered in this process."""
+    found: dict[str, RegisteredPass] = {}
+    for name, plugin in discover(PASSES_GROUP).items():
+        fn = plugin.load()
+        info = getattr(fn, "__convc_pass__", None)
+        if info is None:
+            raise PluginError(f"pass plugin '{name}' ({plugin.value}) from package '{plugin.package}' is not "
+                              f"decorated with @convc_pass")
+        found[info.name] = RegisteredPass(fn, _with_origin(info, plugin.package))
+    for name, fn in _LOCAL.items():
+        found[name] = RegisteredPass(fn, _with_origin(fn.__convc_pass__, "<script>"))  # type: ignore
+    return found
+
+
+def _with_origin(info: PassInfo, origin: str) -> PassInfo:
+    return PassInfo(info.name, info.description, info.requires, info.runs_after, info.opt_level,
+                    info.backends, origin)
+
+
+@dataclass
+class PassContext:
+    """What a pass may consult: the target, the dtype, the user's options, and where to log."""
+
+    backend: Any = None  # the target convc.backend.Backend (capabilities, compile)
+    dtype: str = "float32"
+    opt_level: int = 2
+    check_numerics: bool | str = "plugins"  # True: after every pass; "plugins": third-party ones only
+    algo_overrides: dict[str, str] = field(default_factory=dict)  # layer -> conv algorithm
+    plan_path: str | None = None
+    device: str = "cpu"
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)  # pass-specific options, by pass name
+    log: list[str] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)  # what passes report (e.g. the algorithm plan)
+
+    @property
+    def capabilities(self) -> Any:
+        return getattr(self.backend, "capabilities", None)
+
+    @property
+    def backend_name(self) -> str:
+        return getattr(self.backend, "name", "numpy")
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    """What one pass did: timing, node counts, whether it changed the graph, its numeric error."""
+
+    name: str
+    origin: str
+    seconds: float
+    nodes_before: int
+    nodes_after: int
+    changed: bool
+    error: float | None = None
+
+
+def resolve_pipeline(opt_level: int = 2, passes: Sequence[str] | None = None,
+                     disable: Iterable[str] = (), backend: str | None = None,
+                     registry: dict[str, RegisteredPass] | None = None) -> list[RegisteredPass]:
+    """The ordered pipeline. `passes` replaces the default list; entries '+name' add to it.
+    Requirements and runs-after constraints decide the order (ties keep the listed order)."""
+    if opt_level not in (0, 1, 2, 3):
+        raise OptionError(f"opt level {opt_level} is not one of 0, 1, 2, 3")
+    reg = registry if registry is not None else available_passes()
+    default = sorted((p for p in reg.values() if p.info.opt_level <= opt_level and opt_level > 0
+                      and (p.info.backends is None or backend is None or backend in p.info.backends)),
+                     key=lambda p: (p.info.opt_level, p.name))
+    names = [p.name for p in default]
+    if passes:
+        replace = [p for p in passes if not p.startswith("+")]
+        if replace:
+            names = []
+        names += [p.lstrip("+") for p in passes]
+    for n in disable:
+        if n not in reg:
+            raise OptionError(f"--disable: unknown pass {n!r}; known passes: {', '.join(sorted(reg))}")
+    names = [n for n in dict.fromkeys(names) if n not in set(disable)]
+    unknown = [n for n in names if n not in reg]
+    if unknown:
+        raise OptionError(f"unknown pass(es) {', '.join(unknown)}; known passes: {', '.join(sorted(reg))}")
+    chosen = {n: reg[n] for n in names}
+    for p in chosen.values():
+        missing = [r for r in p.info.requires if r not in chosen]
+        if missing:
+            raise PassError(f"pass '{p.name}' requires {', '.join(missing)}, which the pipeline does not "
+                            f"include ({', '.join(names) or 'empty'})")
+    return _order(chosen, names)
+
+
+def _order(chosen: dict[str, RegisteredPass], names: list[str]) -> list[RegisteredPass]:
+    before: dict[str, set[str]] = {n: set() for n in names}
+    for p in chosen.values():
+        for dep in p.info.requires + p.info.runs_after:
+            if dep in chosen:
+                before[p.name].add(dep)
+    ordered: list[str] = []
+    pending = list(names)
+    while pending:
+        ready = [n for n in pending if before[n] <= set(ordered)]
+        if not ready:
+            raise PassError(f"pass ordering has a cycle among: {', '.join(pending)}")
+        ordered.append(ready[0])
+        pending.remove(ready[0])
+    return [chosen[n] for n in ordered]
+
+
+class PassManager:
+    """Runs a pipeline, verifying after every pass; optionally checks numerics, times, dumps IR."""
+
+    def __init__(self, pipeline: list[RegisteredPass], *, timing: bool = False,
+                 dump_ir: str | Path | None = None) -> None:
+        self.pipeline = pipeline
+        self.timing = timing
+        self.dump_ir = Path(dump_ir) if dump_ir else None
+        self.records: list[PassRecord] = []
+
+    def run(self, graph: Graph, ctx: PassContext) -> Graph:
+        from convc.numerics_check import NumericsChecker
+
+        graph.verify()
+        checker = NumericsChecker(graph, ctx) if ctx.check_numerics else None
+        self._dump(graph, 0, "input")
+        done: list[str] = []
+        for i, p in enumerate(self.pipeline, 1):
+            before = len(graph)
+            t0 = time.perf_counter()
+            try:
+                changed = bool(p.fn(graph, ctx))
+            except ConvcError:
+                raise
+            except Exception as e:
+                raise PluginError(f"pass '{p.name}' from package '{p.info.origin}' raised "
+                                  f"{type(e).__name__}: {e} (disable it with --disable {p.name})") from e
+            seconds = time.perf_counter() - t0
+            try:
+                graph.verify()
+            except GraphError as e:
+                raise PassError(f"pass '{p.name}' (package '{p.info.origin}') left a broken graph: {e}; "
+                                f"passes run before it: {', '.join(done) or 'none'}") from None
+            error = None
+            third_party = p.info.origin != "convc"
+            if checker is not None and changed and (ctx.check_numerics is True or third_party):
+                error = checker.check(graph, p, done)
+            self.records.append(PassRecord(p.name, p.info.origin, seconds, before, len(graph), changed, error))
+            done.append(p.name)
+            self._dump(graph, i, p.name)
+        return graph
+
+    def _dump(self, graph: Graph, index: int, name: str) -> None:
+        if self.dump_ir is None:
+            return
+        from convc.printer import to_dot, to_text
+        from convc.serialize import atomic_write
+
+        stem = self.dump_ir / f"{index:02d}_{name}"
+        atomic_write(stem.with_suffix(".txt"), to_text(graph).encode())
+        atomic_write(stem.with_suffix(".dot"), to_dot(graph).encode())
