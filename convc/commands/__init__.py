@@ -1,0 +1,6 @@
+"""CLI subcommands: each module has `add_parser(subparsers)` which sets `run` on its parser."""
+from __future__ import annotations
+
+from convc.commands import bench, check, compile, models, passes, plan, run, show, summary
+
+COMMANDS = (models, summary, show, run, compile, check, plan, passes, bench)

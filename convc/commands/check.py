@@ -1,0 +1,53 @@
+"""`convc check MODEL`: each backend's output against the float64 reference; exit 1 beyond budget."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from rich.table import Table
+
+from convc.commands.common import add_compile_args, add_model_args, compile_options, console, load_model, \
+    parse_input, split_list
+from convc.compiler import compile as convc_compile
+from convc.errors import ConvcError
+from convc.numerics import budget, rel_err
+from convc.numerics_check import seeded_inputs
+from convc.types import check_dtype
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check", help="compare backends with the float64 reference")
+    add_model_args(p)
+    add_compile_args(p)
+    p.add_argument("--backends", default="numpy,torch", help="comma-separated backends (default numpy,torch)")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    net = load_model(args.model, args.batch, parse_input(args.input))
+    dtype = check_dtype(args.dtype)
+    backends = split_list(args.backends)
+    inputs = seeded_inputs(net.graph, args.seed)
+    # The reference: the graph as written, unoptimized, in float64 on the NumPy backend.
+    reference = convc_compile(net, backend="numpy", dtype="float64", opt_level=0).run(*inputs)
+    limit = budget(dtype, whole_model=True)
+    table = Table(title=f"{net.name}: {dtype} against the float64 reference (budget {limit:.0e})")
+    for col in ("backend", "rel. error", "budget", "result"):
+        table.add_column(col)
+    failed = False
+    for name in backends:
+        try:
+            model = convc_compile(net, backend=name, dtype=dtype, **compile_options(args))
+            outs = model.run(*[x.astype(np.float32) for x in inputs])
+            err = max(rel_err(o, r) for o, r in zip(outs, reference))
+        except ConvcError as e:
+            table.add_row(name, "-", f"{limit:.0e}", f"[red]error: {e}[/]")
+            failed = True
+            continue
+        ok = err <= limit
+        failed |= not ok
+        table.add_row(name, f"{err:.3e}", f"{limit:.0e}", "[green]ok[/]" if ok else "[red]FAIL[/]")
+    console.print(table)
+    return 1 if failed else 0

@@ -1,0 +1,95 @@
+"""Helpers the CLI commands share: model specs, compile options, number formatting, output."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from convc.dsl import Network
+from convc.errors import OptionError
+
+console = Console(highlight=False)
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a zoo model name (see `convc models`), a .onnx file, or module.py:factory")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default 1)")
+    p.add_argument("--input", default=None, metavar="C,H,W",
+                   help="input shape without the batch axis (spatial size only also works: 64 or 64,64)")
+
+
+def add_compile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-O", dest="opt_level", type=int, default=2, choices=(0, 1, 2, 3),
+                   help="optimization level: 0 none, 1 cleanup + BN folding, 2 + fusion and algorithm "
+                        "choice (default), 3 algorithms chosen by measurement")
+    p.add_argument("--passes", default=None, help="comma-separated pass list replacing the default "
+                   "pipeline; '+name' adds a pass to it")
+    p.add_argument("--disable", default="", help="comma-separated passes to leave out")
+    p.add_argument("--algo", action="append", default=None, metavar="LAYER=ALGO",
+                   help="pin a conv layer's algorithm (repeatable): features.0=direct")
+    p.add_argument("--plan", default=None, metavar="FILE", help="follow an algorithm plan file")
+    p.add_argument("--check-numerics", action="store_true",
+                   help="after each pass compare with the original graph in float64; stop at the first "
+                        "pass that breaks the budget")
+
+
+def split_list(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def compile_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "opt_level": args.opt_level,
+        "passes": split_list(args.passes) or None,
+        "disable": split_list(args.disable),
+        "algo": args.algo,
+        "plan": args.plan,
+        "check_numerics": True if args.check_numerics else "plugins",
+    }
+
+
+def parse_input(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        dims = tuple(int(t) for t in text.replace("x", ",").split(",") if t.strip())
+    except ValueError:
+        raise OptionError(f"--input {text!r}: expected integers like 3,224,224") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise OptionError(f"--input {text!r}: expected positive integers like 3,224,224")
+    return dims
+
+
+def load_model(spec: str, batch: int | None = None, input_shape: tuple[int, ...] | None = None) -> Network:
+    """A zoo name, a .onnx path or module.py:factory -> a Network."""
+    if batch is not None and batch <= 0:
+        raise OptionError(f"--batch {batch}: must be a positive integer")
+    if spec.endswith(".onnx") or ".py:" in spec:
+        from convc import frontends
+
+        loader = getattr(frontends, "load_model", None)
+        if loader is None:
+            raise OptionError(f"cannot load {spec!r}: the frontends are not available in this build")
+        return loader(spec, batch=batch, input_shape=input_shape)
+    from convc import models
+
+    options: dict[str, Any] = {}
+    if batch is not None:
+        options["batch"] = batch
+    if input_shape is not None:
+        options["input_size"] = input_shape[0] if len(input_shape) == 1 else input_shape
+    return models.get(spec, **options)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=1) + "\n")
+
+
+def human(n: float, unit: str = "") -> str:
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{suffix}{unit}"
+    return f"{n:g}{unit}"

@@ -1,0 +1,37 @@
+"""`convc models`: every zoo model with its parameters and multiply-accumulates."""
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from convc.commands.common import console, human, print_json
+from convc.summary import summarize
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the model zoo")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from convc import models
+
+    rows = []
+    for name in models.names():
+        s = summarize(models.get(name).graph)
+        rows.append({"name": name, "description": models.describe(name), "params": s.total_params,
+                     "macs": s.total_macs, "input": list(s.layers[0].shape)})
+    if args.json:
+        print_json(rows)
+        return 0
+    table = Table(title="convc model zoo")
+    for col, justify in (("model", "left"), ("input", "left"), ("params", "right"), ("MACs", "right"),
+                         ("description", "left")):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        table.add_row(r["name"], "x".join(map(str, r["input"])), f"{r['params']:,}", human(r["macs"]),
+                      r["description"])
+    console.print(table)
+    return 0
