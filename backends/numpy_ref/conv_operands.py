@@ -1,0 +1,77 @@
+"""What every convolution kernel needs first: its operands unpacked, the input padded, and the fused
+epilogue applied to its result.
+
+    conv = ConvOperands.of(node, args)      # x, residuals, weight, bias and attributes, by name
+    xp = conv.padded_input()                # zero padding, asymmetric (low, high) pairs per axis
+    return conv.finish(out)                 # bias + epilogue, in place on the kernel's fresh output
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from convc.ir import Node
+from convc.ops import epilogue_extra_inputs
+
+from convc.backends.numpy_ref.epilogue import apply_epilogue
+
+
+@dataclass(frozen=True)
+class ConvOperands:
+    node: Node
+    x: np.ndarray
+    residuals: tuple[np.ndarray, ...]
+    weight: np.ndarray
+    bias: np.ndarray | None
+
+    @staticmethod
+    def of(node: Node, args: list[Any]) -> ConvOperands:
+        """Splits a conv node's operands: x, one residual per ("add",) step, weight, then bias if any."""
+        n_res = epilogue_extra_inputs(node.attrs)
+        weight = args[1 + n_res]
+        bias = args[2 + n_res] if node.attrs["bias"] else None
+        return ConvOperands(node, args[0], tuple(args[1:1 + n_res]), weight, bias)
+
+    @property
+    def groups(self) -> int:
+        return int(self.node.attrs["groups"])
+
+    @property
+    def kernel(self) -> tuple[int, ...]:
+        return tuple(self.node.attrs["kernel"])
+
+    @property
+    def stride(self) -> tuple[int, ...]:
+        return tuple(self.node.attrs["stride"])
+
+    @property
+    def dilation(self) -> tuple[int, ...]:
+        return tuple(self.node.attrs["dilation"])
+
+    @property
+    def out_spatial(self) -> tuple[int, ...]:
+        """Output spatial sizes, from the verified node type (the op schema's shape inference)."""
+        return tuple(self.node.type.shape[2:])
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return (self.x.shape[0], self.weight.shape[0]) + self.out_spatial
+
+    @property
+    def kernel_size(self) -> int:
+        return math.prod(self.kernel)
+
+    def padded_input(self, extra_high: tuple[int, ...] | None = None) -> np.ndarray:
+        """The input with the node's zero padding (plus `extra_high` more on each axis's high side)."""
+        pads = [(lo, hi + (extra_high[i] if extra_high else 0))
+                for i, (lo, hi) in enumerate(self.node.attrs["padding"])]
+        if not any(lo or hi for lo, hi in pads):
+            return self.x
+        return np.pad(self.x, [(0, 0), (0, 0)] + pads)
+
+    def finish(self, out: np.ndarray) -> np.ndarray:
+        """Bias and the fused epilogue, in place on `out` (the kernel's own array)."""
+        return apply_epilogue(out, self.bias, self.node.attrs["epilogue"], self.residuals)

@@ -1,0 +1,78 @@
+"""Elementwise and shape ops: activations, softmax, maxout, add, concat, bias_add, flatten, dropout,
+identity. Each returns a new array (or a view) and leaves its operands untouched.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from convc.ir import Node
+
+from convc.backends.numpy_ref.epilogue import apply_activation_
+
+
+def _activation(kind: str, arg_attr: str | None = None) -> Any:
+    def kernel(node: Node, args: list[Any]) -> np.ndarray:
+        params = (node.attrs[arg_attr],) if arg_attr else ()
+        return apply_activation_(args[0].copy(), kind, params)
+
+    kernel.__name__ = kind
+    kernel.__doc__ = f"{kind} on a copy of the input"
+    return kernel
+
+
+def softmax(node: Node, args: list[Any]) -> np.ndarray:
+    """exp(x - max) / sum: subtracting the max keeps exp from overflowing."""
+    axis = node.attrs["axis"]
+    out = args[0] - args[0].max(axis=axis, keepdims=True)
+    np.exp(out, out=out)
+    out /= out.sum(axis=axis, keepdims=True)
+    return out
+
+
+def maxout(node: Node, args: list[Any]) -> np.ndarray:
+    """out[:, c] = max(x[:, c*k : (c+1)*k])."""
+    x = args[0]
+    k = node.attrs["k"]
+    return x.reshape((x.shape[0], x.shape[1] // k, k) + x.shape[2:]).max(axis=2)
+
+
+def add(node: Node, args: list[Any]) -> np.ndarray:
+    return np.add(args[0], args[1])
+
+
+def concat(node: Node, args: list[Any]) -> np.ndarray:
+    return np.concatenate(args, axis=node.attrs["axis"])
+
+
+def bias_add(node: Node, args: list[Any]) -> np.ndarray:
+    """x + bias, where bias has the shape of one example (x.shape[1:])."""
+    x, bias = args
+    return x + bias[np.newaxis]
+
+
+def flatten(node: Node, args: list[Any]) -> np.ndarray:
+    return args[0].reshape(node.type.shape)
+
+
+def passthrough(node: Node, args: list[Any]) -> np.ndarray:
+    """dropout at inference, and identity: the input itself (no kernel ever writes its operands)."""
+    return args[0]
+
+
+KERNELS = {
+    ("relu", None): _activation("relu"),
+    ("leaky_relu", None): _activation("leaky_relu", "negative_slope"),
+    ("sigmoid", None): _activation("sigmoid"),
+    ("tanh", None): _activation("tanh"),
+    ("elu", None): _activation("elu", "alpha"),
+    ("softmax", None): softmax,
+    ("maxout", None): maxout,
+    ("add", None): add,
+    ("concat", None): concat,
+    ("bias_add", None): bias_add,
+    ("flatten", None): flatten,
+    ("dropout", None): passthrough,
+    ("identity", None): passthrough,
+}

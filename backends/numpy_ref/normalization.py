@@ -1,0 +1,63 @@
+"""Normalization: inference batch norm, per-channel scale_shift, and local response norm (LRN)
+exactly as torch.nn.functional.local_response_norm computes it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from convc.ir import Node
+
+
+def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def scale_shift_channels(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    out = x * _per_channel(scale, x.ndim)
+    out += _per_channel(shift, x.ndim)
+    return out
+
+
+def batch_norm(node: Node, args: list[Any]) -> np.ndarray:
+    """(x - mean) / sqrt(var + eps) * weight + bias, as one multiply-add per element."""
+    x, weight, bias, mean, var = args
+    # The C per-channel factors are worked out in float64 whatever the dtype: free, and one rounding.
+    scale64 = weight.astype(np.float64) / np.sqrt(var.astype(np.float64) + node.attrs["eps"])
+    shift64 = bias.astype(np.float64) - mean.astype(np.float64) * scale64
+    return scale_shift_channels(x, scale64.astype(x.dtype), shift64.astype(x.dtype))
+
+
+def scale_shift(node: Node, args: list[Any]) -> np.ndarray:
+    """x * weight[c] + bias[c]."""
+    x, weight, bias = args
+    return scale_shift_channels(x, weight, bias)
+
+
+def lrn(node: Node, args: list[Any]) -> np.ndarray:
+    """x / (k + alpha * mean of x² over the channel window)^beta. The window of channel c is
+    [c - size//2, c + (size-1)//2], zero-padded at the ends, and the mean always divides by `size`
+    (torch pads then average-pools with the padding counted)."""
+    x = args[0]
+    size, alpha, beta, k = (node.attrs[a] for a in ("size", "alpha", "beta", "k"))
+    squares = np.square(x)
+    pads = [(0, 0)] * x.ndim
+    pads[1] = (size // 2, (size - 1) // 2)
+    padded = np.pad(squares, pads)
+    channels = x.shape[1]
+    window_sum = padded[:, 0:channels].copy()
+    for offset in range(1, size):
+        window_sum += padded[:, offset:offset + channels]
+    denominator = window_sum
+    denominator *= alpha / size
+    denominator += k
+    np.power(denominator, beta, out=denominator)
+    return x / denominator
+
+
+KERNELS = {
+    ("batch_norm", None): batch_norm,
+    ("scale_shift", None): scale_shift,
+    ("lrn", None): lrn,
+}
