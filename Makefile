@@ -1,0 +1,30 @@
+# Two commands for a fresh machine: `make demo` (set up, compile and run ResNet-18) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-fast bench install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@# torch first, pinned: the CPU build on disk (an unpinned torch would pull GBs of CUDA packages)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev,plot,onnx]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/convc run resnet18 --summary
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
+
+bench: $(STAMP)
+	$(VENV)/bin/convc bench resnet50 --backends numpy,torch --batch 1
+
+clean:
+	rm -rf $(VENV) build *.egg-info .hypothesis
