@@ -1,0 +1,138 @@
+"""The model catalog: each family module registers its models here; `get` builds one by name.
+
+    register_model("resnet18", "ResNet-18 (He et al. 2015), torchvision v1.5 layout", build_resnet)
+    net = get("resnet18", num_classes=10, input_size=64)
+
+A builder takes the model's name first (so one function serves a family's variants) and its options as
+keyword arguments with defaults; those defaults are the options the catalog advertises and accepts.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from convc.dsl import Network, Value
+from convc.errors import DefinitionError, OptionError
+from convc.types import check_dtype
+
+ModelBuilder = Callable[..., Network]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One catalog entry: a name, a one-line description and the builder behind it."""
+
+    name: str
+    description: str
+    builder: ModelBuilder
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Option name -> default value, in the builder's order (its first parameter is the name)."""
+        params = list(inspect.signature(self.builder).parameters.values())[1:]
+        return {p.name: p.default for p in params}
+
+    def options_text(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+
+
+_MODELS: dict[str, ModelInfo] = {}
+
+
+def register_model(name: str, description: str, builder: ModelBuilder) -> None:
+    """Adds a model; the builder is called as `builder(name, **options)`."""
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is registered twice")  # a bug in convc, not a user error
+    _MODELS[name] = ModelInfo(name, description, builder)
+
+
+def names() -> list[str]:
+    """Every model name, in catalog order (family by family)."""
+    return list(_MODELS)
+
+
+def catalog() -> list[ModelInfo]:
+    return list(_MODELS.values())
+
+
+def info(name: str) -> ModelInfo:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise OptionError(f"unknown model {name!r}; known models: {', '.join(_MODELS)}") from None
+
+
+def describe(name: str) -> str:
+    """The model's one-line description, for the `convc models` table."""
+    return info(name).description
+
+
+def get(name: str, **options: Any) -> Network:
+    """Builds model `name` with `options`; unknown names and options raise an OptionError listing
+    what is accepted, and an input too small for the network names the layer it breaks."""
+    entry = info(name)
+    accepted = entry.options
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise OptionError(f"model {name!r} has no option {', '.join(unknown)}; it accepts "
+                          f"{entry.options_text()}")
+    for key, value in options.items():
+        _check_common_option(name, key, value)
+    try:
+        return entry.builder(name, **options)
+    except DefinitionError as e:
+        given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "default options"
+        raise OptionError(f"model {name!r} cannot be built with {given}: {e}") from None
+
+
+# ---------------------------------------------------------------------------- option checks
+def _check_common_option(model: str, key: str, value: Any) -> None:
+    """Checks the options every family shares, so each builder need not repeat it."""
+    if key in ("num_classes", "batch"):
+        positive_int(model, key, value)
+    elif key == "seed":
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise OptionError(f"model {model!r}: seed={value!r} must be a non-negative int")
+    elif key == "dtype":
+        check_dtype(value, what=f"model {model!r}: dtype")
+
+
+def positive_int(model: str, option: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise OptionError(f"model {model!r}: {option}={value!r} must be a positive int")
+    return value
+
+
+def positive_number(model: str, option: str, value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise OptionError(f"model {model!r}: {option}={value!r} must be a positive number")
+    return float(value)
+
+
+def example_shape(model: str, input_size: int | Sequence[int], channels: int,
+                  spatial_dims: int = 2) -> tuple[int, ...]:
+    """The per-example input shape (C, *spatial) from `input_size`: an int (every spatial axis),
+    the spatial sizes, or the full (C, *spatial)."""
+    if isinstance(input_size, int) and not isinstance(input_size, bool):
+        dims: tuple[Any, ...] = (channels,) + (input_size,) * spatial_dims
+    elif isinstance(input_size, Sequence) and len(input_size) == spatial_dims:
+        dims = (channels,) + tuple(input_size)
+    elif isinstance(input_size, Sequence) and len(input_size) == spatial_dims + 1:
+        dims = tuple(input_size)
+    else:
+        dims = ()
+    if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+        axes = "x".join(["S"] * spatial_dims)
+        raise OptionError(f"model {model!r}: input_size={input_size!r} must be a positive int (a {axes} "
+                          f"input), {spatial_dims} spatial sizes, or the full ({channels}, ...) shape of "
+                          f"one example")
+    return dims
+
+
+def new_network(model: str, batch: int, example: tuple[int, ...], seed: int,
+                dtype: str) -> tuple[Network, Value]:
+    """A Network named after the model and its input value of shape (batch, *example)."""
+    net = Network(model, seed=seed)
+    return net, net.input((batch,) + example, dtype=check_dtype(dtype))
