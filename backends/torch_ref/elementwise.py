@@ -1,0 +1,75 @@
+"""Activations, maxout, softmax and the shape ops (add, bias_add, concat, flatten, dropout, identity)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from convc.ir import Node
+
+from .table import backend
+
+
+@backend.kernel("relu")
+def relu(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return F.relu(args[0])
+
+
+@backend.kernel("leaky_relu")
+def leaky_relu(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return F.leaky_relu(args[0], node.attrs["negative_slope"])
+
+
+@backend.kernel("sigmoid")
+def sigmoid(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return torch.sigmoid(args[0])
+
+
+@backend.kernel("tanh")
+def tanh(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return torch.tanh(args[0])
+
+
+@backend.kernel("elu")
+def elu(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return F.elu(args[0], node.attrs["alpha"])
+
+
+@backend.kernel("dropout")  # inference: dropout is the identity
+@backend.kernel("identity")
+def identity(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return args[0]
+
+
+@backend.kernel("maxout")
+def maxout(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    """out[:, c] = max(x[:, c*k:(c+1)*k]): split the channel axis into (C/k, k) and reduce the k."""
+    x = args[0]
+    k = node.attrs["k"]
+    return x.unflatten(1, (x.shape[1] // k, k)).amax(dim=2)
+
+
+@backend.kernel("softmax")
+def softmax(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return F.softmax(args[0], dim=node.attrs["axis"])
+
+
+@backend.kernel("add")
+def add(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return args[0] + args[1]
+
+
+@backend.kernel("bias_add")
+def bias_add(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    x, bias = args  # bias has x's per-example shape x.shape[1:], so it broadcasts over the batch
+    return x + bias
+
+
+@backend.kernel("concat")
+def concat(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(args, dim=node.attrs["axis"])
+
+
+@backend.kernel("flatten")
+def flatten(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    # flatten follows the logical (N, C, H, W) order whatever the memory format, as the IR means it.
+    return torch.flatten(args[0], start_dim=node.attrs["start_dim"])

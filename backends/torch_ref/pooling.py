@@ -1,0 +1,59 @@
+"""Max and average pooling (1D/2D/3D) and the global pools, as torch.nn.functional calls.
+
+Pool padding is symmetric (one int per axis). Global pools keep every spatial axis as size 1.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from convc.ir import Node
+
+from .table import backend
+
+REDUCED_PRECISION = (torch.float16, torch.bfloat16)
+MAX_POOLS: dict[int, Callable[..., torch.Tensor]] = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+AVG_POOLS: dict[int, Callable[..., torch.Tensor]] = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+
+
+def needs_float32_on_cpu(x: torch.Tensor) -> bool:
+    """PyTorch's CPU avg_pool3d (which local_response_norm also uses) has no float16/bfloat16 kernel;
+    such inputs are pooled in float32 and rounded back, which is at least as accurate."""
+    return x.device.type == "cpu" and x.dtype in REDUCED_PRECISION
+
+
+def max_pool(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    a = node.attrs
+    pool = MAX_POOLS[len(a["kernel"])]
+    return pool(args[0], a["kernel"], a["stride"], a["padding"], ceil_mode=a["ceil_mode"])
+
+
+def avg_pool(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    a = node.attrs
+    x = args[0]
+    nd = len(a["kernel"])
+    upcast = nd == 3 and needs_float32_on_cpu(x)
+    y = AVG_POOLS[nd](x.float() if upcast else x, a["kernel"], a["stride"], a["padding"],
+                      ceil_mode=a["ceil_mode"], count_include_pad=a["count_include_pad"])
+    return y.to(x.dtype) if upcast else y
+
+
+def spatial_dims(x: torch.Tensor) -> tuple[int, ...]:
+    return tuple(range(2, x.dim()))
+
+
+def global_avg_pool(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return args[0].mean(dim=spatial_dims(args[0]), keepdim=True)
+
+
+def global_max_pool(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return args[0].amax(dim=spatial_dims(args[0]), keepdim=True)
+
+
+for _nd in (1, 2, 3):
+    backend.kernel(f"max_pool{_nd}d")(max_pool)
+    backend.kernel(f"avg_pool{_nd}d")(avg_pool)
+backend.kernel("global_avg_pool")(global_avg_pool)
+backend.kernel("global_max_pool")(global_max_pool)
