@@ -406,3 +406,29 @@ def test_torch_compile_backend_matches_eager() -> None:
     assert rel_err(compiled.run(x)[0], eager) <= budget("float32", whole_model=True)
     assert rel_err(compiled.run(x + 1.0)[0], compile_cpu(net.graph).run(x + 1.0)[0]) <= budget(
         "float32", whole_model=True)
+
+
+# ---------------------------------------------------------------------------- CUDA (skipped without one)
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype, tf32", [("float32", False), ("float32", True), ("float16", False),
+                                         ("bfloat16", False)])
+def test_cuda_channels_last_matches_cpu_float64(dtype: str, tf32: bool) -> None:
+    net = every_op_network()
+    x = random_inputs(net.graph)[0]
+    ref = compile_cpu(net.graph, "float64").run(x)[0]
+    model = get_backend("torch").compile(net.graph, dtype=dtype, device="cuda", channels_last=True, tf32=tf32)
+    assert model(x).device.type == "cuda"
+    assert rel_err(model.run(x)[0], ref) <= budget("tf32" if tf32 else dtype, whole_model=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_cuda_torch_compile_reduce_overhead() -> None:
+    net = small_cnn()
+    x = random_inputs(net.graph)[0]
+    ref = compile_cpu(net.graph, "float64").run(x)
+    model = get_backend("torch-compile").compile(net.graph, dtype="float16", device="cuda", channels_last=True,
+                                                 mode="reduce-overhead")
+    for _ in range(3):  # warm-up, recording, then replay of the CUDA graph
+        for a, b in zip(model.run(x), ref):
+            assert rel_err(a, b) <= budget("float16", whole_model=True)
