@@ -104,6 +104,9 @@ class Graph:
 
     def users(self, value: str) -> list[Node]:
         """Nodes that read `value`, in topological order (each once even if it reads it twice)."""
+        readers = [n for n in self._nodes.values() if value in n.inputs]
+        if len(readers) <= 1:  # no order to establish: skip the topological sort passes would redo
+            return readers
         return [n for n in self.nodes() if value in n.inputs]
 
     def is_output(self, value: str) -> bool:
@@ -190,7 +193,7 @@ class Graph:
 
     def erase(self, name: str) -> None:
         """Removes a node nobody reads; a param node takes its array with it."""
-        readers = [n.name for n in self.users(name)]
+        readers = [n.name for n in self._nodes.values() if name in n.inputs]
         if readers or name in self.outputs:
             raise GraphError(f"cannot erase '{name}': still read by {readers or ['the graph outputs']}")
         node = self._nodes.pop(name)

@@ -1,11 +1,174 @@
-"""(being written) passes: choose_conv_algo."""
+"""conv {algo=None}  ->  conv {algo=<the target backend's fastest applicable algorithm>}.
+
+For each conv, the candidates are the target's algorithms (`ctx.capabilities.conv_algos`) that apply
+to it: Winograd F(2x2,3x3) and F(4x4,3x3) only for a 2D 3x3 conv with stride 1, dilation 1, groups 1.
+At -O2 an analytical cost model (passes/conv_cost.py) picks; at -O3 each candidate is timed on the
+backend itself and checked against its numerical budget (passes/conv_measure.py). The result is a
+`Plan` (passes/plan.py) in `ctx.results["plan"]`, cached per layer signature so a second compile
+replays it without measuring again.
+
+The user has the last word: `ctx.algo_overrides` ({"features.0": "direct"}, the CLI's --algo) pins
+layers, and `ctx.plan_path` (--plan FILE) follows a saved plan, or writes this plan there when the
+file does not exist yet. A conv whose graph already names an applicable algorithm keeps it.
+
+A backend whose only algorithm is one convc does not know (torch lists "cudnn": cuDNN or oneDNN
+chooses inside) is recorded in the plan but the node's algo stays None, so the graph still runs on
+the NumPy reference that numerics checks use.
+"""
 from __future__ import annotations
 
-from convc.ir import Graph
+import difflib
+from pathlib import Path
+
+from convc.errors import OptionError
+from convc.ir import Graph, Node
+from convc.numerics import budget
+from convc.ops import CONV_ALGOS, fmt_dims
 from convc.pass_manager import PassContext, convc_pass
 
+from convc.passes.conv_cost import COST_MODEL_VERSION, PROFILES, WINOGRAD_TILE, ConvShape, estimate
+from convc.passes.conv_measure import measure
+from convc.passes.plan import LayerPlan, Plan, PlanCache, load_plan_file, signature
 
-@convc_pass("choose_conv_algo", opt_level=2)
+CONV_OPS = ("conv1d", "conv2d", "conv3d")
+WINOGRAD_NEEDS = "a conv2d with a 3x3 kernel, stride 1, dilation 1 and groups 1"
+
+
+def applies(node: Node, algo: str) -> bool:
+    if algo not in WINOGRAD_TILE:
+        return True
+    a = node.attrs
+    return (node.op == "conv2d" and tuple(a["kernel"]) == (3, 3) and tuple(a["stride"]) == (1, 1)
+            and tuple(a["dilation"]) == (1, 1) and a["groups"] == 1)
+
+
+def candidates(node: Node, target_algos: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(a for a in target_algos if applies(node, a))
+
+
+def describe(node: Node) -> str:
+    a = node.attrs
+    return (f"{node.op} {fmt_dims(a['kernel'])}, stride {fmt_dims(a['stride'])}, dilation "
+            f"{fmt_dims(a['dilation'])}, groups {a['groups']}")
+
+
+def target_device(ctx: PassContext) -> str:
+    """'cpu', 'h100', 'h200' or 'cuda' (another GPU): the device the target backend runs on."""
+    caps = ctx.capabilities
+    devices = tuple(caps.devices) if caps is not None and caps.devices else ("cpu",)
+    device = ctx.device if any(ctx.device.startswith(d) for d in devices) else devices[0]
+    if not device.startswith("cuda"):
+        return device
+    try:
+        import torch
+
+        name = torch.cuda.get_device_name(0).lower() if torch.cuda.is_available() else ""
+    except Exception:  # no torch or no driver: an unnamed GPU
+        name = ""
+    return next((key for key in ("h200", "h100") if key in name), "cuda")
+
+
+def check_choice(layer: str, algo: str, convs: dict[str, Node], target: tuple[str, ...], backend: str,
+                 where: str) -> None:
+    """Raises an OptionError naming the layer and the valid choices when `algo` cannot run it."""
+    if layer not in convs:
+        close = difflib.get_close_matches(layer, list(convs), n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        names = list(convs)
+        listed = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+        raise OptionError(f"{where} {layer}={algo}: no conv layer named '{layer}'; {hint}conv layers: "
+                          f"{listed or 'none'}")
+    valid = candidates(convs[layer], target)
+    if algo not in valid:
+        why = f" (winograd needs {WINOGRAD_NEEDS})" if algo in WINOGRAD_TILE else ""
+        raise OptionError(f"{where} {layer}={algo}: algorithm '{algo}' does not apply to conv layer "
+                          f"'{layer}' ({describe(convs[layer])}) on backend '{backend}'{why}; valid "
+                          f"choices: {', '.join(valid) or 'none'}")
+
+
+def pick(times: dict[str, float], errors: dict[str, float], order: tuple[str, ...], dtype: str) -> str:
+    """The fastest candidate within its numerical budget (ties: the backend's order); if none is
+    within budget, the most accurate."""
+    within = [a for a in order if a in times and errors.get(a, 0.0) <= budget(dtype, a)]
+    if within:
+        return min(within, key=lambda a: (times[a], order.index(a)))
+    measured = [a for a in order if a in errors]
+    return min(measured, key=lambda a: errors[a]) if measured else order[0]
+
+
+def decide(node: Node, g: Graph, ctx: PassContext, cands: tuple[str, ...], sig: str, mode: str,
+           device: str, cache: PlanCache) -> LayerPlan:
+    """Chooses by the cost model or by measuring, replaying the cache when it has this signature."""
+    source = "measured" if mode == "measure" else "modelled"
+    hit = cache.get(sig, cands)
+    if hit is not None:
+        algo, times, errors = hit["algo"], dict(hit["times"]), dict(hit.get("errors", {}))
+    else:
+        if mode == "measure":
+            times, errors, failures = measure(node, g, ctx, cands)
+            ctx.log.extend(f"choose_conv_algo: {node.name}: {a} failed: {why}" for a, why in failures.items())
+        else:
+            profile = PROFILES.get(device, PROFILES["h100"])  # an unnamed GPU: the documented one
+            shape = ConvShape.of(node, g)
+            times, errors = {a: estimate(shape, a, profile, ctx.dtype) for a in cands}, {}
+        algo = pick(times, errors, cands, ctx.dtype)
+        cache.put(sig, cands, algo, times, errors)
+    return LayerPlan(node.name, node.op, sig, algo, source, times, budget(ctx.dtype, algo), errors)
+
+
+@convc_pass("choose_conv_algo", opt_level=2, runs_after=(
+    "eliminate_dropout", "eliminate_identity", "fold_constants", "dce", "fold_bn", "fuse_epilogue"))
 def choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
-    """(not yet implemented)"""
-    return False
+    """Picks each conv's algorithm: cost model at -O2, measured at -O3; --algo and --plan override."""
+    caps = ctx.capabilities
+    target = tuple(caps.conv_algos) if caps is not None else CONV_ALGOS
+    backend = ctx.backend_name
+    convs = {n.name: n for n in g.nodes(CONV_OPS)}
+    for layer, algo in ctx.algo_overrides.items():
+        check_choice(layer, algo, convs, target, backend, "--algo")
+    plan_path = Path(ctx.plan_path) if ctx.plan_path else None
+    followed = load_plan_file(plan_path) if plan_path is not None and plan_path.exists() else None
+    if followed is not None:
+        for lp in followed.layers:
+            check_choice(lp.layer, lp.algo, convs, target, backend, f"--plan {plan_path}:")
+    mode = "measure" if ctx.opt_level >= 3 else "model"
+    device = target_device(ctx)
+    cache = PlanCache(backend, device, ctx.dtype, mode, COST_MODEL_VERSION).load()
+    if cache.problem:
+        ctx.log.append(f"choose_conv_algo: {cache.problem}")
+    layers: list[LayerPlan] = []
+    changed = False
+    for node in convs.values():
+        cands = candidates(node, target)
+        sig = signature(node, g)
+        preset = node.attrs["algo"]
+        from_file = followed.layer(node.name) if followed is not None else None
+        if node.name in ctx.algo_overrides:
+            algo = ctx.algo_overrides[node.name]
+            lp = LayerPlan(node.name, node.op, sig, algo, "pinned", {}, budget(ctx.dtype, algo))
+        elif from_file is not None:
+            lp = LayerPlan(node.name, node.op, sig, from_file.algo, "plan file", from_file.times,
+                           budget(ctx.dtype, from_file.algo), from_file.errors)
+        elif preset is not None and preset in cands:
+            lp = LayerPlan(node.name, node.op, sig, preset, "set in the graph", {}, budget(ctx.dtype, preset))
+        elif len(cands) == 1:
+            lp = LayerPlan(node.name, node.op, sig, cands[0], "only choice", {}, budget(ctx.dtype, cands[0]))
+        elif not cands:
+            ctx.log.append(f"choose_conv_algo: backend '{backend}' has no algorithm for '{node.name}'")
+            continue
+        else:
+            lp = decide(node, g, ctx, cands, sig, mode, device, cache)
+        layers.append(lp)
+        algo_attr = lp.algo if lp.algo in CONV_ALGOS or len(cands) > 1 else preset
+        if algo_attr != preset:
+            g.replace_node(node.replace(attrs={**node.attrs, "algo": algo_attr}))
+            changed = True
+    problem = cache.save()
+    if problem:
+        ctx.log.append(f"choose_conv_algo: {problem}")
+    plan = Plan(backend, device, ctx.dtype, mode, tuple(layers))
+    ctx.results["plan"] = plan
+    if plan_path is not None and followed is None:
+        plan.save(plan_path)
+        ctx.log.append(f"choose_conv_algo: wrote the plan to {plan_path}")
+    return changed

@@ -1,0 +1,155 @@
+"""An analytical cost model for conv algorithms: conv node + device profile -> estimated seconds.
+
+    profile = PROFILES["h100"]
+    seconds = estimate(ConvShape.of(node, graph), "winograd_4x4", profile, "float16")
+
+Each algorithm is a few phases (gather, GEMM, transforms); a phase costs the larger of its
+multiply-adds over the device's rate and its bytes over the memory bandwidth (a roofline), plus a
+fixed per-call overhead. The figures are estimates, not measurements: -O3 measures instead.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from convc.ir import Graph, Node
+from convc.types import ITEMSIZE
+
+# Bumped whenever the formulas or profiles change, so cached modelled plans are not replayed.
+COST_MODEL_VERSION = 1
+WINOGRAD_TILE = {"winograd_2x2": 2, "winograd_4x4": 4}
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """Sustained rates of one device, as the backends that run on it can use them."""
+
+    name: str
+    gemm_macs_per_s: dict[str, float]  # dense GEMM multiply-adds per second, by dtype
+    transform_macs_per_s: dict[str, float]  # Winograd transform multiply-adds per second, by dtype
+    bytes_per_s: float  # sustained memory bandwidth
+    direct_efficiency: float  # fraction of the GEMM rate a direct conv reaches
+    call_overhead_s: float  # per kernel launch or NumPy call
+    # True where Winograd transforms run as dense GEMMs with kron(M, M) (the NumPy reference does);
+    # False where a kernel applies the sparse transform matrices directly (about alpha^3 MACs per tile).
+    dense_transforms: bool
+    # Calls a direct conv makes per kernel offset (0: one fused GPU kernel does the whole conv).
+    direct_calls_per_offset: int
+
+
+# CPU: the NumPy backend (the torch CPU backend has no algorithm choice) on the 2-core machines CI
+# uses. Two AVX2 cores peak at 2 x 16 fp32 MACs x ~2.5 GHz = 80 GMAC/s; OpenBLAS sustains about a
+# quarter of that on the mid-sized GEMMs convs make (10-20 GMAC/s seen here), half in float64 (half
+# the lanes). The Winograd transforms are GEMMs with only 16 or 36 rows against a very wide tile
+# matrix: they stream memory rather than compute, ~1 GMAC/s. NumPy's gathers, pads and adds run on one
+# core, ~4 GB/s on a shared VM. The direct conv's per-offset GEMMs have an inner dimension of only
+# C/groups (half the GEMM rate), and each offset also copies a shifted input slice and accumulates
+# into the output, three NumPy calls of ~10 us overhead each.
+CPU = DeviceProfile("cpu", {"float32": 20e9, "float64": 10e9, "float16": 2e9, "bfloat16": 2e9},
+                    {"float32": 1e9, "float64": 0.5e9, "float16": 0.1e9, "bfloat16": 0.1e9},
+                    4e9, 0.5, 10e-6, dense_transforms=True, direct_calls_per_offset=3)
+
+# H100 SXM (REFERENCE.md): 798 TFLOP/s measured bf16 matmul (399 T MAC/s; the datasheet's 989 is not
+# reached), about 3.0 TB/s measured copy bandwidth. float32 and float64 use NVIDIA's datasheet: 67
+# TFLOP/s FP32 on CUDA cores (no TF32: its error would exceed convc's float32 budget) and 67 TFLOP/s
+# FP64 on tensor cores. Transforms run on CUDA cores in fp32 (REFERENCE.md: transforms in fp32 even
+# for fp16 GEMMs): 33.5 T MAC/s, FP64 vector 17 T MAC/s. REFERENCE.md reports Triton's conv template
+# losing to cuDNN by 1.2-1.5x, so a direct (implicit-GEMM) conv is taken to reach 0.7 of the GEMM
+# rate. Launch overhead ~5 us.
+_H100_GEMM = {"float16": 399e12, "bfloat16": 399e12, "float32": 33.5e12, "float64": 33.5e12}
+_H100_TRANSFORM = {"float16": 33.5e12, "bfloat16": 33.5e12, "float32": 33.5e12, "float64": 17e12}
+H100 = DeviceProfile("h100", _H100_GEMM, _H100_TRANSFORM, 3.0e12, 0.7, 5e-6, dense_transforms=False,
+                     direct_calls_per_offset=0)
+# H200: the same GH100 compute; HBM3e at 4.8 TB/s (datasheet), derated by H100's measured/datasheet
+# ratio (3.0 / 3.35) to ~4.3 TB/s.
+H200 = DeviceProfile("h200", _H100_GEMM, _H100_TRANSFORM, 4.3e12, 0.7, 5e-6, dense_transforms=False,
+                     direct_calls_per_offset=0)
+
+PROFILES: dict[str, DeviceProfile] = {p.name: p for p in (CPU, H100, H200)}
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """The sizes a conv's cost depends on."""
+
+    batch: int
+    in_channels: int
+    out_channels: int
+    groups: int
+    in_spatial: tuple[int, ...]
+    out_spatial: tuple[int, ...]
+    kernel: tuple[int, ...]
+    unit_window: bool  # 1x1, stride 1, no padding: im2col needs no gather
+
+    @classmethod
+    def of(cls, node: Node, g: Graph) -> ConvShape:
+        x = g.node(g.activation_inputs(node)[0]).type
+        a = node.attrs
+        unit = (all(k == 1 for k in a["kernel"]) and all(s == 1 for s in a["stride"])
+                and all(p == 0 for pair in a["padding"] for p in pair))
+        return cls(x.shape[0], x.shape[1], a["out_channels"], a["groups"], x.shape[2:], node.type.shape[2:],
+                   tuple(a["kernel"]), unit)
+
+    @property
+    def macs(self) -> int:
+        return (self.batch * self.out_channels * math.prod(self.out_spatial)
+                * (self.in_channels // self.groups) * math.prod(self.kernel))
+
+    def elements(self) -> tuple[int, int, int]:
+        """(input, weight, output) element counts."""
+        x = self.batch * self.in_channels * math.prod(self.in_spatial)
+        w = self.out_channels * (self.in_channels // self.groups) * math.prod(self.kernel)
+        y = self.batch * self.out_channels * math.prod(self.out_spatial)
+        return x, w, y
+
+
+def phase(macs: float, nbytes: float, rate: float, profile: DeviceProfile, calls: int = 1) -> float:
+    """Roofline time of one phase: compute or memory, whichever is slower, plus call overheads."""
+    return max(macs / rate, nbytes / profile.bytes_per_s) + calls * profile.call_overhead_s
+
+
+def estimate(shape: ConvShape, algo: str, profile: DeviceProfile, dtype: str) -> float:
+    """Modelled seconds for one conv with `algo` on `profile` in `dtype`."""
+    size = ITEMSIZE[dtype]
+    rate = profile.gemm_macs_per_s[dtype]
+    x, w, y = shape.elements()
+    if algo == "direct":
+        offsets = math.prod(shape.kernel)
+        calls = max(1, profile.direct_calls_per_offset * offsets)
+        if profile.direct_calls_per_offset:  # NumPy: per offset, copy a shifted slice, accumulate y
+            per_offset_bytes = shape.batch * shape.in_channels * math.prod(shape.out_spatial) * 2 + 2 * y
+            nbytes = w + offsets * per_offset_bytes
+        else:
+            nbytes = x + w + y
+        return phase(shape.macs, nbytes * size, rate * profile.direct_efficiency, profile, calls)
+    if algo == "im2col":
+        cols = 0 if shape.unit_window else (shape.batch * shape.in_channels * math.prod(shape.kernel)
+                                            * math.prod(shape.out_spatial))
+        gather = phase(0, (x + cols) * size, rate, profile) if cols else 0.0
+        return gather + phase(shape.macs, ((cols or x) + w + y) * size, rate, profile)
+    if algo in WINOGRAD_TILE:
+        return winograd_estimate(shape, WINOGRAD_TILE[algo], profile, dtype)
+    # An algorithm the model does not know (a plugin backend's): assume it is as good as a GEMM.
+    return phase(shape.macs, (x + w + y) * size, rate, profile)
+
+
+def winograd_estimate(shape: ConvShape, m: int, profile: DeviceProfile, dtype: str) -> float:
+    """F(m x m, 3x3): input transform, weight transform, alpha^2 GEMMs, output transform."""
+    size = ITEMSIZE[dtype]
+    rate = profile.gemm_macs_per_s[dtype]
+    slow = profile.transform_macs_per_s[dtype]
+    alpha = m + 2
+    a2 = alpha * alpha
+    tiles = shape.batch * math.ceil(shape.out_spatial[0] / m) * math.ceil(shape.out_spatial[1] / m)
+    c, k = shape.in_channels, shape.out_channels
+    x, w, y = shape.elements()
+    if profile.dense_transforms:  # kron(M, M) applied to every flattened tile
+        in_macs, out_macs, w_macs = a2 * a2 * c * tiles, a2 * m * m * k * tiles, a2 * 9 * k * c
+    else:  # M X M^T as two small products
+        in_macs, out_macs, w_macs = 2 * alpha ** 3 * c * tiles, (a2 * m + alpha * m * m) * k * tiles, \
+            (3 * alpha * 3 + alpha * 3 * alpha) * k * c
+    gathered, transformed_in, transformed_out = a2 * c * tiles, a2 * c * tiles, a2 * k * tiles
+    return (phase(in_macs, (x + gathered + transformed_in) * size, slow, profile)
+            + phase(w_macs, (w + a2 * k * c) * size, slow, profile)
+            + phase(a2 * k * c * tiles, (transformed_in + a2 * k * c + transformed_out) * size, rate, profile)
+            + phase(out_macs, (transformed_out + y) * size, slow, profile))

@@ -1,0 +1,195 @@
+"""The conv algorithm plan: per layer, the algorithm, why, and the numerical budget it answers to.
+
+    plan = ctx.results["plan"]              # after choose_conv_algo
+    plan.algo_of("features.0")              # 'im2col'
+    Plan.from_json(plan.to_json()) == plan  # exact round trip
+    plan.to_table_rows()                    # what `convc plan` prints
+
+Plans are cached per (backend, device, dtype, mode) in $CONVC_CACHE_DIR (default ~/.cache/convc),
+one entry per layer signature (shapes + attributes), so a second compile replays the same choices
+without measuring again. A cache file that does not parse or check out is rebuilt, never trusted.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from convc.errors import OptionError
+from convc.ir import Graph, Node
+from convc.serialize import atomic_write
+
+PLAN_FORMAT = "convc-plan"
+CACHE_FORMAT = "convc-plan-cache"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """One conv layer's choice. `times` are seconds per candidate (modelled or measured; empty when the
+    user pinned the layer); `errors` are measured relative errors per candidate (-O3 only)."""
+
+    layer: str
+    op: str
+    signature: str
+    algo: str
+    source: str  # "modelled", "measured", "pinned" (--algo) or "plan file"
+    times: dict[str, float] = field(default_factory=dict)
+    budget: float = 0.0
+    errors: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str:
+        if not self.times:
+            return self.source
+        ranked = sorted(self.times.items(), key=lambda kv: kv[1])
+        return f"{self.source}: " + ", ".join(f"{a} {format_seconds(t)}" for a, t in ranked)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layer": self.layer, "op": self.op, "signature": self.signature, "algo": self.algo,
+                "source": self.source, "times": dict(self.times), "budget": self.budget,
+                "errors": dict(self.errors)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LayerPlan:
+        times = {str(k): float(v) for k, v in d.get("times", {}).items()}
+        errors = {str(k): float(v) for k, v in d.get("errors", {}).items()}
+        return cls(str(d["layer"]), str(d["op"]), str(d["signature"]), str(d["algo"]), str(d["source"]),
+                   times, float(d["budget"]), errors)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every conv layer's algorithm for one backend, device and dtype."""
+
+    backend: str
+    device: str
+    dtype: str
+    mode: str  # "model" (analytical cost model) or "measure" (-O3: timed on the backend)
+    layers: tuple[LayerPlan, ...] = ()
+
+    def algo_of(self, layer: str) -> str | None:
+        return next((lp.algo for lp in self.layers if lp.layer == layer), None)
+
+    def layer(self, name: str) -> LayerPlan | None:
+        return next((lp for lp in self.layers if lp.layer == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": PLAN_FORMAT, "version": VERSION, "backend": self.backend, "device": self.device,
+                "dtype": self.dtype, "mode": self.mode, "layers": [lp.to_dict() for lp in self.layers]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        """Raises ValueError when `d` is not a plan."""
+        if not isinstance(d, dict) or d.get("format") != PLAN_FORMAT:
+            raise ValueError(f"not a convc plan (format {d.get('format') if isinstance(d, dict) else d!r})")
+        try:
+            layers = tuple(LayerPlan.from_dict(x) for x in d["layers"])
+            return cls(str(d["backend"]), str(d["device"]), str(d["dtype"]), str(d["mode"]), layers)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"malformed plan: missing or bad field {e}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"not JSON: {e}") from None
+
+    def save(self, path: str | Path) -> None:
+        atomic_write(path, self.to_json().encode())
+
+    def to_table_rows(self) -> list[dict[str, str]]:
+        """One row per layer for `convc plan`: layer, op, algorithm, why, numerical budget."""
+        return [{"layer": lp.layer, "op": lp.op, "algorithm": lp.algo, "reason": lp.reason,
+                 "budget": f"{lp.budget:.0e} ({self.dtype})"} for lp in self.layers]
+
+
+def load_plan_file(path: str | Path) -> Plan:
+    """A plan the user asked to follow (--plan FILE); a bad file is an OptionError naming it."""
+    try:
+        return Plan.from_json(Path(path).read_text())
+    except OSError as e:
+        raise OptionError(f"--plan {path}: cannot read the plan file ({e.strerror})") from None
+    except ValueError as e:
+        raise OptionError(f"--plan {path}: {e}; write one with `convc plan MODEL --json` or let compile "
+                          f"create it by naming a file that does not exist yet") from None
+
+
+def format_seconds(t: float) -> str:
+    if t >= 1e-3:
+        return f"{t * 1e3:.3g} ms"
+    return f"{t * 1e6:.3g} us"
+
+
+def signature(node: Node, g: Graph) -> str:
+    """What a conv's cost depends on: operand shapes, attributes (algo aside) and the epilogue."""
+    acts = [g.node(a).type for a in g.activation_inputs(node)]
+    attrs = {k: v for k, v in sorted(node.attrs.items()) if k != "algo"}
+    return f"{node.op} in={'x'.join(map(str, acts[0].shape))} residuals={len(acts) - 1} " + \
+        " ".join(f"{k}={v}" for k, v in attrs.items()).replace(" ", "")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CONVC_CACHE_DIR") or Path.home() / ".cache" / "convc")
+
+
+class PlanCache:
+    """Per-signature choices for one (backend, device, dtype, mode), in one JSON file."""
+
+    def __init__(self, backend: str, device: str, dtype: str, mode: str, version: int) -> None:
+        self.key = {"backend": backend, "device": device, "dtype": dtype, "mode": mode, "version": version}
+        safe = "-".join(str(v).replace("/", "_").replace(" ", "_") for v in self.key.values())
+        self.path = cache_dir() / "plans" / f"{safe}.json"
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.problem: str | None = None  # why the file on disk was not trusted
+        self.dirty = False
+
+    def load(self) -> PlanCache:
+        if not self.path.exists():
+            return self
+        try:
+            data = json.loads(self.path.read_text())
+            if data.get("format") != CACHE_FORMAT or data.get("key") != self.key:
+                raise ValueError("format or key differs")
+            entries = data["entries"]
+            if not isinstance(entries, dict):
+                raise ValueError("entries is not a mapping")
+            self.entries = entries
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            self.problem = f"plan cache {self.path} is corrupt ({e}); rebuilding it"
+            self.dirty = True  # overwrite it with what this run finds
+        return self
+
+    def get(self, sig: str, candidates: tuple[str, ...]) -> dict[str, Any] | None:
+        """A cached entry, if it is well-formed and was made for exactly these candidates."""
+        e = self.entries.get(sig)
+        try:
+            ok = (isinstance(e, dict) and tuple(e["candidates"]) == candidates and e["algo"] in candidates
+                  and set(e["times"]) <= set(candidates)
+                  and all(isinstance(t, (int, float)) for t in e["times"].values()))
+        except (KeyError, TypeError):
+            ok = False
+        return e if ok else None
+
+    def put(self, sig: str, candidates: tuple[str, ...], algo: str, times: dict[str, float],
+            errors: dict[str, float]) -> None:
+        self.entries[sig] = {"candidates": list(candidates), "algo": algo, "times": times, "errors": errors}
+        self.dirty = True
+
+    def save(self) -> str | None:
+        """Writes the file if anything changed; returns why it could not, if it could not."""
+        if not self.dirty:
+            return None
+        data = {"format": CACHE_FORMAT, "key": self.key, "entries": self.entries}
+        try:
+            atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
+        except OSError as e:  # a read-only home must not stop a compile; the plan is merely not cached
+            return f"plan cache {self.path} not written: {e}"
+        self.dirty = False
+        return None
