@@ -1,8 +1,283 @@
-"""`convc bench MODEL`: (being written) backends timed side by side."""
+"""`convc bench MODEL`: backends timed side by side, with speed-ups over torch and an output check.
+
+    convc bench resnet50 --backends triton,torch,torch-compile,numpy --batch 1,64 --dtype float16 \\
+        --json bench.json --layers --plot roofline.png --markdown
+
+Exit status: 0, or 1 when a backend that ran gave outputs beyond the dtype's budget (fast but wrong);
+2 for a bad option (an unknown backend, a bad batch list). Backends that cannot run here are rows of the
+table with the reason.
+"""
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from convc.benchmark import BenchResult, TimingSettings, bench_layers, bench_model
+from convc.commands.common import add_compile_args, compile_options, human, load_model, parse_input, \
+    split_list
+from convc.device_profiles import MachineInfo, Peaks, describe_machine, find_profile
+from convc.errors import OptionError
+from convc.registry import backend_names
+from convc.roofline import LayerTiming, measure_cpu_peaks, measure_gpu_peaks, parse_peaks, plot_roofline, \
+    worst_layers
+from convc.serialize import atomic_write
+from convc.types import check_dtype
+
+DEFAULT_BACKENDS = "triton,torch,torch-compile,numpy"
+WIDE = 132  # piped output gets this width: rich's default of 80 columns would wrap every row of a table
+console = Console(highlight=False)
+
+
+def make_console() -> Console:
+    return Console(highlight=False, width=None if sys.stdout.isatty() else WIDE)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    return None
+    p = sub.add_parser("bench", help="time backends side by side (speed-up over torch, output check)")
+    p.add_argument("model", help="a zoo model name (see `convc models`), a .onnx file, or module.py:factory")
+    p.add_argument("--input", default=None, metavar="C,H,W", help="input shape without the batch axis")
+    p.add_argument("--backends", default=DEFAULT_BACKENDS, help=f"comma-separated (default {DEFAULT_BACKENDS})")
+    p.add_argument("--batch", default="1", help="comma-separated batch sizes, e.g. 1,64 (default 1)")
+    p.add_argument("--dtype", default="float32", help="float32 (default), float16, bfloat16, float64")
+    p.add_argument("--repeat", type=int, default=20, help="timed runs per case; the median is shown")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs before timing")
+    p.add_argument("--max-seconds", type=float, default=5.0,
+                   help="stop repeating a case after this long (at least 3 runs)")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="capture CUDA graphs where a backend can (triton cuda_graphs, torch.compile "
+                        "reduce-overhead)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    p.add_argument("--json", default=None, metavar="FILE", help="write every number to FILE")
+    p.add_argument("--layers", action="store_true",
+                   help="time each node of the optimized graph alone and set it against the roofline")
+    p.add_argument("--layer-backends", default=None, metavar="LIST",
+                   help="backends for --layers (default: every backend that ran)")
+    p.add_argument("--peaks", default="measure", metavar="SOURCE",
+                   help="roofs for --layers: measure (default), profile (the device table's measured "
+                        "figures), datasheet, or FLOPS,BYTES per second such as 989e12,3.35e12")
+    p.add_argument("--plot", default=None, metavar="FILE", help="write a roofline chart PNG (implies --layers)")
+    p.add_argument("--markdown", action="store_true", help="print the results as a Markdown table too")
+    add_compile_args(p)
+    p.set_defaults(run=run)
+
+
+def parse_batches(text: str) -> list[int]:
+    try:
+        batches = [int(t) for t in split_list(text)]
+    except ValueError:
+        raise OptionError(f"--batch {text!r}: expected comma-separated positive integers such as 1,64") from None
+    if not batches or any(b <= 0 for b in batches):
+        raise OptionError(f"--batch {text!r}: expected comma-separated positive integers such as 1,64")
+    return list(dict.fromkeys(batches))
+
+
+def parse_backends(text: str, what: str = "--backends") -> list[str]:
+    names = list(dict.fromkeys(split_list(text)))
+    known = backend_names()
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise OptionError(f"{what}: unknown backend {', '.join(unknown) or '(none given)'}; known backends: "
+                          f"{', '.join(known)}")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    global console
+    console = make_console()
+    dtype = check_dtype(args.dtype)
+    backends = parse_backends(args.backends)
+    batches = parse_batches(args.batch)
+    layer_backends = parse_backends(args.layer_backends, "--layer-backends") if args.layer_backends else None
+    if args.repeat < 1 or args.warmup < 0:
+        raise OptionError("--repeat must be at least 1 and --warmup at least 0")
+    input_shape = parse_input(args.input)
+    load_model(args.model, batches[0], input_shape)  # a bad model name fails now, not after minutes of timing
+    settings = TimingSettings(args.warmup, args.repeat, args.max_seconds, args.cuda_graphs, args.seed)
+    options = compile_options(args)
+    if not args.check_numerics:
+        options["check_numerics"] = False  # the bench compares outputs itself; the per-pass check is slow
+    machine = describe_machine()
+    with console.status("timing...") as status:
+        results = bench_model(lambda b: load_model(args.model, b, input_shape), backends, batches, dtype,
+                              settings, options,
+                              progress=lambda r: status.update(f"timed {r.backend}, batch {r.batch}"))
+    report: dict[str, Any] = {
+        "model": args.model, "dtype": dtype, "machine": machine.to_dict(), "command": command_line(args),
+        "settings": {"warmup": args.warmup, "repeat": args.repeat, "max_seconds": args.max_seconds,
+                     "cuda_graphs": args.cuda_graphs, "seed": args.seed, "opt_level": args.opt_level},
+        "batches": batches, "backends": backends, "results": [r.to_dict() for r in results],
+    }
+    console.print(results_table(results, args.model, dtype, machine), )
+    for note in result_notes(results):
+        console.print(note, markup=False, soft_wrap=True)
+    if args.layers or args.plot:
+        report.update(run_layers(args, results, dtype, machine, layer_backends, settings))
+    if args.markdown:
+        sys.stdout.write(markdown(results, args.model, dtype, machine, report["command"]) + "\n")
+    if args.json:
+        atomic_write(args.json, (json.dumps(report, indent=1) + "\n").encode())
+        console.print(f"wrote {args.json}")
+    wrong = [r for r in results if r.numerics_ok is False]
+    return 1 if wrong else 0
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that regenerates these numbers (what the Markdown output says it came from)."""
+    parts = ["convc bench", args.model, f"--backends {args.backends}", f"--batch {args.batch}",
+             f"--dtype {args.dtype}", f"-O{args.opt_level}"]
+    if args.input:
+        parts.append(f"--input {args.input}")
+    if args.cuda_graphs:
+        parts.append("--cuda-graphs")
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------- the results table
+def _ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:.3f}" if ms < 10 else f"{ms:.2f}" if ms < 100 else f"{ms:.1f}"
+
+
+def title(model: str, dtype: str, machine: MachineInfo) -> str:
+    return (f"convc bench: {model}, {dtype} on {machine.device_name} | {machine.date} | torch {machine.torch}"
+            f" | triton {machine.triton}")
+
+
+def _numerics(r: BenchResult) -> str:
+    if r.rel_err is None:
+        return "-"
+    if r.backend == r.reference:
+        return "reference"
+    mark = "ok" if r.numerics_ok else "WRONG"
+    return f"{r.rel_err:.1e} {mark}"
+
+
+def results_table(results: list[BenchResult], model: str, dtype: str, machine: MachineInfo) -> Table:
+    """One row per backend and batch; a backend that did not run shows its status and a numbered note,
+    whose text `result_notes` gives (long reasons would wreck the table's columns)."""
+    notes = note_numbers(results)
+    table = Table(title=title(model, dtype, machine))
+    for col in ("backend", "batch", "time (ms)", "images/s", "vs torch", "rel. err vs ref", "status"):
+        table.add_column(col, justify="left" if col in ("backend", "status") else "right", no_wrap=True)
+    for r in results:
+        if r.timing is None:
+            colour = "yellow" if r.status == "unavailable" else "red"
+            table.add_row(r.backend, str(r.batch), "-", "-", "-", "-",
+                          f"[{colour}]{r.status} [{notes[(r.backend, r.reason)]}][/]")
+            continue
+        speed = f"{r.speedup:.2f}x" if r.speedup is not None else "-"
+        numerics = _numerics(r)
+        if r.numerics_ok is False:
+            numerics = f"[red]{numerics}[/]"
+        table.add_row(r.backend, str(r.batch), _ms(r.timing.median_s), f"{r.images_per_s:,.0f}", speed,
+                      numerics, f"ok ({r.device}, {r.timing.runs} runs)")
+    return table
+
+
+def note_numbers(results: list[BenchResult]) -> dict[tuple[str, str], int]:
+    """(backend, reason) -> note number, one note per distinct reason (usually the same at every batch)."""
+    numbers: dict[tuple[str, str], int] = {}
+    for r in results:
+        if r.timing is None:
+            numbers.setdefault((r.backend, r.reason), len(numbers) + 1)
+    return numbers
+
+
+def result_notes(results: list[BenchResult]) -> list[str]:
+    return [f"[{n}] {backend}: {reason}" for (backend, reason), n in note_numbers(results).items()]
+
+
+def markdown(results: list[BenchResult], model: str, dtype: str, machine: MachineInfo, command: str) -> str:
+    lines = [
+        f"Regenerated by `{command} --markdown` on {machine.date}.",
+        f"Device: {machine.device_name}; driver {machine.driver}, CUDA {machine.cuda}, cuDNN {machine.cudnn}; "
+        f"torch {machine.torch}, triton {machine.triton}, numpy {machine.numpy}, Python {machine.python}.",
+        "",
+        "| model | dtype | batch | backend | time (ms) | images/s | speed-up vs torch | rel. err |",
+        "|---|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if r.timing is None:
+            lines.append(f"| {model} | {dtype} | {r.batch} | {r.backend} | {r.status} | | | |")
+            continue
+        speed = f"{r.speedup:.2f}x" if r.speedup is not None else ""
+        err = "" if r.rel_err is None or r.backend == r.reference else f"{r.rel_err:.1e}"
+        lines.append(f"| {model} | {dtype} | {r.batch} | {r.backend} | {_ms(r.timing.median_s)} | "
+                     f"{r.images_per_s:,.0f} | {speed} | {err} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- per-layer roofline
+def choose_peaks(source: str, device: str, dtype: str, machine: MachineInfo) -> Peaks:
+    """The roofs for `device` ('cuda' or 'cpu') from --peaks."""
+    if source not in ("measure", "profile", "datasheet"):
+        return parse_peaks(source)
+    if device == "cpu":
+        if source != "measure":
+            raise OptionError(f"--peaks {source}: the device table holds GPUs only; on the CPU use 'measure' "
+                              f"or give FLOPS,BYTES")
+        return measure_cpu_peaks(dtype)
+    if source == "measure":
+        return measure_gpu_peaks(dtype)
+    profile = find_profile(machine.device_name)
+    if profile is None:
+        raise OptionError(f"--peaks {source}: no profile for '{machine.device_name}' in the device table; "
+                          f"use 'measure' or give FLOPS,BYTES")
+    return profile.peaks(dtype, "measured" if source == "profile" else "datasheet")
+
+
+def run_layers(args: argparse.Namespace, results: list[BenchResult], dtype: str, machine: MachineInfo,
+               layer_backends: list[str] | None, settings: TimingSettings) -> dict[str, Any]:
+    chosen = [r for r in results if r.status == "ok" and r.graph is not None
+              and (layer_backends is None or r.backend in layer_backends)]
+    peaks: dict[str, Peaks] = {}
+    timings: list[LayerTiming] = []
+    failures: list[str] = []
+    with console.status("timing single layers...") as status:
+        for r in chosen:
+            if r.device not in peaks:
+                status.update(f"measuring the {r.device} roofs...")
+                peaks[r.device] = choose_peaks(args.peaks, r.device, dtype, machine)
+            status.update(f"timing the layers of {r.backend}, batch {r.batch}...")
+            got, failed = bench_layers(r.graph, r.backend, dtype, peaks[r.device], settings)
+            timings += got
+            failures += failed
+            console.print(layer_table(got, r, peaks[r.device]), )
+    for f in failures:
+        console.print(f"[yellow]layer not timed: {f}[/]")
+    if args.plot and timings:
+        device = "cuda" if "cuda" in peaks else "cpu"
+        on_device = [t for t in timings if t.peaks is peaks[device]]
+        path = plot_roofline(on_device, peaks[device], args.plot, title(args.model, dtype, machine))
+        console.print(f"wrote {path}")
+    return {
+        "peaks": {device: p.to_dict() for device, p in peaks.items()},
+        "layers": [t.to_dict() for t in timings],
+        "worst_layers": {f"{r.backend}/{r.batch}": [t.cost.name for t in worst_layers(
+            [t for t in timings if (t.backend, t.batch) == (r.backend, r.batch)])] for r in chosen},
+        "layer_failures": failures,
+    }
+
+
+def layer_table(timings: list[LayerTiming], r: BenchResult, peaks: Peaks) -> Table:
+    worst = {t.cost.name for t in worst_layers(timings)}
+    total = sum(t.seconds for t in timings)
+    floor = sum(t.floor_s for t in timings)
+    whole = r.timing.median_s if r.timing else float("nan")
+    table = Table(title=f"{r.backend}, batch {r.batch}: layers alone sum to {_ms(total)} ms (whole model "
+                        f"{_ms(whole)} ms, roofline floor {_ms(floor)} ms); * = worst ten by time above "
+                        f"the floor\nroofs: {peaks.flops_per_s / 1e12:.2f} TFLOP/s, "
+                        f"{peaks.bytes_per_s / 1e9:.0f} GB/s ({peaks.source})")
+    for col in ("node", "op", "FLOPs", "bytes", "time (ms)", "TFLOP/s", "floor (ms)", "% of floor", "bound"):
+        table.add_column(col, justify="left" if col in ("node", "op", "bound") else "right", no_wrap=True)
+    for t in timings:
+        mark = "* " if t.cost.name in worst else ""
+        table.add_row(mark + t.cost.name, t.cost.op, human(t.cost.flops), human(t.cost.bytes, "B"),
+                      _ms(t.seconds), f"{t.achieved_flops_per_s / 1e12:.3f}", _ms(t.floor_s),
+                      f"{100 * t.fraction_of_floor:.1f}", t.bound)
+    return table

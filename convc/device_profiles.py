@@ -1,0 +1,159 @@
+"""What machine a benchmark ran on, and a table of known GPUs' peak rates (the roofs of a roofline).
+
+    machine = describe_machine()          # GPU or CPU name, driver, torch / triton versions, date
+    profile = find_profile(machine.device_name)   # None for a GPU not in the table
+    peaks = profile.peaks("float16", source="measured")
+
+Datasheet figures are the vendor's dense (no sparsity) tensor-core rates; "measured" figures were taken on
+the project's lent machines (REFERENCE.md, KINDS.md): an 8192^3 bf16 matmul on random data and a large
+device-to-device copy counting bytes read plus written. Both are leads: `convc bench` measures its own
+roofs at start unless told to use this table.
+"""
+from __future__ import annotations
+
+import datetime
+import platform
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from convc.errors import OptionError
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """The two roofs: arithmetic rate (FLOP/s) and memory bandwidth (bytes/s), and where they came from."""
+
+    flops_per_s: float
+    bytes_per_s: float
+    source: str
+
+    @property
+    def ridge_intensity(self) -> float:
+        """FLOPs per byte above which a kernel is compute-bound on this device."""
+        return self.flops_per_s / self.bytes_per_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ridge_intensity": self.ridge_intensity}
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """One GPU model. `flops` maps a dtype to its datasheet rate; fp16 and bf16 share the tensor-core rate."""
+
+    name: str
+    match: str  # a substring of torch.cuda.get_device_name() that identifies the part
+    flops: dict[str, float]
+    bandwidth: float
+    measured_flops: dict[str, float]
+    measured_bandwidth: float | None
+
+    def peaks(self, dtype: str, source: str = "measured") -> Peaks:
+        """The roofs for `dtype`: the measured figures where the table has them, else the datasheet's."""
+        if dtype not in self.flops:
+            raise OptionError(f"device profile '{self.name}' has no peak for dtype {dtype!r}; it knows "
+                              f"{', '.join(self.flops)}")
+        if source == "measured" and dtype in self.measured_flops and self.measured_bandwidth:
+            return Peaks(self.measured_flops[dtype], self.measured_bandwidth,
+                         f"{self.name} profile, measured on a lent machine")
+        return Peaks(self.flops[dtype], self.bandwidth, f"{self.name} profile, datasheet")
+
+
+def _tensor_core(dense_fp16: float, fp32: float, fp64: float) -> dict[str, float]:
+    return {"float16": dense_fp16, "bfloat16": dense_fp16, "float32": fp32, "float64": fp64}
+
+
+# Order matters: the first profile whose `match` occurs in the device name wins ("H100 PCIe" before "H100").
+PROFILES: tuple[DeviceProfile, ...] = (
+    DeviceProfile("H100 PCIe", "H100 PCIe", _tensor_core(756e12, 51e12, 26e12), 2.0e12, {}, None),
+    DeviceProfile("H100 SXM (80GB HBM3)", "H100", _tensor_core(989e12, 67e12, 34e12), 3.35e12,
+                  {"float16": 798e12, "bfloat16": 798e12}, 3.0e12),
+    DeviceProfile("H200", "H200", _tensor_core(989e12, 67e12, 34e12), 4.8e12,
+                  {"float16": 788e12, "bfloat16": 788e12}, 4.3e12),
+    DeviceProfile("A100 SXM (80GB)", "A100", _tensor_core(312e12, 19.5e12, 9.7e12), 2.039e12, {}, None),
+)
+
+
+def find_profile(device_name: str) -> DeviceProfile | None:
+    for profile in PROFILES:
+        if profile.match.lower() in device_name.lower():
+            return profile
+    return None
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    """Where numbers were taken: enough to reproduce or to refuse to compare them."""
+
+    device_kind: str  # "cuda" or "cpu"
+    device_name: str
+    driver: str
+    cuda: str
+    cudnn: str
+    torch: str
+    triton: str
+    numpy: str
+    python: str
+    date: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _nvidia_driver() -> str:
+    """The driver version from nvidia-smi (torch does not report it); 'n/a' where there is none."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return "n/a"
+    try:
+        out = subprocess.run([exe, "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "n/a"
+    lines = out.stdout.strip().splitlines()
+    return lines[0].strip() if out.returncode == 0 and lines else "n/a"
+
+
+def _version(module: str) -> str:
+    try:
+        return str(__import__(module).__version__)
+    except Exception:  # an absent or broken optional package is a fact to report, not an error
+        return "not installed"
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def describe_machine() -> MachineInfo:
+    """The GPU (if torch sees one) or the CPU, the driver and the library versions, with today's date."""
+    import numpy as np
+
+    date = datetime.date.today().isoformat()
+    torch_version = _version("torch")
+    if cuda_available():
+        import torch
+
+        cudnn = torch.backends.cudnn.version()
+        return MachineInfo("cuda", torch.cuda.get_device_name(), _nvidia_driver(), str(torch.version.cuda),
+                           str(cudnn) if cudnn else "n/a", torch_version, _version("triton"), np.__version__,
+                           platform.python_version(), date)
+    return MachineInfo("cpu", _cpu_name(), "n/a", "n/a", "n/a", torch_version, _version("triton"),
+                       np.__version__, platform.python_version(), date)
