@@ -1,0 +1,149 @@
+"""What both importers share: their errors, a collector that reports every problem at once, fresh
+layer names, binding real weights to a layer's parameter slots, and reshapes expressed as flatten.
+
+    problems = Problems("cannot import 'model.onnx'")
+    problems.add("Gelu node '/act/Gelu'", "op Gelu is not supported")
+    problems.raise_if_any()          # one ConvcError listing every entry
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from convc.dsl import Network, Value
+from convc.errors import ConvcError
+from convc.types import TensorType
+
+
+class FrontendError(ConvcError):
+    """A model cannot be imported: an unsupported op or module, or a use convc's IR cannot express."""
+
+
+class UnsupportedError(FrontendError):
+    """The model uses ops or modules convc does not support (the message lists all of them)."""
+
+
+class Problems:
+    """Collects import problems so the user sees all of them in one error, not the first only."""
+
+    def __init__(self, header: str) -> None:
+        self.header = header
+        self.entries: list[str] = []
+        self.unsupported = False
+
+    def add(self, where: str, message: str, *, unsupported: bool = False) -> None:
+        entry = f"{where}: {message}"
+        if entry not in self.entries:
+            self.entries.append(entry)
+        self.unsupported |= unsupported
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def raise_if_any(self) -> None:
+        if not self.entries:
+            return
+        cls = UnsupportedError if self.unsupported else FrontendError
+        count = f"{len(self.entries)} problem{'s' if len(self.entries) > 1 else ''}"
+        raise cls(f"{self.header} ({count}):\n  " + "\n  ".join(self.entries))
+
+
+def fresh_layer_name(net: Network, base: str, reserved: Iterable[str] = ()) -> str:
+    """`base`, or `base_1`, `base_2`, ... : a name no node, parameter or reserved key uses yet."""
+    taken = set(reserved)
+    base = base or "node"
+
+    def free(name: str) -> bool:
+        return name not in net.graph and name not in taken
+
+    if free(base):
+        return base
+    i = 1
+    while not free(f"{base}_{i}"):
+        i += 1
+    return f"{base}_{i}"
+
+
+def param_array(value: Any) -> np.ndarray:
+    """A parameter array from a torch tensor or array-like: float64 stays, other floats become float32."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu()
+        value = value.double() if str(value.dtype) == "torch.float64" else value.float()
+        value = value.numpy()
+    arr = np.asarray(value)
+    return arr.astype(np.float64 if arr.dtype == np.float64 else np.float32, copy=True)
+
+
+def bind_param(net: Network, layer: Value, slot: str, key: str | None, value: Any) -> None:
+    """Gives parameter `slot` of `layer` the real array `value`, stored under `key` (the source model's
+    name for it, e.g. a state_dict key). A key already bound to the same array is shared (tied weights);
+    one bound to a different array keeps the layer's own name '<layer>.<slot>'."""
+    graph = net.graph
+    node = graph.node(layer.name)
+    current = graph.param_input(node, slot)
+    if current is None:
+        raise FrontendError(f"{node.op} '{layer.name}' has no parameter slot {slot!r}")
+    arr = param_array(value)
+    expected = graph.node(current).type.shape
+    if tuple(arr.shape) != expected:
+        raise FrontendError(f"{node.op} '{layer.name}': {slot} has shape {tuple(arr.shape)}, "
+                            f"expected {expected}")
+    if key is not None and key != current and key in graph:
+        other = graph.node(key)
+        if other.op == "param" and np.array_equal(graph.params[key], arr):
+            graph.replace_all_uses(current, key)
+            graph.erase(current)
+            return
+        key = None  # the name is taken by something else: keep the layer's own parameter name
+    if key is None or key == current:
+        graph.params[current] = arr
+        graph.replace_node(graph.node(current).replace(type=TensorType(arr.shape, _dtype_of(arr))))
+        return
+    graph.add_param(key, arr)
+    graph.replace_all_uses(current, key)
+    graph.erase(current)
+
+
+def _dtype_of(arr: np.ndarray) -> str:
+    return "float64" if arr.dtype == np.float64 else "float32"
+
+
+def flatten_start_for(shape: tuple[int, ...], target: tuple[int, ...]) -> int | None:
+    """The start_dim s >= 1 with shape[:s] + (prod(shape[s:]),) == target, if there is one."""
+    for s in range(1, max(len(shape), 2)):
+        if tuple(shape[:s]) + (math.prod(shape[s:]),) == tuple(target):
+            return s
+    return None
+
+
+def resolve_target_shape(shape: tuple[int, ...], target: Iterable[int], *, zero_copies: bool,
+                         where: str) -> tuple[int, ...]:
+    """Fills one -1 (and, ONNX-style, each 0 when `zero_copies`) of a reshape target."""
+    dims = [int(d) for d in target]
+    if zero_copies:
+        dims = [shape[i] if d == 0 and i < len(shape) else d for i, d in enumerate(dims)]
+    if dims.count(-1) > 1 or any(d < -1 for d in dims):
+        raise FrontendError(f"{where}: reshape target {tuple(dims)} is not valid")
+    total = math.prod(shape)
+    if -1 in dims:
+        known = math.prod(d for d in dims if d != -1)
+        if known == 0 or total % known:
+            raise FrontendError(f"{where}: cannot reshape {shape} to {tuple(dims)}")
+        dims[dims.index(-1)] = total // known
+    if math.prod(dims) != total:
+        raise FrontendError(f"{where}: cannot reshape {shape} ({total} values) to {tuple(dims)}")
+    return tuple(dims)
+
+
+def reshape_as_flatten(net: Network, x: Value, target: tuple[int, ...], name: str, where: str) -> Value:
+    """A reshape the IR can express: none at all (same shape) or a flatten of trailing axes."""
+    if tuple(target) == x.shape:
+        return x
+    start = flatten_start_for(x.shape, target)
+    if start is None:
+        raise FrontendError(f"{where}: reshape of {x.shape} to {tuple(target)} is not supported; convc "
+                            f"supports reshapes that merge trailing axes, like (N, -1)")
+    return net.flatten(x, start_dim=start, name=name)

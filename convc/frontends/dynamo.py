@@ -1,0 +1,211 @@
+"""`torch.compile(model, backend="convc")`: the parts of a captured graph convc supports run through a
+convc backend; the rest stays in eager PyTorch, and a warning lists what fell back and why.
+
+    model = torch.compile(net.eval(), backend="convc", options={"backend": "numpy"})
+    y = model(x)           # convolutions, pools, ... on convc's NumPy backend; anything else in torch
+
+Options: "backend" (a convc backend name, default "numpy") and "dtype" (default: the inputs' dtype).
+Inference only: convc subgraphs do not record autograd history. Weights are read when a subgraph is
+compiled and re-read if a parameter changes in place (its version counter moves).
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx as fx
+from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
+from torch.fx.passes.operator_support import OperatorSupportBase
+
+from convc.dsl import Value
+from convc.errors import ConvcError
+from convc.frontends.fx_convert import FxImporter, Unusable, clean_path
+from convc.types import TensorType, check_dtype
+
+
+def convc_dynamo_backend(gm: fx.GraphModule, example_inputs: list[Any],
+                         options: Mapping[str, Any] | None = None) -> Callable[..., Any]:
+    """A torch.compile backend (registered as "convc" through the torch_dynamo_backends entry point)."""
+    options = dict(options or {})
+    backend = str(options.pop("backend", "numpy"))
+    dtype = options.pop("dtype", None)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    examples = dict(zip(placeholders, example_inputs))
+    if any(_is_symbolic(e) for e in example_inputs):
+        warnings.warn("convc: the captured graph has dynamic shapes; it runs in eager PyTorch (convc compiles "
+                      "static shapes: try torch.compile(..., dynamic=False))", stacklevel=2)
+        return gm.forward
+    weights = {n.name: e for n, e in examples.items() if _is_weight(n, e)}
+    known = {n.name: examples.get(n, n.meta.get("example_value")) for n in gm.graph.nodes}
+    keys = {n.name: _state_key(n) for n in placeholders if n.name in weights}
+    support = _ConvcSupport(gm, weights, keys)
+    partitioner = CapabilityBasedPartitioner(gm, support, allows_single_node_partition=True)
+    partitions = _without_unsupported(partitioner.propose_partitions(), support)
+    if support.fallbacks:
+        listed = "\n  ".join(f"{where}: {why}" for where, why in support.fallbacks.items())
+        warnings.warn(f"convc: {len(support.fallbacks)} op(s) run in eager PyTorch:\n  {listed}", stacklevel=2)
+    if not partitions:
+        return gm.forward
+    fused = partitioner.fuse_partitions(partitions)
+    for node in list(fused.graph.nodes):
+        if node.op == "call_module" and str(node.target).startswith("fused_"):
+            sub = fused.get_submodule(node.target)
+            runner = ConvcSubgraph(sub, known, weights, keys, backend, dtype, options)
+            setattr(fused, str(node.target), runner)
+    fused.recompile()
+    return fused.forward
+
+
+def _without_unsupported(partitions: list[Any], support: _ConvcSupport) -> list[Any]:
+    """The partitioner pulls every getitem into its producer's partition, tensor slicing included: drop
+    such unsupported nodes, and the partition's nodes downstream of them, back to eager."""
+    kept = []
+    order: dict[fx.Node, int] = {}
+    for partition in partitions:
+        if not order and partition.nodes:
+            order = {n: i for i, n in enumerate(next(iter(partition.nodes)).graph.nodes)}
+        dropped = {n for n in partition.nodes if not support.is_node_supported({}, n)}
+        for node in sorted(partition.nodes, key=order.__getitem__):
+            if any(a in dropped for a in node.all_input_nodes):
+                dropped.add(node)
+        for node in dropped:
+            partition.remove_node(node)
+        if any(support.is_node_supported({}, n) for n in partition.nodes):
+            kept.append(partition)
+    return kept
+
+
+def _is_symbolic(e: Any) -> bool:
+    if isinstance(e, (torch.SymInt, torch.SymFloat)):
+        return True
+    return isinstance(e, torch.Tensor) and any(isinstance(d, torch.SymInt) for d in e.shape)
+
+
+def _source_name(node: fx.Node) -> str:
+    grapharg = node.meta.get("grapharg")
+    source = getattr(grapharg, "source", None)
+    name = getattr(source, "name", None)
+    return (name() if callable(name) else name) or str(node.target)
+
+
+def _is_weight(node: fx.Node, example: Any) -> bool:
+    """Parameters and buffers of the compiled module (dynamo passes them in as graph inputs)."""
+    if isinstance(example, torch.nn.Parameter):
+        return True
+    return bool(re.search(r"_parameters|_buffers", _source_name(node)))
+
+
+def _state_key(node: fx.Node) -> str:
+    return clean_path(_source_name(node)) or node.name
+
+
+class _ConvcSupport(OperatorSupportBase):
+    """A node is supported when convc converts it alone, its tensor operands standing in as inputs."""
+
+    def __init__(self, gm: fx.GraphModule, weights: Mapping[str, Any], keys: Mapping[str, str]) -> None:
+        self.gm = gm
+        self.weights = weights
+        self.keys = keys
+        self.fallbacks: dict[str, str] = {}
+        self._cache: dict[fx.Node, bool] = {}
+
+    def is_node_supported(self, submodules: Mapping[str, torch.nn.Module], node: fx.Node) -> bool:
+        if node.op not in ("call_function", "call_method", "call_module"):
+            return False
+        if node not in self._cache:
+            self._cache[node] = self._try(node)
+        return self._cache[node]
+
+    def _try(self, node: fx.Node) -> bool:
+        importer = FxImporter(self.gm, input_types={}, name="probe")
+        for i, arg in enumerate(node.all_input_nodes):
+            ex = self.weights.get(arg.name, arg.meta.get("example_value"))
+            if arg.name in self.weights:
+                importer.env[arg] = importer.convert_constant(ex, self.keys[arg.name])
+            elif isinstance(ex, torch.Tensor) and ex.is_floating_point() and str(ex.dtype).startswith("torch.f"):
+                importer.env[arg] = importer.net.input(tuple(ex.shape), _dtype(ex), name=f"in{i}")
+            elif isinstance(ex, torch.Tensor) or ex is None:
+                importer.env[arg] = Unusable(f"a {getattr(ex, 'dtype', 'non-tensor')} value", reported=False)
+            else:
+                importer.env[arg] = ex
+        out = importer.convert(node)
+        if importer.problems or not any(isinstance(v, Value) for v in _flat(out)):
+            if importer.problems:
+                where, _, why = importer.problems.entries[0].partition(": ")
+                self.fallbacks[where] = why
+            return False
+        return True
+
+
+def _flat(v: Any) -> list[Any]:
+    return [i for x in v for i in _flat(x)] if isinstance(v, (list, tuple)) else [v]
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return check_dtype(str(t.dtype))
+
+
+class ConvcSubgraph(torch.nn.Module):
+    """Runs one partition through convc: torch tensors in, NumPy through the backend, torch tensors out."""
+
+    def __init__(self, sub: fx.GraphModule, known: Mapping[str, Any], weights: Mapping[str, Any],
+                 keys: Mapping[str, str], backend: str, dtype: str | None, options: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.sub = sub
+        self.backend = backend
+        self.options = dict(options)
+        placeholders = [n for n in sub.graph.nodes if n.op == "placeholder"]
+        self.input_types: dict[str, TensorType] = {}
+        self.constants: dict[str, Any] = {}
+        self.weight_slots: list[tuple[int, str]] = []  # (argument position, placeholder name)
+        self.input_slots: list[int] = []
+        # A partition's placeholders carry the names of the nodes that feed it in the captured graph.
+        for i, ph in enumerate(placeholders):
+            ex = known.get(ph.name)
+            if ph.name in weights:
+                self.constants[ph.name] = ex
+                self.weight_slots.append((i, ph.name))
+            elif isinstance(ex, torch.Tensor):
+                self.input_types[ph.name] = TensorType(tuple(ex.shape), _dtype(ex))
+                self.input_slots.append(i)
+            else:
+                self.constants[ph.name] = ex
+        self.keys = {name: keys[name] for _, name in self.weight_slots}
+        first = next(iter(self.input_types.values()), None)
+        self.dtype = check_dtype(dtype) if dtype else (first.dtype if first else "float32")
+        self.multiple_outputs = isinstance(next(n for n in sub.graph.nodes if n.op == "output").args[0],
+                                           (tuple, list))
+        self._versions: tuple[Any, ...] | None = None
+        self._model: Any = None
+
+    def _compile(self, weight_args: list[torch.Tensor]) -> None:
+        import convc
+
+        constants = dict(self.constants)
+        keys = {}
+        for (_, name), t in zip(self.weight_slots, weight_args):
+            constants[name] = t
+            keys[id(t)] = self.keys[name]
+        net = FxImporter(self.sub, input_types=self.input_types, constants=constants, param_keys=keys,
+                         name="dynamo_subgraph", header="convc cannot compile a torch.compile subgraph").run()
+        self._model = convc.compile(net, backend=self.backend, dtype=self.dtype, **self.options)
+
+    def forward(self, *args: Any) -> Any:
+        weight_args = [args[i] for i, _ in self.weight_slots]
+        versions = tuple((id(t), t._version) for t in weight_args)
+        if versions != self._versions:
+            try:
+                self._compile(weight_args)
+            except ConvcError as e:  # converted alone each node was fine; together they must be too
+                raise RuntimeError(f"convc torch.compile backend: {e}") from e
+            self._versions = versions
+        tensors = [args[i] for i in self.input_slots]
+        arrays = [t.detach().cpu().numpy() for t in tensors]
+        outs = self._model.run(*arrays)
+        ref = tensors[0] if tensors else torch.empty(0)
+        results = [torch.from_numpy(np.ascontiguousarray(o)).to(device=ref.device, dtype=ref.dtype) for o in outs]
+        return tuple(results) if self.multiple_outputs else results[0]

@@ -1,0 +1,344 @@
+"""torch functions and Tensor methods -> convc layers.
+
+Each handler mirrors the signature of the torch function it stands for (after a leading `ctx`), so the
+positional and keyword arguments fx recorded bind exactly as they do in torch. Tensor methods reuse
+the same handlers: `x.relu()` calls `relu(ctx, x)`. torch.nn modules map onto these in torch_modules.py.
+"""
+from __future__ import annotations
+
+import builtins
+import math
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from convc.dsl import Value
+from convc.frontends.building import FrontendError, resolve_target_shape, reshape_as_flatten
+from convc.frontends.fx_convert import Const, Ctx, Unusable
+
+
+def _ints(v: Any, n: int, what: str) -> tuple[int, ...]:
+    """torch's int-or-sequence arguments: 3 -> (3, 3); (3,) -> (3, 3); [2, 3] -> (2, 3)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v,) * n
+    t = tuple(int(i) for i in v)
+    if len(t) == 1:
+        return t * n
+    if len(t) != n:
+        raise FrontendError(f"{what} {tuple(t)} must have 1 or {n} entries")
+    return t
+
+
+def _batched(ctx: Ctx, input: Any, nd: int, what: str) -> Value:
+    x = ctx.value(input)
+    if len(x.shape) != nd + 2:
+        raise FrontendError(f"{what} expects a batched (N, C, {nd} spatial) input, got shape {x.shape}")
+    return x
+
+
+# ---------------------------------------------------------------------------- layers with weights
+def conv(ctx: Ctx, input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
+         dilation: Any = 1, groups: int = 1) -> Value:
+    w = ctx.const(weight, "weight")
+    nd = w.tensor.ndim - 2
+    if nd not in (1, 2, 3):
+        raise FrontendError(f"weight of shape {tuple(w.tensor.shape)} is not a 1D, 2D or 3D conv weight")
+    x = _batched(ctx, input, nd, f"conv{nd}d")
+    b = None if bias is None else ctx.const(bias, "bias")
+    pad = padding if isinstance(padding, str) else _ints(padding, nd, "padding")
+    y = ctx.net.conv(x, int(w.tensor.shape[0]), tuple(w.tensor.shape[2:]), stride=_ints(stride, nd, "stride"),
+                     padding=pad, dilation=_ints(dilation, nd, "dilation"), groups=int(groups),
+                     bias=b is not None, name=ctx.name, ndim=nd)
+    ctx.bind(y, "weight", w)
+    ctx.bind(y, "bias", b)
+    return y
+
+
+def linear(ctx: Ctx, input: Any, weight: Any, bias: Any = None) -> Value:
+    x = ctx.value(input)
+    w = ctx.const(weight, "weight")
+    b = None if bias is None else ctx.const(bias, "bias")
+    if len(x.shape) != 2:
+        raise FrontendError(f"linear on a {len(x.shape)}D input {x.shape} is not supported; convc's linear "
+                            f"takes (N, features): flatten before it")
+    y = ctx.net.linear(x, int(w.tensor.shape[0]), bias=b is not None, name=ctx.name)
+    ctx.bind(y, "weight", w)
+    ctx.bind(y, "bias", b)
+    return y
+
+
+def batch_norm(ctx: Ctx, input: Any, running_mean: Any, running_var: Any, weight: Any = None,
+               bias: Any = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Value:
+    x = ctx.value(input)
+    if running_mean is None or running_var is None:
+        raise FrontendError("batch norm without running statistics (track_running_stats=False) uses batch "
+                            "statistics; convc imports inference graphs, which need running_mean/var")
+    y = ctx.net.batch_norm(x, eps=float(eps), name=ctx.name)
+    for slot, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                    ("running_var", running_var)):
+        if t is not None:
+            ctx.bind(y, slot, ctx.const(t, slot))
+    return y
+
+
+def batch_norm_aten_order(ctx: Ctx, input: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any,
+                          training: bool, momentum: float, eps: float, cudnn_enabled: bool = True) -> Value:
+    """torch.batch_norm takes its operands in ATen's order, unlike F.batch_norm."""
+    return batch_norm(ctx, input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+# ---------------------------------------------------------------------------- activations
+def relu(ctx: Ctx, input: Any, inplace: bool = False) -> Value:
+    return ctx.net.relu(ctx.value(input), name=ctx.name)
+
+
+def leaky_relu(ctx: Ctx, input: Any, negative_slope: float = 0.01, inplace: bool = False) -> Value:
+    return ctx.net.leaky_relu(ctx.value(input), float(negative_slope), name=ctx.name)
+
+
+def sigmoid(ctx: Ctx, input: Any) -> Value:
+    return ctx.net.sigmoid(ctx.value(input), name=ctx.name)
+
+
+def tanh(ctx: Ctx, input: Any) -> Value:
+    return ctx.net.tanh(ctx.value(input), name=ctx.name)
+
+
+def elu(ctx: Ctx, input: Any, alpha: float = 1.0, inplace: bool = False) -> Value:
+    return ctx.net.elu(ctx.value(input), float(alpha), name=ctx.name)
+
+
+def elu_aten_order(ctx: Ctx, input: Any, alpha: float = 1.0, scale: float = 1.0,
+                   input_scale: float = 1.0) -> Value:
+    if scale != 1 or input_scale != 1:
+        raise FrontendError(f"elu with scale={scale}, input_scale={input_scale} (SELU-like) is not supported")
+    return elu(ctx, input, alpha)
+
+
+# ---------------------------------------------------------------------------- pooling
+def max_pool(nd: int) -> Callable[..., Any]:
+    def handler(ctx: Ctx, input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                dilation: Any = 1, ceil_mode: bool = False, return_indices: bool = False) -> Any:
+        x = _batched(ctx, input, nd, f"max_pool{nd}d")
+        k = _ints(kernel_size, nd, "kernel_size")
+        if any(d != 1 for d in _ints(dilation, nd, "dilation")):
+            raise FrontendError(f"dilation {dilation} is not supported: convc pools are not dilated")
+        s = k if stride is None or stride == [] else _ints(stride, nd, "stride")
+        y = ctx.net.pool("max", x, k, stride=s, padding=_ints(padding, nd, "padding"),
+                         ceil_mode=bool(ceil_mode), name=ctx.name, ndim=nd)
+        return (y, Unusable("max-pooling indices (convc does not compute them)")) if return_indices else y
+    return handler
+
+
+def avg_pool(nd: int) -> Callable[..., Any]:
+    def handler(ctx: Ctx, input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: Any = None) -> Value:
+        x = _batched(ctx, input, nd, f"avg_pool{nd}d")
+        if divisor_override is not None:
+            raise FrontendError(f"divisor_override={divisor_override} is not supported")
+        k = _ints(kernel_size, nd, "kernel_size")
+        s = k if stride is None or stride == [] else _ints(stride, nd, "stride")
+        return ctx.net.pool("avg", x, k, stride=s, padding=_ints(padding, nd, "padding"),
+                            ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad),
+                            name=ctx.name, ndim=nd)
+    return handler
+
+
+def adaptive_pool(kind: str, nd: int) -> Callable[..., Any]:
+    """Output size 1 -> global pool; the input's own size -> nothing; an exact divisor -> a plain pool."""
+    def handler(ctx: Ctx, input: Any, output_size: Any, return_indices: bool = False) -> Any:
+        x = _batched(ctx, input, nd, f"adaptive_{kind}_pool{nd}d")
+        if return_indices:
+            raise FrontendError("return_indices=True is not supported: convc does not compute indices")
+        sizes = output_size if isinstance(output_size, Sequence) else (output_size,) * nd
+        if len(sizes) == 1:
+            sizes = tuple(sizes) * nd
+        spatial = x.shape[2:]
+        out = tuple(s if o is None else int(o) for o, s in zip(sizes, spatial))
+        if out == spatial:
+            return x
+        if all(o == 1 for o in out):
+            return getattr(ctx.net, f"global_{kind}_pool")(x, name=ctx.name)
+        if all(s % o == 0 for s, o in zip(spatial, out)):
+            k = tuple(s // o for s, o in zip(spatial, out))
+            return ctx.net.pool(kind, x, k, stride=k, name=ctx.name, ndim=nd)
+        raise FrontendError(f"adaptive pooling of {spatial} to {out} is not supported; convc supports output "
+                            f"size 1 (global pooling) or sizes that divide the input exactly")
+    return handler
+
+
+def local_response_norm(ctx: Ctx, input: Any, size: int, alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 1.0) -> Value:
+    x = ctx.value(input)
+    if len(x.shape) < 3:
+        raise FrontendError(f"local response norm expects an (N, C, spatial...) input, got shape {x.shape}")
+    return ctx.net.lrn(x, int(size), float(alpha), float(beta), float(k), name=ctx.name)
+
+
+# ---------------------------------------------------------------------------- shape and plumbing
+def dropout(ctx: Ctx, input: Any, p: float = 0.5, training: bool = True, inplace: bool = False) -> Value:
+    """Inference semantics: dropout is the identity (a rate of 1 included), kept as a node for the record."""
+    x = ctx.value(input)
+    return ctx.net.dropout(x, float(p), name=ctx.name) if 0 <= p < 1 else x
+
+
+def softmax(ctx: Ctx, input: Any, dim: Any = None, _stacklevel: int = 3, dtype: Any = None) -> Value:
+    x = ctx.value(input)
+    if dtype is not None:
+        raise FrontendError(f"softmax with dtype={dtype} is not supported")
+    if dim is None:  # torch's legacy implicit dimension
+        dim = 0 if len(x.shape) in (0, 1, 3) else 1
+    return ctx.net.softmax(x, axis=int(dim) % len(x.shape), name=ctx.name)
+
+
+def softmax_builtin(ctx: Ctx, input: Any, dim: int, dtype: Any = None) -> Value:
+    return softmax(ctx, input, dim, dtype=dtype)
+
+
+def flatten(ctx: Ctx, input: Any, start_dim: int = 0, end_dim: int = -1) -> Value:
+    x = ctx.value(input)
+    rank = len(x.shape)
+    s, e = start_dim % rank, end_dim % rank
+    target = x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:]
+    return reshape_as_flatten(ctx.net, x, target, ctx.name, "flatten")
+
+
+def reshape(ctx: Ctx, input: Any, shape: Any) -> Value:
+    x = ctx.value(input)
+    target = resolve_target_shape(x.shape, _shape_arg(shape), zero_copies=False, where="reshape")
+    return reshape_as_flatten(ctx.net, x, target, ctx.name, "reshape")
+
+
+def view_method(ctx: Ctx, self: Any, *shape: Any) -> Value:
+    """x.view(n, -1), x.view((n, -1)) and x.view(size) all name the target shape."""
+    return reshape(ctx, self, shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
+
+
+def _shape_arg(shape: Any) -> list[int]:
+    dims = shape.tensor.tolist() if isinstance(shape, Const) else list(shape)
+    return [int(d.tensor.item()) if isinstance(d, Const) else int(d) for d in dims]
+
+
+def add(ctx: Ctx, input: Any, other: Any, alpha: Any = 1) -> Value:
+    if alpha != 1:
+        raise FrontendError(f"add with alpha={alpha} is not supported")
+    if not isinstance(input, Value):
+        input, other = other, input
+    x = ctx.value(input)
+    if isinstance(other, Value):
+        return ctx.net.add(x, other, name=ctx.name)
+    return _add_constant(ctx, x, other)
+
+
+def _add_constant(ctx: Ctx, x: Value, other: Any) -> Value:
+    """x + c for a constant c broadcast over the batch: a bias_add layer with c spread to x.shape[1:]."""
+    if isinstance(other, Const):
+        c, key = other.tensor.detach().cpu().double().numpy(), other.key
+    elif isinstance(other, (int, float)) and not isinstance(other, bool):
+        c, key = np.full((), float(other)), None
+    else:
+        raise FrontendError(f"cannot add {other!r} to a tensor")
+    padded = c.reshape((1,) * (len(x.shape) - c.ndim) + c.shape) if c.ndim <= len(x.shape) else c
+    try:
+        fits = np.broadcast_shapes(x.shape, padded.shape) == x.shape and padded.shape[0] == 1
+    except ValueError:
+        fits = False
+    if not fits:
+        raise FrontendError(f"adding a constant of shape {c.shape} to {x.shape} is not supported; the constant "
+                            f"must broadcast over the batch without growing the tensor")
+    bias = np.ascontiguousarray(np.broadcast_to(padded, x.shape)[0])
+    y = ctx.net.bias_add(x, name=ctx.name)
+    ctx.bind(y, "bias", Const(torch.from_numpy(bias), key if c.shape == x.shape[1:] else None))
+    return y
+
+
+def cat(ctx: Ctx, tensors: Any, dim: int = 0) -> Value:
+    values = [ctx.value(t, "each concatenated operand") for t in tensors]
+    return ctx.net.concat(values, axis=int(dim), name=ctx.name)
+
+
+def concatenate(ctx: Ctx, tensors: Any, axis: int = 0) -> Value:
+    return cat(ctx, tensors, axis)
+
+
+def mean(ctx: Ctx, input: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Value:
+    """The mean over every spatial axis is a global average pool (ResNet-style heads write it so)."""
+    x = ctx.value(input)
+    rank = len(x.shape)
+    dims = sorted({int(d) % rank for d in (_ints(dim, 1, "dim") if isinstance(dim, int) else dim or ())})
+    if dtype is not None or rank < 3 or dims != list(range(2, rank)):
+        raise FrontendError(f"mean over dims {dim} of {x.shape} is not supported; convc supports the mean "
+                            f"over all spatial axes (a global average pool)")
+    y = ctx.net.global_avg_pool(x, name=ctx.name)
+    return y if keepdim else reshape_as_flatten(ctx.net, y, x.shape[:2], ctx.fresh("flatten"), "mean")
+
+
+def identity(ctx: Ctx, self: Any, *args: Any, **kwargs: Any) -> Value:
+    return ctx.value(self)
+
+
+# ---------------------------------------------------------------------------- static sizes
+def size(ctx: Ctx, self: Any, dim: Any = None) -> Any:
+    x = ctx.value(self)
+    return torch.Size(x.shape) if dim is None else x.shape[int(dim)]
+
+
+def dim(ctx: Ctx, self: Any) -> int:
+    return len(ctx.value(self).shape)
+
+
+def getattr_(ctx: Ctx, obj: Any, name: str, *default: Any) -> Any:
+    if isinstance(obj, Value):
+        if name == "shape":
+            return torch.Size(obj.shape)
+        if name == "ndim":
+            return len(obj.shape)
+        raise FrontendError(f"reading tensor attribute .{name} is not supported")
+    return builtins.getattr(obj, name, *default)
+
+
+def getitem(ctx: Ctx, obj: Any, index: Any) -> Any:
+    if isinstance(obj, Value):
+        raise FrontendError(f"indexing or slicing a tensor ({index!r}) is not supported")
+    return obj[index]
+
+
+def _sym_size(ctx: Ctx, self: Any, dim: int) -> int:
+    return ctx.value(self).shape[int(dim)]
+
+
+FUNCTIONS: dict[Any, Callable[..., Any]] = {
+    torch.conv1d: conv, torch.conv2d: conv, torch.conv3d: conv, torch._C._nn.linear: linear,
+    F.batch_norm: batch_norm, torch.batch_norm: batch_norm_aten_order,
+    F.relu: relu, torch.relu: relu, torch.relu_: relu, F.leaky_relu: leaky_relu,
+    torch._C._nn.leaky_relu: leaky_relu, F.sigmoid: sigmoid, torch.sigmoid: sigmoid, F.tanh: tanh,
+    torch.tanh: tanh, F.elu: elu, torch._C._nn.elu: elu_aten_order,
+    F.local_response_norm: local_response_norm,
+    F.dropout: dropout, F.dropout1d: dropout, F.dropout2d: dropout, F.dropout3d: dropout,
+    F.softmax: softmax, torch.softmax: softmax_builtin,
+    torch.flatten: flatten, torch.reshape: reshape,
+    operator.add: add, operator.iadd: add, torch.add: add,
+    torch.cat: cat, torch.concat: cat, torch.concatenate: concatenate, torch.mean: mean,
+    builtins.getattr: getattr_, operator.getitem: getitem, torch.ops.aten.sym_size.int: _sym_size,
+}
+for _nd in (1, 2, 3):
+    FUNCTIONS[getattr(F, f"max_pool{_nd}d")] = max_pool(_nd)
+    FUNCTIONS[getattr(torch, f"max_pool{_nd}d")] = max_pool(_nd)
+    FUNCTIONS[getattr(F, f"avg_pool{_nd}d")] = avg_pool(_nd)
+    FUNCTIONS[getattr(F, f"adaptive_avg_pool{_nd}d")] = adaptive_pool("avg", _nd)
+    FUNCTIONS[getattr(F, f"adaptive_max_pool{_nd}d")] = adaptive_pool("max", _nd)
+FUNCTIONS[torch.adaptive_avg_pool1d] = adaptive_pool("avg", 1)
+FUNCTIONS[torch._C._nn.adaptive_avg_pool2d] = adaptive_pool("avg", 2)
+FUNCTIONS[torch._C._nn.adaptive_avg_pool3d] = adaptive_pool("avg", 3)
+
+METHODS: dict[str, Callable[..., Any]] = {
+    "relu": relu, "relu_": relu, "sigmoid": sigmoid, "sigmoid_": sigmoid, "tanh": tanh, "tanh_": tanh,
+    "softmax": softmax_builtin, "flatten": flatten, "view": view_method, "reshape": view_method,
+    "add": add, "add_": add, "__add__": add, "__iadd__": add, "mean": mean,
+    "contiguous": identity, "clone": identity, "detach": identity,
+    "size": size, "dim": dim,
+}
