@@ -1,0 +1,192 @@
+"""Per-shape block configurations for the GEMM-like kernels, tuned on the GPU and cached on disk.
+
+Every candidate's output is compared with the reference (first) candidate's before it may win: a Triton
+miscompile (a flattened conv K loop at num_warps=8 once gave wrong results) must lose, not win. Results
+live in a JSON file under $CONVC_CACHE_DIR (default ~/.cache/convc), written atomically; a corrupt file is
+rebuilt rather than trusted. Under the CPU interpreter one small configuration is used, untuned.
+
+    tuner = Tuner(enabled=True)
+    launch = tuner.choose(launch, dtype="float16")   # the cached or newly measured best configuration
+    tuner.save()
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import triton
+
+from convc.backends.triton.common import INTERPRET
+from convc.backends.triton.launch import Launch
+from convc.numerics import budget, rel_err
+from convc.serialize import atomic_write
+
+CACHE_VERSION = 1
+CACHE_FILE = "triton_autotune.json"
+TUNABLE = {"conv_implicit_gemm": ("BLOCK_M", "BLOCK_N", "BLOCK_K"), "gemm": ("BLOCK_M", "BLOCK_N", "BLOCK_K"),
+           "conv_direct": ("BLOCK_M", "BLOCK_N")}
+LAUNCH_KEYS = ("num_warps", "num_stages")
+
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): the usual tensor-core tiles of Triton's matmul tutorial.
+_GEMM_TILES = [(128, 128, 32, 4, 3), (128, 64, 32, 4, 4), (64, 128, 32, 4, 4), (64, 64, 32, 4, 4),
+               (128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 32, 32, 4, 4), (32, 64, 32, 4, 4),
+               (128, 64, 64, 8, 3), (16, 64, 64, 4, 3)]
+_DIRECT_TILES = [(64, 32, 4), (128, 32, 4), (64, 64, 4), (32, 64, 4), (128, 16, 4), (256, 16, 8)]
+
+
+def cache_path() -> Path:
+    base = os.environ.get("CONVC_CACHE_DIR") or str(Path.home() / ".cache" / "convc")
+    return Path(base) / CACHE_FILE
+
+
+def _fits(tile: int, size: int) -> bool:
+    """A tile no more than twice the next power of two above the size (wider tiles only mask work away)."""
+    return tile <= max(16, triton.next_power_of_2(size))
+
+
+def candidate_configs(family: str, sizes: tuple[int, int, int]) -> list[dict[str, Any]]:
+    """GPU candidates for (M, N, K)-like sizes; the first is the default and the reference."""
+    m, n, k = sizes
+    if family == "conv_direct":
+        tiles = [dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=w, num_stages=1) for bm, bn, w in _DIRECT_TILES
+                 if _fits(bn, n)]
+        return tiles or [dict(BLOCK_M=64, BLOCK_N=16, num_warps=4, num_stages=1)]
+    out = [dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=s) for bm, bn, bk, w, s in _GEMM_TILES
+           if _fits(bm, m) and _fits(bn, n) and _fits(bk, k)]
+    return out or [dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, num_warps=4, num_stages=2)]
+
+
+def interpreter_config(family: str, sizes: tuple[int, int, int]) -> dict[str, Any]:
+    """One small configuration: the interpreter pays per program and per loop step, not per lane."""
+    m, n, k = sizes
+    bm = min(64, max(16, triton.next_power_of_2(m)))
+    bn = min(64, max(16, triton.next_power_of_2(n)))
+    if family == "conv_direct":
+        return dict(BLOCK_M=bm, BLOCK_N=bn)
+    return dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=min(64, max(16, triton.next_power_of_2(k))))
+
+
+def default_config(family: str, sizes: tuple[int, int, int], dtype: str) -> dict[str, Any]:
+    if INTERPRET:
+        return interpreter_config(family, sizes)
+    return candidate_configs(family, sizes)[0]
+
+
+def _valid_entry(family: str, entry: Any) -> bool:
+    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+        return False
+    cfg = entry["config"]
+    keys = set(TUNABLE.get(family, ())) | set(LAUNCH_KEYS)
+    return set(cfg) == keys and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in cfg.values())
+
+
+def _device_name() -> str:
+    if INTERPRET or not torch.cuda.is_available():
+        return "interpreter"
+    return torch.cuda.get_device_name()
+
+
+Bench = Callable[[Callable[[], None]], float]
+
+
+def gpu_bench(fn: Callable[[], None]) -> float:
+    from triton.testing import do_bench
+
+    return float(do_bench(fn, warmup=10, rep=40))
+
+
+def wall_bench(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+class Tuner:
+    """Chooses block configurations; `enabled=False` keeps the default (or a cached) configuration."""
+
+    def __init__(self, enabled: bool, path: Path | None = None, bench: Bench | None = None,
+                 candidates: Callable[[str, tuple[int, int, int]], list[dict[str, Any]]] = candidate_configs) -> None:
+        self.enabled = enabled
+        self.path = path or cache_path()
+        self.bench = bench or (wall_bench if INTERPRET else gpu_bench)
+        self.candidates = candidates
+        self.entries: dict[str, Any] = self._load()
+        self.dirty = False
+        self.rejected: list[tuple[str, dict[str, Any], float]] = []  # (key, config, error) for reports
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            warnings.warn(f"convc: autotune cache {self.path} is unreadable ({e}); rebuilding it", stacklevel=2)
+            return {}
+        if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or not isinstance(
+                data.get("entries"), dict):
+            warnings.warn(f"convc: autotune cache {self.path} has an unknown format; rebuilding it", stacklevel=2)
+            return {}
+        return {k: v for k, v in data["entries"].items()
+                if isinstance(k, str) and _valid_entry(k.split("|", 1)[0], v)}
+
+    def save(self) -> None:
+        if self.dirty:
+            body = json.dumps({"version": CACHE_VERSION, "entries": self.entries}, indent=1, sort_keys=True)
+            atomic_write(self.path, body.encode())
+            self.dirty = False
+
+    @staticmethod
+    def key(launch: Launch, dtype: str) -> str:
+        meta = ",".join(f"{k}={v}" for k, v in sorted(launch.meta.items()))
+        return "|".join([launch.family or "", launch.name, repr(launch.tune_key), dtype, meta, _device_name(),
+                         triton.__version__])
+
+    def choose(self, launch: Launch, dtype: str) -> Launch:
+        if launch.family is None:
+            return launch
+        key = self.key(launch, dtype)
+        entry = self.entries.get(key)
+        if entry is not None:
+            return launch.with_config(entry["config"])
+        if not self.enabled:
+            return launch
+        best = self.tune(launch, dtype, self.candidates(launch.family, launch.tune_key[:3]), key)
+        self.entries[key] = {"config": best, "node": launch.node}
+        self.dirty = True
+        return launch.with_config(best)
+
+    def tune(self, launch: Launch, dtype: str, configs: list[dict[str, Any]], key: str = "") -> dict[str, Any]:
+        """Runs every config, rejects those whose output differs from the first's, returns the fastest."""
+        out = launch.out
+        assert out is not None, "a tunable launch names its output view"
+        tolerance = budget(dtype)
+        reference_run = launch.with_config(configs[0])
+        reference_run()
+        reference = out.as_matrix().float().clone()
+        timings: list[tuple[float, int]] = []
+        for i, cfg in enumerate(configs):
+            run = launch.with_config(cfg)
+            out.as_matrix().fill_(float("nan"))  # a config that skips part of the output cannot pass
+            try:
+                run()
+            except Exception as e:  # out of shared memory or registers: that config just cannot win
+                self.rejected.append((key, cfg, float("inf")))
+                warnings.warn(f"convc: {launch.name} config {cfg} failed to run: {type(e).__name__}", stacklevel=2)
+                continue
+            err = rel_err(out.as_matrix().float().cpu().numpy(), reference.cpu().numpy())
+            if err > tolerance:
+                self.rejected.append((key, cfg, err))
+                warnings.warn(f"convc: {launch.name} config {cfg} gave wrong results (error {err:.2e} against "
+                              f"{configs[0]}); excluded", stacklevel=2)
+                continue
+            timings.append((self.bench(run), i))
+        reference_run()  # leave the reference output in place
+        if not timings:
+            return dict(configs[0])
+        return dict(configs[min(timings)[1]])

@@ -1,0 +1,99 @@
+"""Direct convolution with fp32 FMAs: depthwise and grouped layers with few channels per group, and first
+layers whose 1-4 input channels would leave a tensor-core K block mostly empty.
+
+Each program owns a [BLOCK_M pixels, BLOCK_N output channels] tile and walks the receptive field; an output
+channel o reads input channels (o // (O/g)) * (C/g) + c, so depthwise tiles read consecutive channels.
+W is packed at compile time as [KD, KH, KW, C/g, O].
+
+    launch = conv_direct_launch(node, geo, x, w, bias, y, residuals, codes, params, config)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from convc.backends.triton.epilogue import apply_epilogue, epilogue_meta
+from convc.backends.triton.geometry import ConvGeometry
+from convc.backends.triton.launch import Launch, View
+from convc.errors import BackendError
+
+
+@triton.jit
+def conv_direct_kernel(
+    x_ptr, w_ptr, bias_ptr, y_ptr, r0_ptr, r1_ptr,
+    M, C_g, O, O_g, D, H, W, OD, OH, OW, KD, KH, KW,
+    stride_d, stride_h, stride_w, pad_d, pad_h, pad_w, dil_d, dil_h, dil_w,
+    ld_x, ld_y, ld_r0, ld_r1, p0, p1, p2, p3,
+    HAS_BIAS: tl.constexpr,
+    E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr, E3: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_ok = rm < M
+    n_ok = rn < O
+    first_in_channel = (rn // O_g) * C_g
+
+    ow = rm % OW
+    t = rm // OW
+    oh = t % OH
+    t = t // OH
+    od = t % OD
+    nb = t // OD
+    id0 = od * stride_d - pad_d
+    ih0 = oh * stride_h - pad_h
+    iw0 = ow * stride_w - pad_w
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for kd in range(KD):
+        idd = id0 + kd * dil_d
+        d_ok = m_ok & (idd >= 0) & (idd < D)
+        for kh in range(KH):
+            ih = ih0 + kh * dil_h
+            h_ok = d_ok & (ih >= 0) & (ih < H)
+            for kw in range(KW):
+                iw = iw0 + kw * dil_w
+                ok = h_ok & (iw >= 0) & (iw < W)
+                pix = ((nb * D + idd) * H + ih) * W + iw
+                x_tile = x_ptr + pix[:, None] * ld_x + first_in_channel[None, :]
+                tile_ok = ok[:, None] & n_ok[None, :]
+                w_row = w_ptr + ((kd * KH + kh) * KW + kw) * C_g * O + rn
+                for c in range(C_g):
+                    xv = tl.load(x_tile + c, mask=tile_ok, other=0.0).to(tl.float32)
+                    wv = tl.load(w_row + c * O, mask=n_ok, other=0.0).to(tl.float32)
+                    acc += xv * wv[None, :]
+
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + rn, mask=n_ok, other=0.0)[None, :]
+    mask = m_ok[:, None] & n_ok[None, :]
+    acc = apply_epilogue(acc, rm[:, None], rn[None, :], mask, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
+                         E0, E1, E2, E3)
+    tl.store(y_ptr + rm[:, None] * ld_y + rn[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+def conv_direct_launch(node: str, geo: ConvGeometry, x: View, w: torch.Tensor, bias: torch.Tensor | None,
+                       y: View, residuals: list[View], codes: tuple[int, ...], params: tuple[float, ...],
+                       config: dict[str, Any]) -> Launch:
+    expected_w = geo.kernel + (geo.c_per_group, geo.o)
+    if tuple(w.shape) != expected_w:
+        raise BackendError(f"node '{node}': packed weight {tuple(w.shape)} differs from {expected_w}")
+    if (x.rows, x.cols) != (geo.n * geo.d * geo.h * geo.w, geo.c) or (y.rows, y.cols) != (geo.out_pixels, geo.o):
+        raise BackendError(f"node '{node}': views {x.rows}x{x.cols} -> {y.rows}x{y.cols} do not match {geo}")
+    r0 = residuals[0] if residuals else y
+    r1 = residuals[1] if len(residuals) > 1 else y
+    args = (x.ptr, w, bias if bias is not None else w, y.ptr, r0.ptr, r1.ptr,
+            geo.out_pixels, geo.c_per_group, geo.o, geo.o_per_group, geo.d, geo.h, geo.w, geo.od, geo.oh, geo.ow,
+            *geo.kernel, *geo.stride, *geo.pad_lo, *geo.dilation, x.ld, y.ld, r0.ld, r1.ld, *params)
+    meta = {"HAS_BIAS": bias is not None, **epilogue_meta(codes)}
+
+    def grid(cfg: dict[str, Any]) -> tuple[int, ...]:
+        return (triton.cdiv(geo.out_pixels, cfg["BLOCK_M"]), triton.cdiv(geo.o, cfg["BLOCK_N"]))
+
+    key = (geo.out_pixels, geo.o, geo.kernel_volume * geo.c_per_group, geo.kernel, geo.groups, str(w.dtype))
+    return Launch(node, conv_direct_kernel, grid, args, meta, dict(config), family="conv_direct", out=y,
+                  tune_key=key)

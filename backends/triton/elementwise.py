@@ -1,0 +1,75 @@
+"""Elementwise ops on the channels-last pixel matrix: y = epilogue(x * scale[c] + shift[c] + bias[p, c]).
+
+One kernel serves batch_norm and scale_shift (scale and shift; batch norm's are folded in float64 at
+compile time), bias_add (a bias per position and channel), the activations (epilogue steps) and add
+(an epilogue residual add).
+
+    launch = elementwise_launch("bn1", x, y, scale=s, shift=b)
+    launch = elementwise_launch("relu1", x, y, codes=encode_steps((("relu",),), "relu1")[0])
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from convc.backends.triton.epilogue import MAX_STEPS, apply_epilogue, epilogue_meta
+from convc.backends.triton.launch import Launch, View
+from convc.errors import BackendError
+
+
+@triton.jit
+def elementwise_kernel(
+    x_ptr, scale_ptr, shift_ptr, bias_ptr, y_ptr, r0_ptr, r1_ptr,
+    M, C, P, ld_x, ld_y, ld_r0, ld_r1, p0, p1, p2, p3,
+    HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_PIXEL_BIAS: tl.constexpr,
+    E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr, E3: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rc = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    m_ok = rm < M
+    c_ok = rc < C
+    mask = m_ok[:, None] & c_ok[None, :]
+    v = tl.load(x_ptr + rm[:, None] * ld_x + rc[None, :], mask=mask, other=0.0).to(tl.float32)
+    if HAS_SCALE:
+        v = v * tl.load(scale_ptr + rc, mask=c_ok, other=0.0)[None, :]
+    if HAS_SHIFT:
+        v = v + tl.load(shift_ptr + rc, mask=c_ok, other=0.0)[None, :]
+    if HAS_PIXEL_BIAS:
+        # bias_add: one value per (position within the example, channel); P positions per example.
+        v = v + tl.load(bias_ptr + (rm % P)[:, None] * C + rc[None, :], mask=mask, other=0.0)
+    v = apply_epilogue(v, rm[:, None], rc[None, :], mask, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
+                       E0, E1, E2, E3)
+    tl.store(y_ptr + rm[:, None] * ld_y + rc[None, :], v.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+def elementwise_launch(node: str, x: View, y: View, *, scale: torch.Tensor | None = None,
+                       shift: torch.Tensor | None = None, pixel_bias: torch.Tensor | None = None,
+                       positions: int = 1, residuals: list[View] | None = None,
+                       codes: tuple[int, ...] = (0,) * MAX_STEPS,
+                       params: tuple[float, ...] = (0.0,) * MAX_STEPS) -> Launch:
+    residuals = residuals or []
+    for v in [y, *residuals]:
+        if (v.rows, v.cols) != (x.rows, x.cols):
+            raise BackendError(f"node '{node}': operand {v.rows}x{v.cols} differs from the input {x.rows}x{x.cols}")
+    for name, vec, n in (("scale", scale, x.cols), ("shift", shift, x.cols), ("bias", pixel_bias, positions * x.cols)):
+        if vec is not None and vec.numel() != n:
+            raise BackendError(f"node '{node}': {name} has {vec.numel()} values, expected {n}")
+    dummy = x.ptr
+    r0 = residuals[0] if residuals else y
+    r1 = residuals[1] if len(residuals) > 1 else y
+    args = (x.ptr, scale if scale is not None else dummy, shift if shift is not None else dummy,
+            pixel_bias if pixel_bias is not None else dummy, y.ptr, r0.ptr, r1.ptr,
+            x.rows, x.cols, positions, x.ld, y.ld, r0.ld, r1.ld, *params)
+    meta = {"HAS_SCALE": scale is not None, "HAS_SHIFT": shift is not None,
+            "HAS_PIXEL_BIAS": pixel_bias is not None, **epilogue_meta(codes)}
+    block_c = min(128, triton.next_power_of_2(x.cols))
+    block_m = max(1, 4096 // block_c)
+
+    def grid(cfg: dict[str, Any]) -> tuple[int, ...]:
+        return (triton.cdiv(x.rows, cfg["BLOCK_M"]), triton.cdiv(x.cols, cfg["BLOCK_C"]))
+
+    return Launch(node, elementwise_kernel, grid, args, meta, {"BLOCK_M": block_m, "BLOCK_C": block_c}, out=y)

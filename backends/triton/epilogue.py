@@ -1,0 +1,90 @@
+"""The fused epilogue every output-writing kernel shares: bias, activations and residual adds, applied to
+the fp32 accumulator in registers before the single store.
+
+A node's `attrs["epilogue"]` (e.g. `(("add",), ("relu",))`) is encoded at compile time into four constexpr
+step codes plus four runtime parameters, so each distinct epilogue compiles its own specialised kernel:
+
+    codes, params = encode_epilogue(node)      # (ADD_R0, RELU, NONE, NONE), (0.0, 0.0, 0.0, 0.0)
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from convc.errors import BackendError
+from convc.ir import Node
+
+# Step codes (constexpr). Residual adds name the operand they read, so the kernel needs no counter.
+NONE, RELU, LEAKY_RELU, SIGMOID, TANH, ELU, ADD_R0, ADD_R1 = range(8)
+MAX_STEPS = 4
+MAX_RESIDUALS = 2
+_ACTIVATION_CODES = {"relu": RELU, "leaky_relu": LEAKY_RELU, "sigmoid": SIGMOID, "tanh": TANH, "elu": ELU}
+
+
+def encode_steps(steps: tuple[tuple, ...], where: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Epilogue steps -> (MAX_STEPS codes, MAX_STEPS float params), padded with NONE."""
+    if len(steps) > MAX_STEPS:
+        raise BackendError(f"{where}: epilogue {steps} has {len(steps)} steps; the triton backend fuses at "
+                           f"most {MAX_STEPS} (leave the rest as separate nodes)")
+    codes: list[int] = []
+    params: list[float] = []
+    adds = 0
+    for step in steps:
+        kind = step[0]
+        if kind == "add":
+            if adds >= MAX_RESIDUALS:
+                raise BackendError(f"{where}: epilogue {steps} adds {adds + 1} residuals; the triton backend "
+                                   f"fuses at most {MAX_RESIDUALS}")
+            codes.append(ADD_R0 + adds)
+            params.append(0.0)
+            adds += 1
+        elif kind in _ACTIVATION_CODES:
+            codes.append(_ACTIVATION_CODES[kind])
+            params.append(float(step[1]) if len(step) > 1 else 0.0)
+        else:
+            raise BackendError(f"{where}: unknown epilogue step {step!r}")
+    codes += [NONE] * (MAX_STEPS - len(codes))
+    params += [0.0] * (MAX_STEPS - len(params))
+    return tuple(codes), tuple(params)
+
+
+def encode_epilogue(node: Node) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    return encode_steps(tuple(node.attrs.get("epilogue", ())), f"node '{node.name}' ({node.op})")
+
+
+def epilogue_meta(codes: tuple[int, ...]) -> dict[str, int]:
+    """The constexpr keyword arguments E0..E3 of a kernel that applies the epilogue."""
+    return {f"E{i}": c for i, c in enumerate(codes)}
+
+
+@triton.jit
+def _apply_step(acc, CODE: tl.constexpr, param, r0_ptr, r0_offs, r1_ptr, r1_offs, mask):
+    if CODE == 1:  # relu
+        acc = tl.maximum(acc, 0.0)
+    elif CODE == 2:  # leaky_relu
+        acc = tl.where(acc > 0, acc, acc * param)
+    elif CODE == 3:  # sigmoid
+        acc = 1.0 / (1.0 + tl.exp(-acc))
+    elif CODE == 4:  # tanh, via exp so it exists in every Triton version; saturates to +-1 without NaN
+        acc = 2.0 / (1.0 + tl.exp(-2.0 * acc)) - 1.0
+    elif CODE == 5:  # elu
+        acc = tl.where(acc > 0, acc, param * (tl.exp(tl.minimum(acc, 0.0)) - 1.0))
+    elif CODE == 6:
+        acc = acc + tl.load(r0_ptr + r0_offs, mask=mask, other=0.0).to(tl.float32)
+    elif CODE == 7:
+        acc = acc + tl.load(r1_ptr + r1_offs, mask=mask, other=0.0).to(tl.float32)
+    return acc
+
+
+@triton.jit
+def apply_epilogue(acc, rows, cols, mask, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
+                   E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr, E3: tl.constexpr):
+    """acc: fp32 tile; rows/cols broadcast to its shape (pixel index, channel index); residual r is read at
+    rows * ld_r + cols."""
+    r0_offs = rows * ld_r0 + cols
+    r1_offs = rows * ld_r1 + cols
+    acc = _apply_step(acc, E0, p0, r0_ptr, r0_offs, r1_ptr, r1_offs, mask)
+    acc = _apply_step(acc, E1, p1, r0_ptr, r0_offs, r1_ptr, r1_offs, mask)
+    acc = _apply_step(acc, E2, p2, r0_ptr, r0_offs, r1_ptr, r1_offs, mask)
+    acc = _apply_step(acc, E3, p3, r0_ptr, r0_offs, r1_ptr, r1_offs, mask)
+    return acc

@@ -1,0 +1,218 @@
+"""Lowering: each IR node becomes a list of bound kernel launches over the planned memory.
+
+Lowerings are looked up by (op, algo) in the backend's kernel table; a conv node's `algo` picks its kernel
+(None -> `resolve_conv_algo`). Packed parameters are cached per module, so batch-size variants share them.
+
+    launches = lower_node(backend, NodeContext(node, graph, plan, packed, "float16", "cuda", tf32=False))
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from convc.backends.triton.autotune import default_config
+from convc.backends.triton.common import TORCH_DTYPES, dot_mode
+from convc.backends.triton.conv_direct import conv_direct_launch
+from convc.backends.triton.conv_im2col import conv_im2col_launches, im2col_columns
+from convc.backends.triton.conv_implicit_gemm import conv_implicit_gemm_launch
+from convc.backends.triton.conv_winograd import ALGO_TILE, WinogradPlan, check_winograd, conv_winograd_launches
+from convc.backends.triton.epilogue import encode_epilogue
+from convc.backends.triton.gemm import gemm_launch
+from convc.backends.triton.geometry import ConvGeometry
+from convc.backends.triton.launch import Launch, View
+from convc.backends.triton.memory import MemoryPlan
+from convc.backends.triton.packing import pack_conv_direct, pack_conv_gemm, pack_linear, pack_vector
+from convc.errors import BackendError
+from convc.ir import Graph, Node
+from convc.ops import SCHEMAS
+
+CONV_OPS = ("conv1d", "conv2d", "conv3d")
+CONV_ALGOS = ("implicit_gemm", "im2col", "direct", "winograd_2x2", "winograd_4x4")
+# Ops that are views of their input: the memory planner maps them, no kernel runs.
+VIEW_OPS = ("identity", "dropout")
+
+
+@dataclass
+class NodeContext:
+    """Everything a lowering needs about one node of one compiled variant."""
+
+    node: Node
+    graph: Graph
+    plan: MemoryPlan
+    packed: dict[tuple[str, str], torch.Tensor]
+    dtype: str
+    device: str
+    tf32: bool = False
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return TORCH_DTYPES[self.dtype]
+
+    @property
+    def dot_mode(self) -> int:
+        return dot_mode(self.dtype, self.tf32)
+
+    @property
+    def out(self) -> View:
+        return self.plan.views[self.node.name]
+
+    @property
+    def x(self) -> View:
+        return self.plan.views[self.node.inputs[0]]
+
+    def residuals(self) -> list[View]:
+        return [self.plan.views[v] for v in self.graph.activation_inputs(self.node)[1:]]
+
+    def param(self, slot: str) -> np.ndarray | None:
+        return self.graph.param_of(self.node, slot)
+
+    def pack(self, kind: str, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """A packed parameter, built once per module and shared by every batch-size variant."""
+        key = (self.node.name, kind)
+        if key not in self.packed:
+            self.packed[key] = make()
+        return self.packed[key]
+
+    def bias(self) -> torch.Tensor | None:
+        b = self.param("bias")
+        return None if b is None else self.pack("bias", lambda: pack_vector(b, self.device))
+
+
+Lowering = Callable[[Node, NodeContext], list[Launch]]
+LOWERINGS: dict[tuple[str, str | None], Lowering] = {}
+
+
+def lowering(ops: tuple[str, ...] | str, algo: str | None = None) -> Callable[[Lowering], Lowering]:
+    def register(fn: Lowering) -> Lowering:
+        for op in (ops,) if isinstance(ops, str) else ops:
+            LOWERINGS[(op, algo)] = fn
+        return fn
+    return register
+
+
+def resolve_conv_algo(node: Node, graph: Graph) -> str:
+    """The node's algo, or for None: direct for depthwise / narrow grouped layers and 1-4 channel inputs
+    (a tensor-core K block would be mostly empty), implicit GEMM otherwise."""
+    algo = node.attrs.get("algo")
+    if algo is not None:
+        return algo
+    x = graph.node(node.inputs[0]).type
+    c_per_group = x.shape[1] // node.attrs["groups"]
+    if c_per_group < 16 and (node.attrs["groups"] > 1 or c_per_group <= 4):
+        return "direct"
+    return "implicit_gemm"
+
+
+def _geometry(node: Node, ctx: NodeContext) -> ConvGeometry:
+    return ConvGeometry.of(node, ctx.graph.node(node.inputs[0]).type)
+
+
+def _config(ctx: NodeContext, family: str, sizes: tuple[int, int, int]) -> dict[str, Any]:
+    """The untuned configuration for (M, N, K); the tuner may replace it later."""
+    return default_config(family, sizes, ctx.dtype)
+
+
+@lowering(CONV_OPS, "implicit_gemm")
+def lower_conv_implicit_gemm(node: Node, ctx: NodeContext) -> list[Launch]:
+    geo = _geometry(node, ctx)
+    w = ctx.pack("gemm", lambda: pack_conv_gemm(ctx.param("weight"), geo.groups, ctx.torch_dtype, ctx.device))
+    codes, params = encode_epilogue(node)
+    cfg = _config(ctx, "conv_implicit_gemm", (geo.out_pixels, geo.o_per_group, geo.c_per_group))
+    return [conv_implicit_gemm_launch(node.name, geo, ctx.x, w, ctx.bias(), ctx.out, ctx.residuals(), codes,
+                                      params, ctx.dot_mode, cfg)]
+
+
+@lowering(CONV_OPS, "direct")
+def lower_conv_direct(node: Node, ctx: NodeContext) -> list[Launch]:
+    geo = _geometry(node, ctx)
+    w = ctx.pack("direct", lambda: pack_conv_direct(ctx.param("weight"), ctx.torch_dtype, ctx.device))
+    codes, params = encode_epilogue(node)
+    cfg = _config(ctx, "conv_direct", (geo.out_pixels, geo.o, geo.c_per_group))
+    return [conv_direct_launch(node.name, geo, ctx.x, w, ctx.bias(), ctx.out, ctx.residuals(), codes, params, cfg)]
+
+
+@lowering(CONV_OPS, "im2col")
+def lower_conv_im2col(node: Node, ctx: NodeContext) -> list[Launch]:
+    geo = _geometry(node, ctx)
+    w = ctx.pack("gemm", lambda: pack_conv_gemm(ctx.param("weight"), geo.groups, ctx.torch_dtype, ctx.device))
+    codes, params = encode_epilogue(node)
+    width = im2col_columns(geo)
+    scratch = ctx.plan.scratch[node.name][0]
+    cols = View(scratch.storage, 0, geo.out_pixels, width, width)
+    cfg = _config(ctx, "gemm", (geo.out_pixels, geo.o_per_group, width // geo.groups))
+    return conv_im2col_launches(node.name, geo, ctx.x, cols, w, ctx.bias(), ctx.out, ctx.residuals(), codes,
+                                params, ctx.dot_mode, cfg)
+
+
+def _lower_winograd(node: Node, ctx: NodeContext) -> list[Launch]:
+    geo = _geometry(node, ctx)
+    check_winograd(node, geo)
+    plan = WinogradPlan(geo, ALGO_TILE[node.attrs["algo"]])
+    u = ctx.pack(node.attrs["algo"], lambda: plan.transform_filters(ctx.param("weight"), ctx.torch_dtype,
+                                                                     ctx.device))
+    kb, ka = plan.transform_matrices(ctx.device)
+    kb = ctx.pack("kron_b", lambda: kb)
+    ka = ctx.pack("kron_a", lambda: ka)
+    codes, params = encode_epilogue(node)
+    v, m = ctx.plan.scratch[node.name]
+    cfg = _config(ctx, "gemm", (plan.tiles, geo.o, geo.c))
+    return conv_winograd_launches(node.name, plan, ctx.x, v, m, u, kb, ka, ctx.bias(), ctx.out, ctx.residuals(),
+                                  codes, params, ctx.dot_mode, cfg)
+
+
+for _algo in ALGO_TILE:
+    lowering(CONV_OPS, _algo)(_lower_winograd)
+
+
+@lowering(CONV_OPS)
+def lower_conv_default(node: Node, ctx: NodeContext) -> list[Launch]:
+    """algo=None: the choice of `resolve_conv_algo`."""
+    return LOWERINGS[(node.op, resolve_conv_algo(node, ctx.graph))](node, ctx)
+
+
+@lowering("linear")
+def lower_linear(node: Node, ctx: NodeContext) -> list[Launch]:
+    w = ctx.pack("gemm", lambda: pack_linear(ctx.param("weight"), ctx.torch_dtype, ctx.device).unsqueeze(0))
+    codes, params = encode_epilogue(node)
+    x = ctx.x
+    cfg = _config(ctx, "gemm", (x.rows, node.attrs["out_features"], x.cols))
+    return [gemm_launch(node.name, x, w, ctx.bias(), ctx.out, ctx.residuals(), codes, params, ctx.dot_mode, cfg)]
+
+
+def scratch_requests(node: Node, graph: Graph, dtype: str) -> list[tuple[int, torch.dtype]]:
+    """Scratch memory a node's lowering needs, so the planner can place it with the activations."""
+    if node.op not in CONV_OPS:
+        return []
+    algo = resolve_conv_algo(node, graph)
+    geo = ConvGeometry.of(node, graph.node(node.inputs[0]).type)
+    if algo == "im2col":
+        return [(geo.out_pixels * im2col_columns(geo), TORCH_DTYPES[dtype])]
+    if algo in ALGO_TILE:
+        check_winograd(node, geo)
+        plan = WinogradPlan(geo, ALGO_TILE[algo])
+        return [(plan.scratch_v, TORCH_DTYPES[dtype]), (plan.scratch_m, torch.float32)]
+    return []
+
+
+def lower_node(table: dict[tuple[str, str | None], Any], ctx: NodeContext) -> list[Launch]:
+    """Dispatches on (op, algo); an algo this backend lacks raises a BackendError naming the node."""
+    node = ctx.node
+    if node.op in ("input", "param") or node.name in ctx.plan.aliases:
+        return []
+    if node.op not in SCHEMAS:
+        raise BackendError(f"node '{node.name}': unknown op {node.op!r}")
+    algo = node.attrs.get("algo") if node.op in CONV_OPS else None
+    fn = table.get((node.op, algo))
+    if fn is None:
+        have = sorted(a for op, a in table if op == node.op and a)
+        raise BackendError(f"node '{node.name}' ({node.op}): the triton backend has no algo {algo!r}; "
+                           f"choose one of {', '.join(have) or 'none'}")
+    return fn(node, ctx)
+
+
+# Register the remaining op families (pools, normalisation, elementwise, layout) into LOWERINGS.
+from convc.backends.triton import lower_misc  # noqa: E402,F401

@@ -1,0 +1,41 @@
+"""Maxout across channels: y[:, c] = max(x[:, c*k : (c+1)*k]) on channels-last pixel matrices.
+
+    launch = maxout_launch("mo1", x, y, k=2)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import triton
+import triton.language as tl
+
+from convc.backends.triton.launch import Launch, View
+from convc.errors import BackendError
+
+
+@triton.jit
+def maxout_kernel(
+    x_ptr, y_ptr, M, C_out, K, ld_x, ld_y,
+    BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rc = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask = (rm < M)[:, None] & (rc < C_out)[None, :]
+    rows = x_ptr + rm[:, None] * ld_x
+    acc = tl.full((BLOCK_M, BLOCK_C), float("-inf"), tl.float32)
+    for j in range(K):
+        v = tl.load(rows + (rc * K + j)[None, :], mask=mask, other=float("-inf"))
+        acc = tl.maximum(acc, v.to(tl.float32))
+    tl.store(y_ptr + rm[:, None] * ld_y + rc[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+def maxout_launch(node: str, x: View, y: View, *, k: int) -> Launch:
+    if y.rows != x.rows or y.cols * k != x.cols:
+        raise BackendError(f"node '{node}': maxout k={k} cannot map {x.rows}x{x.cols} to {y.rows}x{y.cols}")
+    block_c = min(64, triton.next_power_of_2(y.cols))
+
+    def grid(cfg: dict[str, Any]) -> tuple[int, ...]:
+        return (triton.cdiv(y.rows, cfg["BLOCK_M"]), triton.cdiv(y.cols, cfg["BLOCK_C"]))
+
+    return Launch(node, maxout_kernel, grid, (x.ptr, y.ptr, y.rows, y.cols, k, x.ld, y.ld), {},
+                  {"BLOCK_M": max(16, 2048 // block_c), "BLOCK_C": block_c}, out=y)

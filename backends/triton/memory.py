@@ -1,0 +1,177 @@
+"""The activation memory planner: one arena per compiled variant, buffers reused by liveness.
+
+  1. identity, dropout and layout-free flattens are views of their input (no kernel, no memory);
+  2. a channel concat's operands are written straight into their column slice of the concat's buffer
+     (walked from the last concat back, so nested concats nest their slices); an operand that cannot be
+     (already placed elsewhere, or read twice by one concat) is copied by the concat instead;
+  3. every remaining buffer, and each node's scratch (im2col columns, Winograd transforms), gets a live
+     interval [first write, last read]; buffers are placed greedily, largest first, at the lowest offset
+     that overlaps no buffer live at the same time.
+
+    plan = plan_memory(graph, "float16", "cuda", scratch={"conv2": [(4096, torch.float16)]})
+    plan.views["conv1"]          # View into plan.arena
+    plan.peak_bytes < plan.naive_bytes
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from convc.backends.triton.common import TORCH_DTYPES
+from convc.backends.triton.geometry import channels, pixels
+from convc.backends.triton.launch import View
+from convc.ir import Graph, Node
+from convc.types import ITEMSIZE
+
+ALIGN = 256  # bytes: every buffer starts on a boundary that suits vector loads of any dtype
+ALIAS_OPS = ("identity", "dropout")
+
+
+def is_view_flatten(graph: Graph, node: Node) -> bool:
+    """A flatten keeps the channels-last pixel matrix unless it folds channels into a spatial order."""
+    src = graph.node(node.inputs[0]).type
+    return node.attrs["start_dim"] >= 2 or src.rank <= 2 or src.numel == src.shape[0] * src.shape[1]
+
+
+@dataclass
+class _Buffer:
+    key: str
+    nbytes: int
+    dtype: torch.dtype
+    first: int
+    last: int
+    offset: int = -1
+
+
+@dataclass
+class MemoryPlan:
+    arena: torch.Tensor
+    views: dict[str, View]
+    scratch: dict[str, list[View]]
+    concat_copies: dict[str, list[int]]  # concat node -> operand positions it must copy
+    aliases: dict[str, str]  # value -> the value whose view it shares
+    slices: dict[str, tuple[str, int]]  # value -> (concat value, first column)
+    peak_bytes: int
+    naive_bytes: int
+    offsets: dict[str, int] = field(default_factory=dict)  # buffer key -> byte offset (for emit)
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _place(buffers: list[_Buffer]) -> int:
+    """Greedy by size: each buffer at the lowest offset free during its live interval; returns the total."""
+    placed: list[_Buffer] = []
+    total = 0
+    for buf in sorted(buffers, key=lambda b: (-b.nbytes, b.first, b.key)):
+        busy = sorted((p.offset, p.offset + p.nbytes) for p in placed
+                      if p.first <= buf.last and buf.first <= p.last)
+        offset = 0
+        for lo, hi in busy:
+            if offset + buf.nbytes <= lo:
+                break
+            offset = max(offset, _align(hi))
+        buf.offset = offset
+        placed.append(buf)
+        total = max(total, offset + buf.nbytes)
+    return _align(total)
+
+
+def plan_memory(graph: Graph, dtype: str, device: str,
+                scratch: dict[str, list[tuple[int, torch.dtype]]] | None = None) -> MemoryPlan:
+    scratch = scratch or {}
+    order = [n for n in graph.nodes() if n.op != "param"]
+    index = {n.name: (0 if n.op == "input" else i + 1) for i, n in enumerate(order)}
+    end = len(order) + 1
+
+    aliases: dict[str, str] = {}
+    for node in order:
+        if node.op in ALIAS_OPS or (node.op == "flatten" and is_view_flatten(graph, node)):
+            aliases[node.name] = node.inputs[0]
+
+    def root(v: str) -> str:
+        while v in aliases:
+            v = aliases[v]
+        return v
+
+    slices: dict[str, tuple[str, int]] = {}
+    copies: dict[str, list[int]] = {}
+    for node in reversed(order):
+        if node.op != "concat":
+            continue
+        operands = graph.activation_inputs(node)
+        if node.attrs["axis"] != 1:
+            copies[node.name] = list(range(len(operands)))
+            continue
+        start, seen, copied = 0, set(), []
+        for i, operand in enumerate(operands):
+            r = root(operand)
+            if r in slices or r in seen:
+                copied.append(i)
+            else:
+                slices[r] = (node.name, start)
+                seen.add(r)
+            start += channels(graph.node(operand).type)
+        copies[node.name] = copied
+
+    def storage_root(v: str) -> str:
+        v = root(v)
+        while v in slices:
+            v = root(slices[v][0])
+        return v
+
+    # Live intervals of every buffer: the union over the values that live in it.
+    item = ITEMSIZE[dtype]
+    tdtype = TORCH_DTYPES[dtype]
+    buffers: dict[str, _Buffer] = {}
+    naive = 0
+    for node in order:
+        naive += node.type.numel * item
+        key = storage_root(node.name)
+        if key not in buffers:
+            t = graph.node(key).type
+            buffers[key] = _Buffer(key, pixels(t) * channels(t) * item, tdtype, end, 0)
+    for node in order:
+        key = storage_root(node.name)
+        buf = buffers[key]
+        buf.first = min(buf.first, index[node.name])
+        reads = [index[u.name] for u in graph.users(node.name)] + ([end] if node.name in graph.outputs else [])
+        buf.last = max(buf.last, index[node.name], *reads)
+    scratch_bufs: dict[str, list[_Buffer]] = {}
+    for name, requests in scratch.items():
+        scratch_bufs[name] = [_Buffer(f"{name}#scratch{j}", n * (torch.finfo(dt).bits // 8), dt, index[name],
+                                      index[name]) for j, (n, dt) in enumerate(requests)]
+    all_bufs = list(buffers.values()) + [b for bs in scratch_bufs.values() for b in bs]
+    total = _place(all_bufs)
+    arena = torch.empty(max(total, ALIGN), dtype=torch.uint8, device=device)
+
+    def typed(buf: _Buffer) -> torch.Tensor:
+        return arena[buf.offset: buf.offset + buf.nbytes].view(buf.dtype)
+
+    views: dict[str, View] = {}
+
+    def view_of(v: str) -> View:
+        if v in views:
+            return views[v]
+        t = graph.node(v).type
+        rows, cols = pixels(t), channels(t)
+        if v in aliases:
+            src = view_of(aliases[v])
+            view = View(src.storage, src.offset, rows, cols, src.ld)
+        elif v in slices:
+            concat, start = slices[v]
+            view = view_of(concat).column_slice(start, cols)
+        else:
+            view = View(typed(buffers[v]), 0, rows, cols, cols)
+        views[v] = view
+        return view
+
+    for node in order:
+        view_of(node.name)
+    scratch_views = {name: [View(typed(b), 0, 1, b.nbytes // (torch.finfo(b.dtype).bits // 8),
+                                 b.nbytes // (torch.finfo(b.dtype).bits // 8)) for b in bs]
+                     for name, bs in scratch_bufs.items()}
+    return MemoryPlan(arena, views, scratch_views, copies, aliases, slices, total, naive,
+                      {b.key: b.offset for b in all_bufs})

@@ -1,0 +1,59 @@
+"""Compile-time parameter packing (NumPy in float64, then one cast): the layouts the kernels read.
+
+    pack_conv_gemm(w, groups)   (O, C/g, *k)  ->  [g, KD, KH, KW, C/g, O/g]   (the GEMM's K x N per group)
+    pack_conv_direct(w)         (O, C/g, *k)  ->  [KD, KH, KW, C/g, O]
+    pack_linear(w)              (O, K)        ->  [K, O]
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from convc.backends.triton.common import TORCH_DTYPES  # noqa: F401  (re-exported for launchers)
+
+
+def _to_torch(a: np.ndarray, dtype: torch.dtype, device: str) -> torch.Tensor:
+    # bfloat16 has no NumPy type: go through float32 (exact for the rounding to bfloat16 that follows).
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64).astype(np.float32))
+    return t.to(device=device, dtype=dtype).contiguous()
+
+
+def _weight5d(w: np.ndarray) -> np.ndarray:
+    """(O, Cg, *k) with 1..3 kernel axes -> (O, Cg, KD, KH, KW)."""
+    w = np.asarray(w, np.float64)
+    return w.reshape(w.shape[:2] + (1,) * (5 - w.ndim) + w.shape[2:])
+
+
+def pack_conv_gemm(w: np.ndarray, groups: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    w5 = _weight5d(w)
+    o, cg, kd, kh, kw = w5.shape
+    og = o // groups
+    packed = w5.reshape(groups, og, cg, kd, kh, kw).transpose(0, 3, 4, 5, 2, 1)
+    return _to_torch(packed, dtype, device)
+
+
+def pack_conv_direct(w: np.ndarray, dtype: torch.dtype, device: str) -> torch.Tensor:
+    return _to_torch(_weight5d(w).transpose(2, 3, 4, 1, 0), dtype, device)
+
+
+def pack_linear(w: np.ndarray, dtype: torch.dtype, device: str) -> torch.Tensor:
+    return _to_torch(np.asarray(w, np.float64).T, dtype, device)
+
+
+def pack_vector(v: np.ndarray, device: str) -> torch.Tensor:
+    """Biases, scales and shifts stay fp32: they are added to the fp32 accumulator."""
+    return _to_torch(np.asarray(v, np.float64).reshape(-1), torch.float32, device)
+
+
+def batch_norm_scale_shift(weight: np.ndarray, bias: np.ndarray, mean: np.ndarray, var: np.ndarray,
+                           eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Inference batch norm as y = x * scale + shift, computed in float64."""
+    scale = np.asarray(weight, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
+    shift = np.asarray(bias, np.float64) - np.asarray(mean, np.float64) * scale
+    return scale, shift
+
+
+def channels_last_bias(bias: np.ndarray) -> np.ndarray:
+    """bias_add's (C, *spatial) bias -> (*spatial, C), the order of the pixel matrix."""
+    b = np.asarray(bias, np.float64)
+    return np.moveaxis(b, 0, -1) if b.ndim > 1 else b

@@ -1,0 +1,139 @@
+"""Max and average pooling (1D / 2D / 3D windows, ceil_mode, count_include_pad) and the global pools,
+on channels-last pixel matrices. Windows follow torch: padding counts as -inf for max; an average divides
+by the window clipped to the padded input (count_include_pad) or to the input itself.
+
+    launch = window_pool_launch("pool1", geo, x, y, is_max=True, count_include_pad=True)
+    launch = global_pool_launch("gap", x, y, positions=49, is_max=False)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import triton
+import triton.language as tl
+
+from convc.backends.triton.geometry import PoolGeometry
+from convc.backends.triton.launch import Launch, View
+from convc.errors import BackendError
+
+
+@triton.jit
+def window_pool_kernel(
+    x_ptr, y_ptr,
+    M, C, D, H, W, OD, OH, OW, KD, KH, KW,
+    stride_d, stride_h, stride_w, pad_d, pad_h, pad_w, ld_x, ld_y,
+    IS_MAX: tl.constexpr, COUNT_INCLUDE_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rc = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    m_ok = rm < M
+    c_ok = rc < C
+    ow = rm % OW
+    t = rm // OW
+    oh = t % OH
+    t = t // OH
+    od = t % OD
+    nb = t // OD
+    d0 = od * stride_d - pad_d
+    h0 = oh * stride_h - pad_h
+    w0 = ow * stride_w - pad_w
+
+    if IS_MAX:
+        acc = tl.full((BLOCK_M, BLOCK_C), float("-inf"), tl.float32)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
+    for kd in range(KD):
+        idd = d0 + kd
+        d_ok = m_ok & (idd >= 0) & (idd < D)
+        for kh in range(KH):
+            ih = h0 + kh
+            h_ok = d_ok & (ih >= 0) & (ih < H)
+            for kw in range(KW):
+                iw = w0 + kw
+                ok = (h_ok & (iw >= 0) & (iw < W))[:, None] & c_ok[None, :]
+                pix = ((nb * D + idd) * H + ih) * W + iw
+                if IS_MAX:
+                    v = tl.load(x_ptr + pix[:, None] * ld_x + rc[None, :], mask=ok, other=float("-inf"))
+                    acc = tl.maximum(acc, v.to(tl.float32))
+                else:
+                    v = tl.load(x_ptr + pix[:, None] * ld_x + rc[None, :], mask=ok, other=0.0)
+                    acc += v.to(tl.float32)
+
+    if not IS_MAX:
+        # torch's divisor: the window clipped to the padded input, or to the input proper.
+        if COUNT_INCLUDE_PAD:
+            dd = tl.minimum(d0 + KD, D + pad_d) - d0
+            hh = tl.minimum(h0 + KH, H + pad_h) - h0
+            ww = tl.minimum(w0 + KW, W + pad_w) - w0
+        else:
+            dd = tl.minimum(d0 + KD, D) - tl.maximum(d0, 0)
+            hh = tl.minimum(h0 + KH, H) - tl.maximum(h0, 0)
+            ww = tl.minimum(w0 + KW, W) - tl.maximum(w0, 0)
+        count = tl.maximum(dd * hh * ww, 1)
+        acc = acc / count.to(tl.float32)[:, None]
+    mask = m_ok[:, None] & c_ok[None, :]
+    tl.store(y_ptr + rm[:, None] * ld_y + rc[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def global_pool_kernel(
+    x_ptr, y_ptr, C, P, ld_x, ld_y,
+    IS_MAX: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    nb = tl.program_id(0)
+    rc = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    rp = tl.arange(0, BLOCK_P)
+    c_ok = rc < C
+    if IS_MAX:
+        acc = tl.full((BLOCK_P, BLOCK_C), float("-inf"), tl.float32)
+    else:
+        acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+    for p0 in range(0, P, BLOCK_P):
+        pp = p0 + rp
+        ok = (pp < P)[:, None] & c_ok[None, :]
+        offs = (nb * P + pp)[:, None] * ld_x + rc[None, :]
+        if IS_MAX:
+            acc = tl.maximum(acc, tl.load(x_ptr + offs, mask=ok, other=float("-inf")).to(tl.float32))
+        else:
+            acc += tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    if IS_MAX:
+        out = tl.max(acc, axis=0)
+    else:
+        out = tl.sum(acc, axis=0) / P
+    tl.store(y_ptr + nb * ld_y + rc, out.to(y_ptr.dtype.element_ty), mask=c_ok)
+
+
+def _blocks(channels: int) -> tuple[int, int]:
+    block_c = min(64, triton.next_power_of_2(channels))
+    return max(16, 2048 // block_c), block_c
+
+
+def window_pool_launch(node: str, geo: PoolGeometry, x: View, y: View, *, is_max: bool,
+                       count_include_pad: bool = True) -> Launch:
+    if (x.rows, x.cols) != (geo.n * geo.d * geo.h * geo.w, geo.c) or (y.rows, y.cols) != (geo.out_pixels, geo.c):
+        raise BackendError(f"node '{node}': views {x.rows}x{x.cols} -> {y.rows}x{y.cols} do not match {geo}")
+    args = (x.ptr, y.ptr, geo.out_pixels, geo.c, geo.d, geo.h, geo.w, geo.od, geo.oh, geo.ow, *geo.kernel,
+            *geo.stride, *geo.pad, x.ld, y.ld)
+    block_m, block_c = _blocks(geo.c)
+
+    def grid(cfg: dict[str, Any]) -> tuple[int, ...]:
+        return (triton.cdiv(geo.out_pixels, cfg["BLOCK_M"]), triton.cdiv(geo.c, cfg["BLOCK_C"]))
+
+    return Launch(node, window_pool_kernel, grid, args, {"IS_MAX": is_max, "COUNT_INCLUDE_PAD": count_include_pad},
+                  {"BLOCK_M": block_m, "BLOCK_C": block_c}, out=y)
+
+
+def global_pool_launch(node: str, x: View, y: View, *, positions: int, is_max: bool) -> Launch:
+    batch = x.rows // positions
+    if x.rows != batch * positions or (y.rows, y.cols) != (batch, x.cols):
+        raise BackendError(f"node '{node}': views {x.rows}x{x.cols} -> {y.rows}x{y.cols} do not match "
+                           f"{positions} positions per example")
+    block_p, block_c = _blocks(x.cols)
+    block_p = min(block_p, triton.next_power_of_2(positions))
+
+    def grid(cfg: dict[str, Any]) -> tuple[int, ...]:
+        return (batch, triton.cdiv(x.cols, cfg["BLOCK_C"]))
+
+    return Launch(node, global_pool_kernel, grid, (x.ptr, y.ptr, x.cols, positions, x.ld, y.ld),
+                  {"IS_MAX": is_max}, {"BLOCK_P": block_p, "BLOCK_C": block_c}, out=y)
