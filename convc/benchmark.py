@@ -124,8 +124,8 @@ def backend_options(backend: str, device: str, cuda_graphs: bool) -> dict[str, A
         if backend == "torch-compile" and cuda_graphs and device == "cuda":
             opts["mode"] = "reduce-overhead"
         return opts
-    if backend == "triton" and cuda_graphs:
-        return {"cuda_graphs": True}
+    if backend == "triton":
+        return {"device": device, "cuda_graphs": True} if cuda_graphs else {"device": device}
     return {}
 
 
