@@ -33,7 +33,11 @@ class NumericsChecker:
         self.inputs = seeded_inputs(original, ctx.seed)
         self.reference = trace(self.original, self.inputs)
         self.order = [n.name for n in self.original.nodes()]
-        self.budget = budget("float64", whole_model=True)
+        # The run is float64, but a pass may legitimately store what it computes (a folded BN) in the
+        # parameters' own dtype: float32 parameters re-round at float32 precision.
+        self.param_dtype = "float64" if all(a.dtype == np.float64 for a in original.params.values()) \
+            else "float32"
+        self.budget = budget(self.param_dtype, whole_model=True)
 
     def check(self, graph: Graph, p: Any, done: list[str]) -> float:
         values = trace(graph, self.inputs)
@@ -44,7 +48,7 @@ class NumericsChecker:
         where = f"; first differing node '{node}'" + (f" (was '{was}')" if was != node else "") + \
             f" with error {node_err:.3g}" if node else ""
         raise PassError(f"pass '{p.name}' (package '{p.info.origin}') changed the result: relative error "
-                        f"{err:.3g} exceeds the float64 budget {self.budget:.0e}{where}; passes run before it: "
+                        f"{err:.3g} exceeds the budget {self.budget:.0e} (float64 run, {self.param_dtype} parameters){where}; passes run before it: "
                         f"{', '.join(done) or 'none'}")
 
     def first_difference(self, graph: Graph, values: dict[str, np.ndarray]) -> tuple[str | None, str, float]:

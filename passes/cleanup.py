@@ -20,11 +20,12 @@ from convc.registry import get_backend
 
 def bypass(g: Graph, op: str) -> bool:
     """Replaces every `op` node by its (single) input; returns whether any was removed."""
-    nodes = g.nodes(op)
-    for node in nodes:
-        g.replace_all_uses(node.name, node.inputs[0])
-        g.erase(node.name)
-    return bool(nodes)
+    names = [n.name for n in g.nodes(op)]
+    for name in names:
+        # Read the node afresh: bypassing a chain's first link rewires the next one's input.
+        g.replace_all_uses(name, g.node(name).inputs[0])
+        g.erase(name)
+    return bool(names)
 
 
 @convc_pass("eliminate_dropout", opt_level=1)
@@ -33,7 +34,7 @@ def eliminate_dropout(g: Graph, ctx: PassContext) -> bool:
     return bypass(g, "dropout")
 
 
-@convc_pass("eliminate_identity", opt_level=1)
+@convc_pass("eliminate_identity", opt_level=1, runs_after=("eliminate_dropout",))
 def eliminate_identity(g: Graph, ctx: PassContext) -> bool:
     """identity(x) -> x."""
     return bypass(g, "identity")
