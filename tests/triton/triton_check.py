@@ -38,11 +38,13 @@ def random_inputs(model: Network | Graph, seed: int = 0) -> list[np.ndarray]:
 
 
 def check(model: Network | Graph, dtype: str = "float32", algo: str | None = None,
-          inputs: Sequence[np.ndarray] | None = None, factor: float = 1.0, **options: Any) -> list[np.ndarray]:
-    """Compiles with the Triton backend, runs, and asserts every output is within the dtype's budget."""
+          inputs: Sequence[np.ndarray] | None = None, factor: float = 1.0,
+          reference_model: Network | Graph | None = None, **options: Any) -> list[np.ndarray]:
+    """Compiles with the Triton backend, runs, and asserts every output is within the dtype's budget of
+    `reference_model` (default: the same graph) run by the NumPy backend in float64."""
     xs = list(inputs) if inputs is not None else random_inputs(model)
     outs = compile_triton(model, dtype, **options).run(*xs)
-    refs = reference(model, *xs)
+    refs = reference(reference_model if reference_model is not None else model, *xs)
     for out, ref in zip(outs, refs):
         err = rel_err(out, ref)
         assert err <= budget(dtype, algo) * factor, f"{dtype} {algo}: rel_err {err:.3g} > {budget(dtype, algo)}"
@@ -53,6 +55,21 @@ def set_algo(net: Network, value: Value, algo: str | None) -> None:
     g = net.graph
     node = g.node(value.name)
     g.replace_node(node.replace(attrs={**node.attrs, "algo": algo}))
+
+
+def apply_steps(net: Network, y: Value, steps: Sequence[tuple], residuals: Sequence[Value]) -> Value:
+    """The unfused equivalent of an epilogue: separate activation and add nodes."""
+    pending = list(residuals)
+    for step in steps:
+        if step[0] == "add":
+            y = net.add(y, pending.pop(0))
+        elif step[0] == "leaky_relu":
+            y = net.leaky_relu(y, step[1])
+        elif step[0] == "elu":
+            y = net.elu(y, step[1])
+        else:
+            y = net.activation(y, step[0])
+    return y
 
 
 def fuse(net: Network, layer: Value, steps: Sequence[tuple], residuals: Sequence[Value] = ()) -> None:
