@@ -23,7 +23,7 @@ import numpy as np
 from convc.compiler import compile as convc_compile
 from convc.device_profiles import Peaks, cuda_available
 from convc.dsl import Network
-from convc.errors import BackendError, ConvcError
+from convc.errors import BackendError, ConvcError, OptionError
 from convc.ir import Graph, Node
 from convc.numerics import budget, rel_err
 from convc.numerics_check import seeded_inputs
@@ -37,6 +37,22 @@ def torch_dtype(dtype: str) -> Any:
     import torch
 
     return getattr(torch, dtype)  # convc's dtype names are torch's
+
+
+def set_cpu_threads(n: int) -> None:
+    """torch's intra-op CPU threads. On a machine busier than its cores, OpenMP workers that spin at
+    barriers can make a 0.5 ms forward take 100+ ms; one thread gives stable numbers there."""
+    if n < 1:
+        raise OptionError(f"--threads {n}: must be at least 1")
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def cpu_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 @dataclass(frozen=True)

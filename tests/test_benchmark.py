@@ -87,9 +87,10 @@ def test_unknown_backend_is_a_one_line_error_with_exit_code_2(capsys) -> None:
     assert "no-such-backend" in err and "numpy" in err and err.startswith("convc: error:")
 
 
-@pytest.mark.parametrize("argv", [["--batch", "0"], ["--batch", "one"], ["--backends", ""]])
+@pytest.mark.parametrize("argv", [["--batch", "0"], ["--batch", "one"], ["--backends", ""], ["--threads", "0"],
+                                  ["--peaks", "fast"], ["--repeat", "0"]])
 def test_bad_options_exit_2(argv: list[str], capsys) -> None:
-    assert main(["bench", "lenet5", *argv, *FAST]) == 2
+    assert main(["bench", "lenet5", *FAST, *argv]) == 2
     assert capsys.readouterr().err.startswith("convc: error:")
 
 

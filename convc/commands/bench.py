@@ -17,7 +17,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from convc.benchmark import BenchResult, TimingSettings, bench_layers, bench_model
+from convc.benchmark import BenchResult, TimingSettings, bench_layers, bench_model, cpu_threads, \
+    set_cpu_threads
 from convc.commands.common import add_compile_args, compile_options, human, load_model, parse_input, \
     split_list
 from convc.device_profiles import MachineInfo, Peaks, describe_machine, find_profile
@@ -31,6 +32,7 @@ from convc.types import check_dtype
 DEFAULT_BACKENDS = "triton,torch,torch-compile,numpy"
 WIDE = 132  # piped output gets this width: rich's default of 80 columns would wrap every row of a table
 console = Console(highlight=False)
+PEAK_SOURCES = ("measure", "profile", "datasheet")
 
 
 def make_console() -> Console:
@@ -52,6 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="capture CUDA graphs where a backend can (triton cuda_graphs, torch.compile "
                         "reduce-overhead)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads (on a busy machine 1 avoids OpenMP's spinning; NumPy's BLAS "
+                        "follows OPENBLAS_NUM_THREADS / OMP_NUM_THREADS set before the run)")
     p.add_argument("--json", default=None, metavar="FILE", help="write every number to FILE")
     p.add_argument("--layers", action="store_true",
                    help="time each node of the optimized graph alone and set it against the roofline")
@@ -95,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
     layer_backends = parse_backends(args.layer_backends, "--layer-backends") if args.layer_backends else None
     if args.repeat < 1 or args.warmup < 0:
         raise OptionError("--repeat must be at least 1 and --warmup at least 0")
+    if args.peaks not in PEAK_SOURCES:
+        parse_peaks(args.peaks)  # a typo fails now, not after the whole-model timings
+    if args.threads is not None:
+        set_cpu_threads(args.threads)
     input_shape = parse_input(args.input)
     load_model(args.model, batches[0], input_shape)  # a bad model name fails now, not after minutes of timing
     settings = TimingSettings(args.warmup, args.repeat, args.max_seconds, args.cuda_graphs, args.seed)
@@ -109,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {
         "model": args.model, "dtype": dtype, "machine": machine.to_dict(), "command": command_line(args),
         "settings": {"warmup": args.warmup, "repeat": args.repeat, "max_seconds": args.max_seconds,
-                     "cuda_graphs": args.cuda_graphs, "seed": args.seed, "opt_level": args.opt_level},
+                     "cuda_graphs": args.cuda_graphs, "seed": args.seed, "opt_level": args.opt_level,
+                     "threads": cpu_threads()},
         "batches": batches, "backends": backends, "results": [r.to_dict() for r in results],
     }
     console.print(results_table(results, args.model, dtype, machine), )
@@ -134,6 +144,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append(f"--input {args.input}")
     if args.cuda_graphs:
         parts.append("--cuda-graphs")
+    if args.threads is not None:
+        parts.append(f"--threads {args.threads}")
     return " ".join(parts)
 
 
@@ -215,7 +227,7 @@ def markdown(results: list[BenchResult], model: str, dtype: str, machine: Machin
 # ---------------------------------------------------------------------------- per-layer roofline
 def choose_peaks(source: str, device: str, dtype: str, machine: MachineInfo) -> Peaks:
     """The roofs for `device` ('cuda' or 'cpu') from --peaks."""
-    if source not in ("measure", "profile", "datasheet"):
+    if source not in PEAK_SOURCES:
         return parse_peaks(source)
     if device == "cpu":
         if source != "measure":
