@@ -30,7 +30,8 @@ def build_c3d(name: str, *, num_classes: int = 487, input_size: int | Sequence[i
     width = positive_number(name, "width", width)
     if isinstance(input_size, int) and not isinstance(input_size, bool):
         input_size = (16, input_size, input_size)
-    net, x = new_network(name, batch, example_shape(name, input_size, channels=3, spatial_dims=3), seed, dtype)
+    example = example_shape(name, input_size, channels=3, spatial_dims=3)
+    net, x = new_network(name, batch, example, seed, dtype)
     pools = iter(enumerate(POOLS, start=1))
     for layer in C3D_LAYERS:
         if layer is None:

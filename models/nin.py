@@ -19,7 +19,8 @@ from convc.dsl import Network, Value
 from convc.models.catalog import example_shape, new_network, register_model
 
 
-def _mlpconv(net: Network, x: Value, block: int, filters: int, kernel: int, stride: int, padding: int) -> Value:
+def _mlpconv(net: Network, x: Value, block: int, filters: int, kernel: int, stride: int,
+             padding: int) -> Value:
     x = net.relu(net.conv2d(x, filters, kernel, stride=stride, padding=padding, name=f"conv{block}"),
                  name=f"relu{block}")
     for i in (2 * block - 1, 2 * block):  # block 1 has cccp1 and cccp2, block 2 cccp3 and cccp4, ...

@@ -25,11 +25,10 @@ def build_text_cnn(name: str, *, num_classes: int = 2, input_size: int | Sequenc
     maps = positive_int(name, "maps", maps)
     example = example_shape(name, input_size, channels=embedding, spatial_dims=1)
     net, x = new_network(name, batch, example, seed, dtype)
-    pooled = []
-    with net.sequential("convs"):
-        for width in FILTER_WIDTHS:
-            feature_maps = net.relu(net.conv1d(x, maps, width), name=f"relu{width}")
-            pooled.append(net.global_max_pool(feature_maps, name=f"max_over_time{width}"))
+    with net.sequential("convs"):  # only the convs inside: convs.0, convs.1, convs.2
+        feature_maps = [net.conv1d(x, maps, width) for width in FILTER_WIDTHS]
+    pooled = [net.global_max_pool(net.relu(conv_out, name=f"relu{width}"), name=f"max_over_time{width}")
+              for width, conv_out in zip(FILTER_WIDTHS, feature_maps)]
     x = net.flatten(net.concat(pooled, axis=1, name="concat"), name="flatten")
     return net.output(net.linear(net.dropout(x, 0.5, name="dropout"), num_classes, name="fc"))
 

@@ -52,4 +52,5 @@ for _depth in (11, 13, 16, 19):
     register_model(f"vgg{_depth}", f"VGG-{_depth} (Simonyan & Zisserman 2014): {_convs} 3x3 convs + 3 FC; "
                    f"224x224x3", build_vgg)
 for _depth in (11, 13, 16, 19):
-    register_model(f"vgg{_depth}_bn", f"VGG-{_depth} with batch norm after each conv (torchvision)", build_vgg)
+    register_model(f"vgg{_depth}_bn", f"VGG-{_depth} with batch norm after each conv (torchvision)",
+                   build_vgg)
