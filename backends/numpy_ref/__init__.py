@@ -60,7 +60,8 @@ def to_native(value: Any, dtype: str) -> np.ndarray:
     return np.ascontiguousarray(to_numpy(value), dtype=numpy_dtype(dtype))
 
 
-def compile_graph(target: Backend, graph: Graph, *, dtype: str = "float32", **options: Any) -> InterpretedModel:
+def compile_graph(target: Backend, graph: Graph, *, dtype: str = "float32",
+                  **options: Any) -> InterpretedModel:
     """Checks every conv node's algorithm up front, then builds the interpreter."""
     if options:
         raise OptionError(f"backend '{target.name}' takes no options; got {', '.join(sorted(options))}")

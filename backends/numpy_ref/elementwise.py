@@ -3,6 +3,7 @@ identity. Each returns a new array (or a view) and leaves its operands untouched
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,8 @@ from convc.ir import Node
 from convc.backends.numpy_ref.epilogue import apply_activation_
 
 
-def _activation(kind: str, arg_attr: str | None = None) -> Any:
+def _activation(kind: str, arg_attr: str | None = None) -> Callable[[Node, list[Any]], np.ndarray]:
+    """The kernel of activation op `kind`, whose one parameter (if any) is attribute `arg_attr`."""
     def kernel(node: Node, args: list[Any]) -> np.ndarray:
         params = (node.attrs[arg_attr],) if arg_attr else ()
         return apply_activation_(args[0].copy(), kind, params)

@@ -33,7 +33,8 @@ def run_op(build: Callable[[convc.Network, list[Value]], Value], shapes: list[tu
     net.graph.verify()
     rng = np.random.default_rng(seed)
     for key, value in net.graph.params.items():
-        fresh = rng.uniform(0.5, 1.5, value.shape) if key.endswith("var") else rng.standard_normal(value.shape)
+        positive = key.endswith("var")  # variances must be positive
+        fresh = rng.uniform(0.5, 1.5, value.shape) if positive else rng.standard_normal(value.shape)
         net.graph.params[key] = fresh.astype(np.float32)
     data = [(scale * rng.standard_normal(s)).astype(np.float32) for s in shapes]
     out = backend.compile(net.graph, dtype=dtype).run(*data)[0]
@@ -61,9 +62,12 @@ def test_scale_shift(dtype: str) -> None:
            lambda x, p: x[0] * per_channel(p["ss.weight"], 4) + per_channel(p["ss.bias"], 4), dtype)
 
 
+LRN_SETTINGS = [(5, 1e-4, 0.75, 2.0), (2, 0.5, 0.5, 1.0), (3, 1.0, 1.0, 0.5), (1, 0.1, 0.6, 1.0),
+                (8, 2.0, 0.75, 1.0)]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("size, alpha, beta, k", [(5, 1e-4, 0.75, 2.0), (2, 0.5, 0.5, 1.0),
-                                                  (3, 1.0, 1.0, 0.5), (1, 0.1, 0.6, 1.0), (8, 2.0, 0.75, 1.0)])
+@pytest.mark.parametrize("size, alpha, beta, k", LRN_SETTINGS)
 @pytest.mark.parametrize("shape", [(2, 7, 4, 4), (2, 6, 5), (1, 5, 3, 3, 2)])
 def test_lrn_matches_torch_local_response_norm(shape: tuple[int, ...], size: int, alpha: float, beta: float,
                                                k: float, dtype: str) -> None:
@@ -96,8 +100,8 @@ def test_activations(kind: str, kw: dict, reference: Callable[[Tensor], Tensor],
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("axis, shape, scale", [(1, (3, 10), 1.0), (1, (2, 4, 3, 3), 1.0), (2, (2, 3, 6), 1.0),
-                                                (1, (2, 5), 1000.0)])
+@pytest.mark.parametrize("axis, shape, scale", [(1, (3, 10), 1.0), (1, (2, 4, 3, 3), 1.0),
+                                                (2, (2, 3, 6), 1.0), (1, (2, 5), 1000.0)])
 def test_softmax_is_stable(axis: int, shape: tuple[int, ...], scale: float, dtype: str) -> None:
     run_op(lambda net, x: net.softmax(x[0], axis=axis), [shape],
            lambda x, p: torch.softmax(x[0], dim=axis), dtype, scale=scale)
