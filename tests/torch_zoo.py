@@ -158,7 +158,9 @@ class AlexNet(nn.Module):
             nn.Conv2d(384, 384, 3, padding=1), nn.ReLU(),
             nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2),
         )
-        side = self.features(torch.zeros(1, 3, input_size, input_size)).shape[-1]
+        side = input_size
+        for kernel, stride, padding in ((11, 4, 0), (3, 2, 0), (5, 1, 2), (3, 2, 0), (3, 2, 0)):
+            side = (side + 2 * padding - kernel) // stride + 1  # conv1, pool1, conv2, pool2, pool3
         self.classifier = nn.Sequential(
             nn.Dropout(0.5), nn.Linear(256 * side * side, 4096), nn.ReLU(),
             nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, num_classes),
