@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import networkx as nx
-
 from convc.ir import Graph, Node
 from convc.pass_manager import PassContext, convc_pass
 
@@ -35,11 +33,43 @@ def activation_step(node: Node) -> tuple[Any, ...] | None:
     return None
 
 
-def sole_reader(g: Graph, value: str) -> Node | None:
-    if g.is_output(value):
-        return None
-    readers = g.users(value)
-    return readers[0] if len(readers) == 1 else None
+class Readers:
+    """Which nodes read each value, kept up to date as nodes are absorbed (asking the graph after
+    every edit would re-sort it each time: quadratic on a ResNet-152)."""
+
+    def __init__(self, g: Graph) -> None:
+        self.g = g
+        self.of: dict[str, set[str]] = {n.name: set() for n in g.nodes()}
+        for n in g.nodes():
+            for i in n.inputs:
+                self.of[i].add(n.name)
+
+    def sole(self, value: str) -> Node | None:
+        """The only node reading `value`, if exactly one does and `value` is not a graph output."""
+        names = self.of[value]
+        if len(names) != 1 or self.g.is_output(value):
+            return None
+        return self.g.node(next(iter(names)))
+
+    def absorbed(self, layer: str, node: str, residual: str | None) -> None:
+        """`layer` took over `node`'s value (and reads `residual`)."""
+        self.of[layer] = self.of.pop(node)
+        if residual is not None:
+            self.of[residual].discard(node)
+            self.of[residual].add(layer)
+
+
+def depends_on(g: Graph, value: str, layer: str) -> bool:
+    """Whether `value` is computed from `layer` (walking operands back from `value`)."""
+    seen, stack = set(), [value]
+    while stack:
+        name = stack.pop()
+        if name == layer:
+            return True
+        if name not in seen:
+            seen.add(name)
+            stack.extend(g.node(name).inputs)
+    return False
 
 
 def other_operand(add: Node, value: str) -> str | None:
@@ -50,16 +80,16 @@ def other_operand(add: Node, value: str) -> str | None:
     return b if a == value else a
 
 
-def prefers_other_layer(g: Graph, add: Node, value: str, residual: str) -> bool:
+def prefers_other_layer(g: Graph, readers: Readers, add: Node, residual: str) -> bool:
     """True when the add's first operand is another fusable layer: that one takes the add, so ResNet's
     main-path conv (written first, `out + identity`) gets it rather than the projection shortcut."""
     if add.inputs[0] != residual:
         return False
-    other = g.node(residual)
-    return other.op in LAYER_OPS and sole_reader(g, residual) is add
+    return g.node(residual).op in LAYER_OPS and readers.sole(residual) is add
 
 
-def absorb(g: Graph, layer: Node, node: Node, step: tuple[Any, ...], residual: str | None = None) -> Node:
+def absorb(g: Graph, readers: Readers, layer: Node, node: Node, step: tuple[Any, ...],
+           residual: str | None = None) -> Node:
     """Moves `node` into `layer`'s epilogue; `layer` (same name) now computes `node`'s value."""
     acts = g.activation_inputs(layer)
     params = layer.inputs[len(acts):]
@@ -70,26 +100,27 @@ def absorb(g: Graph, layer: Node, node: Node, step: tuple[Any, ...], residual: s
     g.replace_node(fused)
     g.replace_all_uses(node.name, layer.name)
     g.erase(node.name)
+    readers.absorbed(layer.name, node.name, residual)
     return fused
 
 
-def extend(g: Graph, layer: Node) -> bool:
+def extend(g: Graph, readers: Readers, layer: Node) -> bool:
     """Absorbs as many following activations and residual adds into `layer` as may be; any absorbed?"""
     changed = False
     while True:
-        reader = sole_reader(g, layer.name)
+        reader = readers.sole(layer.name)
         if reader is None:
             return changed
         step = activation_step(reader)
         if step is not None:
-            layer = absorb(g, layer, reader, step)
+            layer = absorb(g, readers, layer, reader, step)
         elif reader.op == "add":
             residual = other_operand(reader, layer.name)
-            if residual is None or prefers_other_layer(g, reader, layer.name, residual):
+            if residual is None or prefers_other_layer(g, readers, reader, residual):
                 return changed
-            if nx.has_path(g.digraph(), layer.name, residual):
+            if depends_on(g, residual, layer.name):  # it would have to run before the layer needing it
                 return changed
-            layer = absorb(g, layer, reader, ("add",), residual)
+            layer = absorb(g, readers, layer, reader, ("add",), residual)
         else:
             return changed
         changed = True
@@ -103,7 +134,8 @@ def fuse_epilogue(g: Graph, ctx: PassContext) -> bool:
     if caps is not None and not caps.fused_epilogue:
         ctx.log.append(f"fuse_epilogue: backend '{ctx.backend_name}' has no fused epilogues; nothing fused")
         return False
+    readers = Readers(g)
     changed = False
     for layer in g.nodes(LAYER_OPS):
-        changed |= extend(g, g.node(layer.name))
+        changed |= extend(g, readers, g.node(layer.name))
     return changed
