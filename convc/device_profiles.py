@@ -21,6 +21,14 @@ from typing import Any
 from convc.errors import OptionError
 
 
+def format_rate(value: float, unit: str) -> str:
+    """989e12, 'FLOP/s' -> '989 TFLOP/s'; 1.53e10 -> '15.3 GFLOP/s' (three significant digits)."""
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if value >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
 @dataclass(frozen=True)
 class Peaks:
     """The two roofs: arithmetic rate (FLOP/s) and memory bandwidth (bytes/s), and where they came from."""
@@ -36,6 +44,9 @@ class Peaks:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ridge_intensity": self.ridge_intensity}
+
+    def __str__(self) -> str:
+        return f"{format_rate(self.flops_per_s, 'FLOP/s')}, {format_rate(self.bytes_per_s, 'B/s')}"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ weight and output through memory once. Measured time over the floor says how muc
 """
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,8 +110,9 @@ def worst_layers(timings: list[LayerTiming], count: int = 10) -> list[LayerTimin
 
 # ---------------------------------------------------------------------------- measuring the roofs
 def _best_rate(work: float, seconds: list[float]) -> float:
-    # The median over repeats: one lucky run should not set a roof no kernel can reach again.
-    return work / statistics.median(seconds)
+    # The fastest run: a roof is what the machine can do, and every slower run was disturbed by something
+    # (other processes, clocks ramping up), which would put measured layers above 100% of their floor.
+    return work / min(seconds)
 
 
 def measure_gpu_peaks(dtype: str, matmul_n: int = 8192, copy_bytes: int = 2**30, repeat: int = 10) -> Peaks:
@@ -209,8 +209,7 @@ def plot_roofline(timings: list[LayerTiming], peaks: Peaks, path: str | Path, ti
     lo = min([p.cost.intensity for p in points] + [0.1]) / 2
     hi = max([p.cost.intensity for p in points] + [peaks.ridge_intensity]) * 4
     xs = np.geomspace(lo, hi, 256)
-    ax.plot(xs, [attainable_flops(x, peaks) / 1e12 for x in xs], color="black", lw=2,
-            label=f"roof: {peaks.flops_per_s / 1e12:.1f} TFLOP/s, {peaks.bytes_per_s / 1e9:.0f} GB/s")
+    ax.plot(xs, [attainable_flops(x, peaks) / 1e12 for x in xs], color="black", lw=2, label=f"roof: {peaks}")
     for (backend, batch), group in _groups(points).items():
         ax.scatter([p.cost.intensity for p in group], [p.achieved_flops_per_s / 1e12 for p in group],
                    s=18, alpha=0.8, label=f"{backend}, batch {batch}")

@@ -206,6 +206,8 @@ def test_device_profiles_match_gpu_names() -> None:
     assert find_profile("NVIDIA H100 PCIe").name == "H100 PCIe"
     assert find_profile("NVIDIA H200").peaks("float16", "datasheet").bytes_per_s == 4.8e12
     assert find_profile("Some Future GPU") is None
+    assert str(sheet) == "989 TFLOP/s, 3.35 TB/s"
+    assert str(Peaks(1.534e10, 9.1e9, "cpu")) == "15.3 GFLOP/s, 9.1 GB/s"
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:

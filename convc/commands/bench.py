@@ -283,8 +283,7 @@ def layer_table(timings: list[LayerTiming], r: BenchResult, peaks: Peaks) -> Tab
     whole = r.timing.median_s if r.timing else float("nan")
     table = Table(title=f"{r.backend}, batch {r.batch}: layers alone sum to {_ms(total)} ms (whole model "
                         f"{_ms(whole)} ms, roofline floor {_ms(floor)} ms); * = worst ten by time above "
-                        f"the floor\nroofs: {peaks.flops_per_s / 1e12:.2f} TFLOP/s, "
-                        f"{peaks.bytes_per_s / 1e9:.0f} GB/s ({peaks.source})")
+                        f"the floor\nroofs: {peaks} ({peaks.source})")
     for col in ("node", "op", "FLOPs", "bytes", "time (ms)", "TFLOP/s", "floor (ms)", "% of floor", "bound"):
         table.add_column(col, justify="left" if col in ("node", "op", "bound") else "right", no_wrap=True)
     for t in timings:
