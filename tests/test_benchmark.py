@@ -17,6 +17,7 @@ from convc.benchmark import TimingSettings, bench_model, placement, single_node_
 from convc.cli import main
 from convc.compiler import compile as convc_compile
 from convc.device_profiles import Peaks, find_profile
+from convc.dsl import Network
 from convc.numerics import budget, rel_err
 from convc.numerics_check import seeded_inputs
 from convc.roofline import LayerCost, LayerTiming, floor_seconds, layer_cost, worst_layers
@@ -147,6 +148,25 @@ def test_single_node_graph_computes_what_the_node_computed_in_the_model() -> Non
         feeds = [values[n.name] for n in g.inputs]
         [out] = alone.run(*feeds)
         assert rel_err(out, values[node.name]) < 1e-12, node.name
+
+
+def test_single_node_graph_of_a_fused_residual_conv_takes_the_residual_as_an_input() -> None:
+    net = Network("res", seed=0)
+    x = net.input((2, 8, 6, 6))
+    y = net.relu(net.conv2d(x, 8, 3, padding=1, name="c1"))
+    net.output(net.relu(net.conv2d(y, 8, 3, padding=1, name="c2") + x))
+    full = convc_compile(net, backend="numpy", dtype="float64", check_numerics=False)
+    c2 = full.graph.node("c2")
+    if ("add",) not in c2.attrs["epilogue"]:
+        pytest.skip("fuse_epilogue did not fold the residual add into c2")
+    g = single_node_graph(full.graph, c2)
+    assert [n.name for n in g.inputs] == ["c1", "x"]
+    values = full.trace(*seeded_inputs(net.graph))
+    [out] = convc_compile(g, backend="numpy", dtype="float64", opt_level=0, check_numerics=False).run(
+        values["c1"], values["x"])
+    assert rel_err(out, values["c2"]) < 1e-12
+    # Bytes count the residual like any other operand: two inputs, weight, bias and the output.
+    assert layer_cost(full.graph, c2, "float32").bytes == (3 * 2 * 8 * 36 + 8 * 8 * 9 + 8) * 4
 
 
 def test_time_function_counts_runs_and_stops_at_the_time_limit() -> None:
