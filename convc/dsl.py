@@ -98,9 +98,12 @@ def resolve_padding(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ..
 class Network:
     """Builds a Graph layer by layer; `net.graph` is the result."""
 
-    def __init__(self, name: str = "net", seed: int = 0) -> None:
+    def __init__(self, name: str = "net", seed: int = 0, init: bool = True) -> None:
+        """`init=False` builds the structure only: every parameter is a read-only zero broadcast that
+        costs no memory (for summaries and listings of large models)."""
         self.graph = Graph(name)
         self.seed = seed
+        self.init = init
         self._scope: list[str] = []
         self._counters: list[list[int] | None] = []  # auto-index per sequential scope
 
@@ -171,6 +174,8 @@ class Network:
         return Value(self, full, out)
 
     def _init_param(self, pname: str, slot: str, shape: tuple[int, ...], how: str | None) -> np.ndarray:
+        if not self.init:
+            return np.broadcast_to(np.float32(0.0), shape)
         rng = np.random.default_rng([self.seed, zlib.crc32(pname.encode())])
         fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
         how = how or {"weight": "he", "bias": "uniform_fan_in", "running_var": "ones"}.get(slot, "zeros")

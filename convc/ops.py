@@ -28,6 +28,9 @@ Shape = tuple[int, ...]
 EPILOGUE_ACTIVATIONS = {"relu": 0, "leaky_relu": 1, "sigmoid": 0, "tanh": 0, "elu": 1}
 ACTIVATION_OPS = ("relu", "leaky_relu", "sigmoid", "tanh", "elu")
 CONV_ALGOS = ("direct", "im2col", "winograd_2x2", "winograd_4x4")
+# Parameter slots that are statistics, not learned weights (torch calls them buffers and does not count
+# them in model.parameters(); summaries follow torch so counts match published ones).
+BUFFER_SLOTS = frozenset({"running_mean", "running_var"})
 
 
 @dataclass(frozen=True)

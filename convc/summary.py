@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from convc.ir import Graph
-from convc.ops import schema_of
+from convc.ops import BUFFER_SLOTS, schema_of
 
 
 @dataclass(frozen=True)
@@ -13,7 +13,7 @@ class LayerRow:
     name: str
     op: str
     shape: tuple[int, ...]
-    params: int
+    params: int  # learned parameters (what torch's model.parameters() counts)
     macs: int
     activation_bytes: int
 
@@ -59,7 +59,9 @@ def summarize(graph: Graph) -> Summary:
             continue
         schema = schema_of(node.op)
         acts = [graph.node(i).type for i in graph.activation_inputs(node)]
-        n_params = sum(graph.params[p].size for p in node.inputs if graph.node(p).op == "param")
+        slots = graph.param_slots(node) if node.op != "input" else {}
+        learned = [graph.param_input(node, s) for s in slots if s not in BUFFER_SLOTS]
+        n_params = sum(graph.params[p].size for p in learned if p is not None and graph.node(p).op == "param")
         rows.append(LayerRow(node.name, node.op, node.type.shape, int(n_params),
                              int(schema.macs(acts, node.type, node.attrs)) if node.op != "input" else 0,
                              node.type.nbytes))

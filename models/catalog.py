@@ -9,6 +9,7 @@ keyword arguments with defaults; those defaults are the options the catalog adve
 from __future__ import annotations
 
 import inspect
+from contextvars import ContextVar
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,8 @@ class ModelInfo:
 
 
 _MODELS: dict[str, ModelInfo] = {}
+# Whether the network being built by `get` draws its weights (False: structure only, for summaries).
+_INIT: ContextVar[bool] = ContextVar("convc_models_init", default=True)
 
 
 def register_model(name: str, description: str, builder: ModelBuilder) -> None:
@@ -69,9 +72,10 @@ def describe(name: str) -> str:
     return info(name).description
 
 
-def get(name: str, **options: Any) -> Network:
+def get(name: str, *, init: bool = True, **options: Any) -> Network:
     """Builds model `name` with `options`; unknown names and options raise an OptionError listing
-    what is accepted, and an input too small for the network names the layer it breaks."""
+    what is accepted, and an input too small for the network names the layer it breaks.
+    `init=False` skips drawing weights (all parameters read-only zeros): instant, for summaries."""
     entry = info(name)
     accepted = entry.options
     unknown = sorted(set(options) - set(accepted))
@@ -80,11 +84,14 @@ def get(name: str, **options: Any) -> Network:
                           f"{entry.options_text()}")
     for key, value in options.items():
         _check_common_option(name, key, value)
+    token = _INIT.set(init)
     try:
         return entry.builder(name, **options)
     except DefinitionError as e:
         given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "default options"
         raise OptionError(f"model {name!r} cannot be built with {given}: {e}") from None
+    finally:
+        _INIT.reset(token)
 
 
 # ---------------------------------------------------------------------------- option checks
@@ -134,5 +141,5 @@ def example_shape(model: str, input_size: int | Sequence[int], channels: int,
 def new_network(model: str, batch: int, example: tuple[int, ...], seed: int,
                 dtype: str) -> tuple[Network, Value]:
     """A Network named after the model and its input value of shape (batch, *example)."""
-    net = Network(model, seed=seed)
+    net = Network(model, seed=seed, init=_INIT.get())
     return net, net.input((batch,) + example, dtype=check_dtype(dtype))

@@ -63,8 +63,9 @@ def parse_input(text: str | None) -> tuple[int, ...] | None:
     return dims
 
 
-def load_model(spec: str, batch: int | None = None, input_shape: tuple[int, ...] | None = None) -> Network:
-    """A zoo name, a .onnx path or module.py:factory -> a Network."""
+def load_model(spec: str, batch: int | None = None, input_shape: tuple[int, ...] | None = None,
+               init: bool = True) -> Network:
+    """A zoo name, a .onnx path or module.py:factory -> a Network (`init=False`: zoo structure only)."""
     if batch is not None and batch <= 0:
         raise OptionError(f"--batch {batch}: must be a positive integer")
     if spec.endswith(".onnx") or ".py:" in spec:
@@ -81,7 +82,7 @@ def load_model(spec: str, batch: int | None = None, input_shape: tuple[int, ...]
         options["batch"] = batch
     if input_shape is not None:
         options["input_size"] = input_shape[0] if len(input_shape) == 1 else input_shape
-    return models.get(spec, **options)
+    return models.get(spec, init=init, **options)
 
 
 def print_json(data: Any) -> None:

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows = []
     for name in models.names():
-        s = summarize(models.get(name).graph)
+        s = summarize(models.get(name, init=False).graph)
         rows.append({"name": name, "description": models.describe(name), "params": s.total_params,
                      "macs": s.total_macs, "input": list(s.layers[0].shape)})
     if args.json:

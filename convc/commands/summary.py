@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    net = load_model(args.model, args.batch, parse_input(args.input))
+    net = load_model(args.model, args.batch, parse_input(args.input), init=False)
     s = summarize(net.graph)
     if args.json:
         print_json(s.to_dict())
