@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from convc.benchmark import Runner, backend_options, make_runner, placement
+from convc.benchmark import Runner, backend_options, first_line, make_runner, placement
 from convc.compiler import compile as convc_compile
 from convc.device_profiles import cuda_available
 from convc.dsl import Network
@@ -62,13 +62,14 @@ def compile_or_skip(model: Network | Graph, backend: str, device: str, *, opt_le
     """Compiles for `backend` and binds a seeded input (created once); a failure skips with its reason."""
     graph = model.graph if isinstance(model, Network) else model
     try:
-        compiled = convc_compile(model, backend=backend, dtype=DTYPE, opt_level=opt_level, check_numerics=False,
+        compiled = convc_compile(model, backend=backend, dtype=DTYPE, opt_level=opt_level,
+                                 check_numerics=False,
                                  **backend_options(backend, device, cuda_graphs=False))
         inputs = [x.astype(np.float32) for x in seeded_inputs(graph)]
         runner = make_runner(compiled, backend, device, DTYPE, inputs)
         runner.first_output()  # compiles lazily built kernels (torch.compile, autotuning) outside the timing
     except Exception as e:
-        pytest.skip(f"{backend} cannot run this case: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        pytest.skip(f"{backend} cannot run this case: {first_line(e)}")
     return runner
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from bench_support import (BATCH, CPU_REDUCTION, ON_CUDA, bench_backends, compile_or_skip, conv_algos,
+                           device_or_skip, time_runner)
 
-from bench_support import BATCH, CPU_REDUCTION, ON_CUDA, bench_backends, compile_or_skip, conv_algos, \
-    device_or_skip, time_runner
 from convc.dsl import Network
 from convc.ir import Graph
 

@@ -13,8 +13,8 @@ import os
 from typing import Any
 
 import pytest
-
 from bench_support import BATCH, ON_CUDA, bench_backends, compile_or_skip, device_or_skip, time_runner
+
 from convc import models
 from convc.summary import summarize
 
@@ -35,6 +35,6 @@ def test_model(benchmark: Any, backend: str, model: str) -> None:
     flops = 2 * summarize(net.graph).total_macs
     runner = compile_or_skip(net, backend, device, opt_level=OPT_LEVEL)
     benchmark.group = f"{model} batch {BATCH}"
-    benchmark.extra_info.update({"model": model, "batch": BATCH, "input": list(net.graph.inputs[0].type.shape),
-                                 "opt_level": OPT_LEVEL, "gflops": flops / 1e9})
+    benchmark.extra_info.update({"model": model, "batch": BATCH, "opt_level": OPT_LEVEL,
+                                 "gflops": flops / 1e9, "input": list(net.graph.inputs[0].type.shape)})
     time_runner(benchmark, runner, flops=flops, images=BATCH)

@@ -266,9 +266,10 @@ def bench_one(net: Network, backend: str, dtype: str, inputs: list[np.ndarray], 
 
 
 def bench_model(build: Callable[[int], Network], backends: list[str], batches: list[int], dtype: str,
-                settings: TimingSettings = TimingSettings(), compile_options: dict[str, Any] | None = None,
+                settings: TimingSettings | None = None, compile_options: dict[str, Any] | None = None,
                 progress: Callable[[BenchResult], None] | None = None) -> list[BenchResult]:
     """Every backend at every batch size; outputs are compared with torch's (else NumPy's) output."""
+    settings = settings or TimingSettings()
     results: list[BenchResult] = []
     for batch in batches:
         net = build(batch)

@@ -130,7 +130,7 @@ def _nvidia_driver() -> str:
         return "n/a"
     try:
         out = subprocess.run([exe, "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10)
+                             capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return "n/a"
     lines = out.stdout.strip().splitlines()

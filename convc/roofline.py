@@ -120,23 +120,33 @@ def measure_gpu_peaks(dtype: str, matmul_n: int = 8192, copy_bytes: int = 2**30,
     with CUDA events after warm-up; bandwidth counts the bytes read plus the bytes written."""
     import torch
 
-    tdtype = getattr(torch, dtype)  # convc's dtype names are torch's
-    a = torch.randn(matmul_n, matmul_n, device="cuda").to(tdtype)
-    b = torch.randn(matmul_n, matmul_n, device="cuda").to(tdtype)
-    saved_tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        mm = _cuda_times(lambda: torch.mm(a, b), repeat)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = saved_tf32
-    del a, b
-    src = torch.empty(copy_bytes, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    cp = _cuda_times(lambda: dst.copy_(src), repeat)
-    del src, dst
+    mm = _gpu_matmul_times(dtype, matmul_n, repeat)
+    cp = _gpu_copy_times(copy_bytes, repeat)
     torch.cuda.empty_cache()
     return Peaks(_best_rate(2.0 * matmul_n**3, mm), _best_rate(2.0 * copy_bytes, cp),
                  f"measured here: {matmul_n}^3 {dtype} matmul, {copy_bytes >> 20} MiB copy")
+
+
+def _gpu_matmul_times(dtype: str, n: int, repeat: int) -> list[float]:
+    import torch
+
+    tdtype = getattr(torch, dtype)  # convc's dtype names are torch's
+    a = torch.randn(n, n, device="cuda").to(tdtype)
+    b = torch.randn(n, n, device="cuda").to(tdtype)
+    saved_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        return _cuda_times(lambda: torch.mm(a, b), repeat)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved_tf32
+
+
+def _gpu_copy_times(nbytes: int, repeat: int) -> list[float]:
+    import torch
+
+    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    return _cuda_times(lambda: dst.copy_(src), repeat)
 
 
 def _cuda_times(fn: Any, repeat: int, warmup: int = 3) -> list[float]:
@@ -145,7 +155,8 @@ def _cuda_times(fn: Any, repeat: int, warmup: int = 3) -> list[float]:
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
-    pairs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeat)]
+    pairs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+             for _ in range(repeat)]
     for start, end in pairs:
         start.record()
         fn()

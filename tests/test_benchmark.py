@@ -10,8 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import convc.benchmark as benchmark
-from convc import models
+from convc import benchmark, models
 from convc.backend import Capabilities
 from convc.benchmark import TimingSettings, bench_model, placement, single_node_graph, time_function
 from convc.cli import main
@@ -44,7 +43,7 @@ def test_cli_json_has_every_backend_and_batch_with_sane_times(tmp_path: Path, ca
         assert key in report["machine"]
     rows = {(r["backend"], r["batch"]): r for r in report["results"]}
     assert set(rows) == {("numpy", 1), ("torch", 1), ("numpy", 2), ("torch", 2)}
-    for (backend, batch), r in rows.items():
+    for (_, batch), r in rows.items():
         assert r["status"] == "ok", r
         assert r["time_ms"] > 0 and r["min_ms"] > 0 and r["runs"] >= 3
         assert r["images_per_s"] == pytest.approx(batch / (r["time_ms"] / 1e3))
@@ -88,8 +87,8 @@ def test_unknown_backend_is_a_one_line_error_with_exit_code_2(capsys) -> None:
     assert "no-such-backend" in err and "numpy" in err and err.startswith("convc: error:")
 
 
-@pytest.mark.parametrize("argv", [["--batch", "0"], ["--batch", "one"], ["--backends", ""], ["--threads", "0"],
-                                  ["--peaks", "fast"], ["--repeat", "0"]])
+@pytest.mark.parametrize("argv", [["--batch", "0"], ["--batch", "one"], ["--backends", ""],
+                                  ["--threads", "0"], ["--peaks", "fast"], ["--repeat", "0"]])
 def test_bad_options_exit_2(argv: list[str], capsys) -> None:
     assert main(["bench", "lenet5", *FAST, *argv]) == 2
     assert capsys.readouterr().err.startswith("convc: error:")
@@ -213,7 +212,8 @@ def test_worst_layers_rank_by_time_above_the_floor() -> None:
     big_and_slow = LayerTiming("b", 1, LayerCost("conv", "conv2d", 10**9, 10**6), 1e-2, peaks)
     near_floor = LayerTiming("b", 1, LayerCost("fc", "linear", 10**9, 10**5), 1.1e-3, peaks)
     assert small_but_slow.fraction_of_floor < big_and_slow.fraction_of_floor
-    assert [t.cost.name for t in worst_layers([small_but_slow, near_floor, big_and_slow], 2)] == ["conv", "fc"]
+    worst = worst_layers([small_but_slow, near_floor, big_and_slow], 2)
+    assert [t.cost.name for t in worst] == ["conv", "fc"]
 
 
 def test_device_profiles_match_gpu_names() -> None:
