@@ -44,13 +44,6 @@ class View:
             raise BackendError(f"internal: columns {start}:{start + width} outside a view of {self.cols}")
         return View(self.storage, self.offset + start, self.rows, width, self.ld)
 
-    def reshaped(self, rows: int, cols: int) -> View:
-        """The same memory seen with another (rows, cols) split; only valid where the memory is dense."""
-        if rows * cols != self.rows * self.cols or (self.ld != self.cols and rows != self.rows):
-            raise BackendError(f"internal: cannot view a {self.rows}x{self.cols} (ld {self.ld}) matrix as "
-                               f"{rows}x{cols}")
-        return View(self.storage, self.offset, rows, cols, self.ld if rows == self.rows else cols)
-
 
 GridFn = Callable[[dict[str, Any]], tuple[int, ...]]
 

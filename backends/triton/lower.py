@@ -32,8 +32,6 @@ from convc.ops import SCHEMAS
 
 CONV_OPS = ("conv1d", "conv2d", "conv3d")
 CONV_ALGOS = ("implicit_gemm", "im2col", "direct", "winograd_2x2", "winograd_4x4")
-# Ops that are views of their input: the memory planner maps them, no kernel runs.
-VIEW_OPS = ("identity", "dropout")
 
 
 @dataclass

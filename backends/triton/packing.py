@@ -9,11 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from convc.backends.triton.common import TORCH_DTYPES  # noqa: F401  (re-exported for launchers)
-
 
 def _to_torch(a: np.ndarray, dtype: torch.dtype, device: str) -> torch.Tensor:
-    # bfloat16 has no NumPy type: go through float32 (exact for the rounding to bfloat16 that follows).
+    # bfloat16 has no NumPy type, so every dtype goes through float32 on its way to the device.
     t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64).astype(np.float32))
     return t.to(device=device, dtype=dtype).contiguous()
 
