@@ -52,20 +52,27 @@ def describe(node: Node) -> str:
             f"{fmt_dims(a['dilation'])}, groups {a['groups']}")
 
 
-def target_device(ctx: PassContext) -> str:
-    """'cpu', 'h100', 'h200' or 'cuda' (another GPU): the device the target backend runs on."""
-    caps = ctx.capabilities
-    devices = tuple(caps.devices) if caps is not None and caps.devices else ("cpu",)
-    device = ctx.device if any(ctx.device.startswith(d) for d in devices) else devices[0]
-    if not device.startswith("cuda"):
-        return device
+def cuda_device_name() -> str | None:
+    """The first CUDA device's name in lower case, or None without torch, a driver or a GPU."""
     try:
         import torch
 
-        name = torch.cuda.get_device_name(0).lower() if torch.cuda.is_available() else ""
-    except Exception:  # no torch or no driver: an unnamed GPU
-        name = ""
-    return next((key for key in ("h200", "h100") if key in name), "cuda")
+        return torch.cuda.get_device_name(0).lower() if torch.cuda.is_available() else None
+    except Exception:
+        return None
+
+
+def target_device(ctx: PassContext) -> str:
+    """'cpu', 'h100', 'h200' or 'cuda' (another GPU): the device the target backend will run on.
+    `ctx.device` says 'cpu' unless told otherwise, so a backend that lists CUDA first (triton) is
+    taken to run on the GPU whenever there is one."""
+    caps = ctx.capabilities
+    devices = tuple(caps.devices) if caps is not None and caps.devices else ("cpu",)
+    device = ctx.device if any(ctx.device.startswith(d) for d in devices) else devices[0]
+    gpu = cuda_device_name() if device.startswith("cuda") or devices[0] == "cuda" else None
+    if gpu is None:
+        return "cpu" if device.startswith("cuda") and "cpu" in devices else device
+    return next((key for key in ("h200", "h100") if key in gpu), "cuda")
 
 
 def check_choice(layer: str, algo: str, convs: dict[str, Node], target: tuple[str, ...], backend: str,

@@ -9,6 +9,7 @@ fixed per-call overhead. The figures are estimates, not measurements: -O3 measur
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -16,54 +17,65 @@ from convc.ir import Graph, Node
 from convc.types import ITEMSIZE
 
 # Bumped whenever the formulas or profiles change, so cached modelled plans are not replayed.
-COST_MODEL_VERSION = 1
+COST_MODEL_VERSION = 2
 WINOGRAD_TILE = {"winograd_2x2": 2, "winograd_4x4": 4}
 
 
 @dataclass(frozen=True)
 class DeviceProfile:
-    """Sustained rates of one device, as the backends that run on it can use them."""
+    """Sustained rates of one device, as convc's backend on it (NumPy on a CPU, Triton on a GPU) can
+    use them for each algorithm."""
 
     name: str
     gemm_macs_per_s: dict[str, float]  # dense GEMM multiply-adds per second, by dtype
-    transform_macs_per_s: dict[str, float]  # Winograd transform multiply-adds per second, by dtype
+    direct_macs_per_s: dict[str, float]  # what a direct conv reaches, by dtype
+    transform_macs_per_s: dict[str, float]  # Winograd transforms, by dtype
     bytes_per_s: float  # sustained memory bandwidth
-    direct_efficiency: float  # fraction of the GEMM rate a direct conv reaches
+    implicit_gemm_efficiency: float  # fraction of the GEMM rate an implicit-GEMM conv kernel reaches
     call_overhead_s: float  # per kernel launch or NumPy call
     # True where Winograd transforms run as dense GEMMs with kron(M, M) (the NumPy reference does);
     # False where a kernel applies the sparse transform matrices directly (about alpha^3 MACs per tile).
     dense_transforms: bool
+    # True where the backend transforms Winograd filters once, at compile time (Triton packs them).
+    filters_pretransformed: bool
     # Calls a direct conv makes per kernel offset (0: one fused GPU kernel does the whole conv).
     direct_calls_per_offset: int
+
+
+def _per_dtype(fp32: float, fp64: float, half: float) -> dict[str, float]:
+    return {"float32": fp32, "float64": fp64, "float16": half, "bfloat16": half}
 
 
 # CPU: the NumPy backend (the torch CPU backend has no algorithm choice) on the 2-core machines CI
 # uses. Two AVX2 cores peak at 2 x 16 fp32 MACs x ~2.5 GHz = 80 GMAC/s; OpenBLAS sustains about a
 # quarter of that on the mid-sized GEMMs convs make (10-20 GMAC/s seen here), half in float64 (half
-# the lanes). The Winograd transforms are GEMMs with only 16 or 36 rows against a very wide tile
-# matrix: they stream memory rather than compute, ~1 GMAC/s. NumPy's gathers, pads and adds run on one
-# core, ~4 GB/s on a shared VM. The direct conv's per-offset GEMMs have an inner dimension of only
-# C/groups (half the GEMM rate), and each offset also copies a shifted input slice and accumulates
-# into the output, three NumPy calls of ~10 us overhead each.
-CPU = DeviceProfile("cpu", {"float32": 20e9, "float64": 10e9, "float16": 2e9, "bfloat16": 2e9},
-                    {"float32": 1e9, "float64": 0.5e9, "float16": 0.1e9, "bfloat16": 0.1e9},
-                    4e9, 0.5, 10e-6, dense_transforms=True, direct_calls_per_offset=3)
+# the lanes); NumPy has no fast half-precision GEMM. The Winograd transforms are GEMMs with only 16 or
+# 36 rows against a very wide tile matrix: they stream memory rather than compute, ~1 GMAC/s. Gathers,
+# pads and adds run on one core, ~4 GB/s on a shared VM. The direct conv's per-offset GEMMs have an
+# inner dimension of only C/groups (half the GEMM rate), and each offset also copies a shifted input
+# slice and accumulates into the output: three NumPy calls of ~10 us overhead each.
+CPU = DeviceProfile("cpu", gemm_macs_per_s=_per_dtype(20e9, 10e9, 2e9),
+                    direct_macs_per_s=_per_dtype(10e9, 5e9, 1e9),
+                    transform_macs_per_s=_per_dtype(1e9, 0.5e9, 0.1e9), bytes_per_s=4e9,
+                    implicit_gemm_efficiency=0.5, call_overhead_s=10e-6, dense_transforms=True,
+                    filters_pretransformed=False, direct_calls_per_offset=3)
 
 # H100 SXM (REFERENCE.md): 798 TFLOP/s measured bf16 matmul (399 T MAC/s; the datasheet's 989 is not
 # reached), about 3.0 TB/s measured copy bandwidth. float32 and float64 use NVIDIA's datasheet: 67
 # TFLOP/s FP32 on CUDA cores (no TF32: its error would exceed convc's float32 budget) and 67 TFLOP/s
-# FP64 on tensor cores. Transforms run on CUDA cores in fp32 (REFERENCE.md: transforms in fp32 even
-# for fp16 GEMMs): 33.5 T MAC/s, FP64 vector 17 T MAC/s. REFERENCE.md reports Triton's conv template
-# losing to cuDNN by 1.2-1.5x, so a direct (implicit-GEMM) conv is taken to reach 0.7 of the GEMM
-# rate. Launch overhead ~5 us.
-_H100_GEMM = {"float16": 399e12, "bfloat16": 399e12, "float32": 33.5e12, "float64": 33.5e12}
-_H100_TRANSFORM = {"float16": 33.5e12, "bfloat16": 33.5e12, "float32": 33.5e12, "float64": 17e12}
-H100 = DeviceProfile("h100", _H100_GEMM, _H100_TRANSFORM, 3.0e12, 0.7, 5e-6, dense_transforms=False,
+# FP64 on tensor cores. The Triton backend's direct conv and the Winograd transforms run as fp32 FMAs
+# on CUDA cores (REFERENCE.md: transforms in fp32 even for fp16 GEMMs): 33.5 T MAC/s, FP64 17 T MAC/s.
+# REFERENCE.md reports Triton's conv template losing to cuDNN by 1.2-1.5x: an implicit-GEMM conv is
+# taken to reach 0.7 of the GEMM rate. Launch overhead ~5 us.
+_H100_GEMM = _per_dtype(33.5e12, 33.5e12, 399e12)
+_H100_CUDA_CORES = _per_dtype(33.5e12, 17e12, 33.5e12)
+H100 = DeviceProfile("h100", gemm_macs_per_s=_H100_GEMM, direct_macs_per_s=_H100_CUDA_CORES,
+                     transform_macs_per_s=_H100_CUDA_CORES, bytes_per_s=3.0e12, implicit_gemm_efficiency=0.7,
+                     call_overhead_s=5e-6, dense_transforms=False, filters_pretransformed=True,
                      direct_calls_per_offset=0)
 # H200: the same GH100 compute; HBM3e at 4.8 TB/s (datasheet), derated by H100's measured/datasheet
 # ratio (3.0 / 3.35) to ~4.3 TB/s.
-H200 = DeviceProfile("h200", _H100_GEMM, _H100_TRANSFORM, 4.3e12, 0.7, 5e-6, dense_transforms=False,
-                     direct_calls_per_offset=0)
+H200 = dataclasses.replace(H100, name="h200", bytes_per_s=4.3e12)
 
 PROFILES: dict[str, DeviceProfile] = {p.name: p for p in (CPU, H100, H200)}
 
@@ -121,7 +133,9 @@ def estimate(shape: ConvShape, algo: str, profile: DeviceProfile, dtype: str) ->
             nbytes = w + offsets * per_offset_bytes
         else:
             nbytes = x + w + y
-        return phase(shape.macs, nbytes * size, rate * profile.direct_efficiency, profile, calls)
+        return phase(shape.macs, nbytes * size, profile.direct_macs_per_s[dtype], profile, calls)
+    if algo == "implicit_gemm":  # the column matrix is gathered on the fly, never stored
+        return phase(shape.macs, (x + w + y) * size, rate * profile.implicit_gemm_efficiency, profile)
     if algo == "im2col":
         cols = 0 if shape.unit_window else (shape.batch * shape.in_channels * math.prod(shape.kernel)
                                             * math.prod(shape.out_spatial))
@@ -149,7 +163,7 @@ def winograd_estimate(shape: ConvShape, m: int, profile: DeviceProfile, dtype: s
         in_macs, out_macs, w_macs = 2 * alpha ** 3 * c * tiles, (a2 * m + alpha * m * m) * k * tiles, \
             (3 * alpha * 3 + alpha * 3 * alpha) * k * c
     gathered, transformed_in, transformed_out = a2 * c * tiles, a2 * c * tiles, a2 * k * tiles
-    return (phase(in_macs, (x + gathered + transformed_in) * size, slow, profile)
-            + phase(w_macs, (w + a2 * k * c) * size, slow, profile)
+    filters = 0.0 if profile.filters_pretransformed else phase(w_macs, (w + a2 * k * c) * size, slow, profile)
+    return (phase(in_macs, (x + gathered + transformed_in) * size, slow, profile) + filters
             + phase(a2 * k * c * tiles, (transformed_in + a2 * k * c + transformed_out) * size, rate, profile)
             + phase(out_macs, (transformed_out + y) * size, slow, profile))

@@ -64,7 +64,8 @@ def measure(node: Node, g: Graph, ctx: PassContext, candidates: tuple[str, ...]
     """(median seconds, relative error vs float64 direct) per candidate, and why any candidate failed."""
     repeats = int(ctx.options.get("choose_conv_algo", {}).get("repeats", DEFAULT_REPEATS))
     inputs = random_inputs(one_layer_graph(node, g, None), ctx.seed)
-    reference = get_backend("numpy").compile(one_layer_graph(node, g, "direct"), dtype="float64").run(*inputs)[0]
+    exact = get_backend("numpy").compile(one_layer_graph(node, g, "direct"), dtype="float64")
+    reference = exact.run(*inputs)[0]
     times: dict[str, float] = {}
     errors: dict[str, float] = {}
     failures: dict[str, str] = {}

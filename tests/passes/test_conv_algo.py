@@ -150,7 +150,7 @@ def conv_shape(batch: int, channels: int, size: int, kernel: int = 3, stride: in
 @pytest.mark.parametrize("profile", list(PROFILES.values()), ids=list(PROFILES))
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_no_estimate_beats_the_peak_rate_and_work_grows_with_the_batch(profile: object, dtype: str) -> None:
-    for algo in ("direct", "im2col"):
+    for algo in ("direct", "im2col", "implicit_gemm"):
         small, big = conv_shape(1, 64, 28), conv_shape(8, 64, 28)
         assert estimate(small, algo, profile, dtype) >= small.macs / profile.gemm_macs_per_s[dtype]
         assert estimate(big, algo, profile, dtype) > estimate(small, algo, profile, dtype)
@@ -158,7 +158,8 @@ def test_no_estimate_beats_the_peak_rate_and_work_grows_with_the_batch(profile: 
 
 def test_winograd_saves_the_published_multiplies_when_only_the_gemm_counts() -> None:
     """Lavin & Gray: F(2x2,3x3) needs 2.25x and F(4x4,3x3) 4x fewer multiplies than direct."""
-    free = dataclasses.replace(H100, bytes_per_s=math.inf, call_overhead_s=0.0, direct_efficiency=1.0,
+    free = dataclasses.replace(H100, bytes_per_s=math.inf, call_overhead_s=0.0,
+                               direct_macs_per_s=H100.gemm_macs_per_s,
                                transform_macs_per_s={"float32": math.inf})
     shape = conv_shape(1, 64, 24)  # 24 is a multiple of both tile sizes: no padded tiles
     direct = estimate(shape, "direct", free, "float32")
@@ -176,3 +177,27 @@ def test_o1_does_not_choose_algorithms() -> None:
     g, ctx, _ = optimize(small_cnn(), opt_level=1, check_numerics=False)
     assert "plan" not in ctx.results and all(n.attrs["algo"] is None for n in g.nodes("conv2d"))
     assert op_counts(g)["relu"] == 2  # fusion is -O2 too
+
+
+def test_a_backend_specific_algorithm_is_chosen_and_the_numerics_check_still_runs() -> None:
+    """Triton lists implicit_gemm, which the NumPy reference does not have: the check runs anyway."""
+    g, ctx, manager = optimize(small_cnn(), backend="triton", check_numerics=True)
+    plan = ctx.results["plan"]
+    assert {lp.layer for lp in plan.layers} == {"stem", "down", "pointwise", "temporal"}
+    for lp in plan.layers:
+        assert "implicit_gemm" in lp.times and g.node(lp.layer).attrs["algo"] == lp.algo
+    assert manager.records[-1].name == "choose_conv_algo" and manager.records[-1].error is not None
+
+
+@pytest.mark.parametrize("gpu,devices,expected", [
+    (None, ("cpu",), "cpu"), ("nvidia h100 80gb hbm3", ("cpu",), "cpu"),
+    (None, ("cuda", "cpu"), "cpu"), ("nvidia h100 80gb hbm3", ("cuda", "cpu"), "h100"),
+    ("nvidia h200", ("cuda", "cpu"), "h200"), ("nvidia a100-sxm4-40gb", ("cuda",), "cuda"),
+])
+def test_the_device_profile_follows_the_backend_and_the_gpu_present(
+        monkeypatch: pytest.MonkeyPatch, gpu: str | None, devices: tuple[str, ...], expected: str) -> None:
+    from convc.passes import conv_algo
+
+    monkeypatch.setattr(conv_algo, "cuda_device_name", lambda: gpu)
+    target = Backend("t", Capabilities(ops=frozenset(), conv_algos=ALL, devices=devices))
+    assert conv_algo.target_device(PassContext(backend=target)) == expected

@@ -12,6 +12,7 @@ from convc.dsl import Network
 from convc.errors import OptionError
 from convc.numerics import budget
 from convc.passes import conv_algo
+from convc.passes.conv_cost import COST_MODEL_VERSION
 from convc.passes.plan import LayerPlan, Plan
 from pass_check import assert_same_outputs
 
@@ -45,7 +46,7 @@ def test_plan_is_cached_per_signature_and_replayed_without_modelling_again(
         plan_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _, first, _ = optimize(net(), check_numerics=False)
     files = cache_files(plan_cache_dir)
-    assert [f.name for f in files] == ["numpy-cpu-float32-model-1.json"]
+    assert [f.name for f in files] == [f"numpy-cpu-float32-model-{COST_MODEL_VERSION}.json"]
     entries = json.loads(files[0].read_text())["entries"]
     assert len(entries) == 3 and all(e["algo"] for e in entries.values())
 
@@ -102,10 +103,10 @@ def test_a_bad_plan_file_is_an_option_error_naming_it(tmp_path: Path) -> None:
     path.write_text("not json")
     with pytest.raises(OptionError, match=rf"--plan {path}: not JSON"):
         optimize(net(), plan=path)
-    Plan("numpy", "cpu", "float32", "model", (LayerPlan("zz", "conv2d", "", "direct", "modelled"),)).save(path)
+    Plan("numpy", "cpu", "float32", "model", (LayerPlan("zz", "conv2d", "", "direct", "x"),)).save(path)
     with pytest.raises(OptionError, match=r"no conv layer named 'zz'"):
         optimize(net(), plan=path)
-    Plan("numpy", "cpu", "float32", "model", (LayerPlan("c", "conv2d", "", "winograd_2x2", "modelled"),)).save(path)
+    Plan("numpy", "cpu", "float32", "model", (LayerPlan("c", "conv2d", "", "winograd_2x2", "x"),)).save(path)
     with pytest.raises(OptionError, match=r"'winograd_2x2' does not apply to conv layer 'c'.*direct, im2col"):
         optimize(net(), plan=path)
 
@@ -116,7 +117,7 @@ def test_o3_measures_every_candidate_checks_its_error_and_replays_from_the_cache
     g, ctx, _ = optimize(before, opt_level=3, check_numerics=False)
     plan = ctx.results["plan"]
     assert plan.mode == "measure" and [f.name for f in cache_files(plan_cache_dir)] == \
-        ["numpy-cpu-float32-measure-1.json"]
+        [f"numpy-cpu-float32-measure-{COST_MODEL_VERSION}.json"]
     for lp in plan.layers:
         assert lp.source == "measured" and set(lp.times) == set(lp.errors)
         assert set(lp.times) == set(conv_algo.candidates(g.node(lp.layer), conv_algo.CONV_ALGOS))

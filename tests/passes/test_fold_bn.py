@@ -101,7 +101,8 @@ def test_bn_after_pool_becomes_scale_shift_and_is_not_folded_into_the_padded_con
     p = {k: v.astype(np.float64) for k, v in net.graph.params.items()}
     scale = p["bn.weight"] / np.sqrt(p["bn.running_var"] + 1e-5)
     np.testing.assert_allclose(g.params[ss.inputs[1]], scale, rtol=1e-12)
-    np.testing.assert_allclose(g.params[ss.inputs[2]], p["bn.bias"] - p["bn.running_mean"] * scale, rtol=1e-12)
+    shift = p["bn.bias"] - p["bn.running_mean"] * scale
+    np.testing.assert_allclose(g.params[ss.inputs[2]], shift, rtol=1e-12)
     np.testing.assert_array_equal(g.params["conv2.weight"], net.graph.params["conv2.weight"])
 
 

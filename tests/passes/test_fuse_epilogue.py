@@ -41,7 +41,9 @@ def basic_block(net: Network, x: Value, name: str, project: bool) -> Value:
     with net.scope(name):
         y = net.relu(net.batch_norm(net.conv2d(x, 4, 3, padding=1, bias=False, name="conv1"), name="bn1"))
         y = net.batch_norm(net.conv2d(y, 4, 3, padding=1, bias=False, name="conv2"), name="bn2")
-        shortcut = net.batch_norm(net.conv2d(x, 4, 1, bias=False, name="down"), name="down_bn") if project else x
+        shortcut = x
+        if project:
+            shortcut = net.batch_norm(net.conv2d(x, 4, 1, bias=False, name="down"), name="down_bn")
         return net.relu(net.add(y, shortcut))
 
 

@@ -26,7 +26,8 @@ def conv1x1_to_linear(g: Graph, ctx: PassContext) -> bool:
                             TensorType((n, c), x.type.dtype)))
         weight = g.add_param(g.fresh_name(f"{conv.name}.matrix"), g.params[conv.inputs[1]].reshape(-1, c))
         attrs = {"out_features": a["out_channels"], "bias": a["bias"], "epilogue": a["epilogue"]}
-        g.replace_node(Node(conv.name, "linear", (flat_x.name, weight.name) + conv.inputs[2:], attrs, flat.type))
+        operands = (flat_x.name, weight.name) + conv.inputs[2:]  # the bias, if any, as it was
+        g.replace_node(Node(conv.name, "linear", operands, attrs, flat.type))
         g.replace_all_uses(flat.name, conv.name)  # the linear now computes the flatten's value
         g.erase(flat.name)
         g.erase(conv.inputs[1])  # the old 4D weight: nothing reads it any more
