@@ -51,6 +51,14 @@ class Problems:
         raise cls(f"{self.header} ({count}):\n  " + "\n  ".join(self.entries))
 
 
+class ImportedNetwork(Network):
+    """A Network whose weights come from the source model: layers start with zero parameters (cheap,
+    lazily allocated) instead of the He initialization a freshly written network gets."""
+
+    def _init_param(self, pname: str, slot: str, shape: tuple[int, ...], how: str | None) -> np.ndarray:
+        return np.zeros(shape, np.float32)
+
+
 def fresh_layer_name(net: Network, base: str, reserved: Iterable[str] = ()) -> str:
     """`base`, or `base_1`, `base_2`, ... : a name no node, parameter or reserved key uses yet."""
     taken = set(reserved)
@@ -67,17 +75,18 @@ def fresh_layer_name(net: Network, base: str, reserved: Iterable[str] = ()) -> s
     return f"{base}_{i}"
 
 
-def param_array(value: Any) -> np.ndarray:
-    """A parameter array from a torch tensor or array-like: float64 stays, other floats become float32."""
+def param_array(value: Any, copy: bool = True) -> np.ndarray:
+    """A parameter array from a torch tensor or array-like: float64 stays, other floats become float32.
+    It is a copy unless `copy=False` (a torch tensor's .numpy() shares the module's live memory)."""
     if hasattr(value, "detach"):
         value = value.detach().cpu()
         value = value.double() if str(value.dtype) == "torch.float64" else value.float()
         value = value.numpy()
     arr = np.asarray(value)
-    return arr.astype(np.float64 if arr.dtype == np.float64 else np.float32, copy=True)
+    return np.ascontiguousarray(arr.astype(np.float64 if arr.dtype == np.float64 else np.float32, copy=copy))
 
 
-def bind_param(net: Network, layer: Value, slot: str, key: str | None, value: Any) -> None:
+def bind_param(net: Network, layer: Value, slot: str, key: str | None, value: Any, copy: bool = True) -> None:
     """Gives parameter `slot` of `layer` the real array `value`, stored under `key` (the source model's
     name for it, e.g. a state_dict key). A key already bound to the same array is shared (tied weights);
     one bound to a different array keeps the layer's own name '<layer>.<slot>'."""
@@ -86,7 +95,7 @@ def bind_param(net: Network, layer: Value, slot: str, key: str | None, value: An
     current = graph.param_input(node, slot)
     if current is None:
         raise FrontendError(f"{node.op} '{layer.name}' has no parameter slot {slot!r}")
-    arr = param_array(value)
+    arr = param_array(value, copy)
     expected = graph.node(current).type.shape
     if tuple(arr.shape) != expected:
         raise FrontendError(f"{node.op} '{layer.name}': {slot} has shape {tuple(arr.shape)}, "
@@ -147,3 +156,25 @@ def reshape_as_flatten(net: Network, x: Value, target: tuple[int, ...], name: st
         raise FrontendError(f"{where}: reshape of {x.shape} to {tuple(target)} is not supported; convc "
                             f"supports reshapes that merge trailing axes, like (N, -1)")
     return net.flatten(x, start_dim=start, name=name)
+
+
+def bias_add_constant(net: Network, x: Value, constant: np.ndarray, name: str, key: str | None,
+                      where: str) -> Value:
+    """x + c for a constant c that broadcasts over the batch: a bias_add layer with c spread to
+    x.shape[1:] (named `key` only when c already has exactly that shape)."""
+    c = np.asarray(constant, dtype=np.float64)
+    fits = c.ndim <= len(x.shape)
+    if fits:
+        padded = c.reshape((1,) * (len(x.shape) - c.ndim) + c.shape)
+        try:
+            fits = np.broadcast_shapes(x.shape, padded.shape) == x.shape and padded.shape[0] == 1
+        except ValueError:
+            fits = False
+    if not fits:
+        raise FrontendError(f"{where}: adding a constant of shape {c.shape} to {x.shape} is not supported; the "
+                            f"constant must broadcast over the batch without growing the tensor")
+    bias = np.ascontiguousarray(np.broadcast_to(padded, x.shape)[0])
+    y = net.bias_add(x, name=name)
+    bind_param(net, y, "bias", key if c.shape == x.shape[1:] else None,
+               bias.astype(np.float64 if np.asarray(constant).dtype == np.float64 else np.float32))
+    return y

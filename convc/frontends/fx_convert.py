@@ -21,7 +21,7 @@ import torch.fx as fx
 
 from convc.dsl import Network, Value
 from convc.errors import ConvcError
-from convc.frontends.building import FrontendError, Problems, bind_param, fresh_layer_name
+from convc.frontends.building import FrontendError, ImportedNetwork, Problems, bind_param, fresh_layer_name
 from convc.types import TensorType
 
 
@@ -153,7 +153,7 @@ class FxImporter:
         self.input_types = dict(input_types)
         self.constants = dict(constants or {})
         self.param_keys = dict(param_keys or {})  # id(tensor) -> state_dict key
-        self.net = Network(name)
+        self.net = ImportedNetwork(name)
         self.problems = Problems(header or f"cannot import '{name}'")
         self.reserved = set(self.param_keys.values())
         self.functions: dict[Any, Handler] = torch_functions.FUNCTIONS

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from convc.dsl import Value
-from convc.frontends.building import FrontendError, resolve_target_shape, reshape_as_flatten
+from convc.frontends.building import (FrontendError, bias_add_constant, reshape_as_flatten,
+                                      resolve_target_shape)
 from convc.frontends.fx_convert import Const, Ctx, Unusable
 
 
@@ -235,25 +236,15 @@ def add(ctx: Ctx, input: Any, other: Any, alpha: Any = 1) -> Value:
 
 
 def _add_constant(ctx: Ctx, x: Value, other: Any) -> Value:
-    """x + c for a constant c broadcast over the batch: a bias_add layer with c spread to x.shape[1:]."""
     if isinstance(other, Const):
-        c, key = other.tensor.detach().cpu().double().numpy(), other.key
-    elif isinstance(other, (int, float)) and not isinstance(other, bool):
-        c, key = np.full((), float(other)), None
-    else:
-        raise FrontendError(f"cannot add {other!r} to a tensor")
-    padded = c.reshape((1,) * (len(x.shape) - c.ndim) + c.shape) if c.ndim <= len(x.shape) else c
-    try:
-        fits = np.broadcast_shapes(x.shape, padded.shape) == x.shape and padded.shape[0] == 1
-    except ValueError:
-        fits = False
-    if not fits:
-        raise FrontendError(f"adding a constant of shape {c.shape} to {x.shape} is not supported; the constant "
-                            f"must broadcast over the batch without growing the tensor")
-    bias = np.ascontiguousarray(np.broadcast_to(padded, x.shape)[0])
-    y = ctx.net.bias_add(x, name=ctx.name)
-    ctx.bind(y, "bias", Const(torch.from_numpy(bias), key if c.shape == x.shape[1:] else None))
-    return y
+        return bias_add_constant(ctx.net, x, other.tensor.detach().cpu().numpy(), ctx.name, other.key, "add")
+    if isinstance(other, (int, float)) and not isinstance(other, bool):
+        return bias_add_constant(ctx.net, x, np.full((), float(other), np.float32), ctx.name, None, "add")
+    raise FrontendError(f"cannot add {_kind(other)} to a tensor")
+
+
+def _kind(v: Any) -> str:
+    return type(v).__name__
 
 
 def cat(ctx: Ctx, tensors: Any, dim: int = 0) -> Value:
