@@ -1,0 +1,41 @@
+"""Helpers the frontend tests share: float64 torch references and a convc run of the same network."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+import convc
+from convc.numerics import budget, rel_err
+
+
+def randomize_batch_norm(model: nn.Module, seed: int = 0) -> None:
+    """Non-trivial BN statistics, so a comparison never sees BN as the identity."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
+                m.running_var.copy_(torch.rand(c, generator=gen) * 1.5 + 0.5)
+                if m.affine:
+                    m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+                    m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
+
+
+def torch_reference(model: nn.Module, *inputs: torch.Tensor) -> list[np.ndarray]:
+    with torch.no_grad():
+        out = model(*inputs)
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return [o.numpy() for o in outs]
+
+
+def run_convc(net: convc.Network, *inputs: np.ndarray, dtype: str = "float64") -> list[np.ndarray]:
+    return convc.compile(net, backend="numpy", dtype=dtype).run(*inputs)
+
+
+def assert_matches(actual: list[np.ndarray], expected: list[np.ndarray], dtype: str = "float64") -> None:
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        assert a.shape == e.shape
+        assert rel_err(a, e) < budget(dtype, whole_model=True), rel_err(a, e)
