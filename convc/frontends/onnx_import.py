@@ -19,7 +19,8 @@ import numpy as np
 from convc.dsl import Network, Value
 from convc.errors import ConvcError
 from convc.frontends.building import FrontendError, ImportedNetwork, Problems, fresh_layer_name
-from convc.frontends.onnx_ops import HANDLERS, WEIGHT_OPERANDS, OnnxCtx
+from convc.frontends.onnx_context import OnnxCtx
+from convc.frontends.onnx_ops import HANDLERS, WEIGHT_OPERANDS
 
 MIN_OPSET = 9
 # Ops whose outputs are never constant, however constant their inputs.

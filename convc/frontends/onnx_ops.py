@@ -1,99 +1,25 @@
-"""ONNX ops -> convc layers, one handler per op type, with attributes as the ONNX spec defines them.
-
-A handler takes (ctx, inputs, attrs): inputs are convc Values (run-time tensors), NumPy arrays (known at
-import) or None (an omitted optional input); it returns the node's outputs in order.
+"""ONNX ops -> convc layers, one handler per op type, with attributes as the ONNX spec defines them
+(handler conventions: convc.frontends.onnx_context; pooling: convc.frontends.onnx_pooling).
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from convc.dsl import Network, Value
-from convc.frontends.building import (FrontendError, bias_add_constant, bind_param, reshape_as_flatten,
-                                      resolve_target_shape)
-from convc.ops import pool_output_size
-
-
-@dataclass
-class OnnxCtx:
-    """One node being converted: the network, its layer name, a label for errors, the model's opset,
-    the ONNX names of its inputs (so unchanged initializers keep their names) and of its outputs."""
-
-    net: Network
-    name: str
-    where: str
-    opset: int
-    input_names: list[str]
-    initializers: set[str]
-    output_names: list[str]
-    consumed: set[str]  # tensor names some node reads, plus the graph outputs
-
-    def value(self, v: Any, what: str) -> Value:
-        if isinstance(v, Value):
-            return v
-        raise FrontendError(f"{what} must be a run-time tensor here, got a constant")
-
-    def const(self, v: Any, what: str) -> np.ndarray:
-        if isinstance(v, np.ndarray):
-            return v
-        if isinstance(v, Value):
-            raise FrontendError(f"{what} must be a constant (an initializer), but it is computed at run time; "
-                                f"convc layers take fixed weights")
-        raise FrontendError(f"{what} is missing")
-
-    def key(self, index: int) -> str | None:
-        """The ONNX name of input `index` when it is an initializer (a parameter name worth keeping)."""
-        name = self.input_names[index] if index < len(self.input_names) else ""
-        return name if name in self.initializers else None
-
-    def bind(self, layer: Value, slot: str, array: np.ndarray, key: str | None) -> None:
-        bind_param(self.net, layer, slot, key, array, copy=False)  # arrays here are the importer's own
-
-    def output_used(self, index: int) -> bool:
-        return index < len(self.output_names) and self.output_names[index] in self.consumed
-
-
-Handler = Callable[[OnnxCtx, list[Any], dict[str, Any]], Sequence[Any]]
-
-
-def _spatial_pads(ctx: OnnxCtx, attrs: dict[str, Any], spatial: tuple[int, ...], kernel: Sequence[int],
-                  strides: Sequence[int], dilations: Sequence[int]) -> tuple[tuple[int, int], ...]:
-    """auto_pad / pads [x1_begin, x2_begin, ..., x1_end, x2_end, ...] -> ((lo, hi), ...) per axis."""
-    nd = len(kernel)
-    auto = attrs.get("auto_pad", "NOTSET")
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        pairs = []
-        for size, k, s, d in zip(spatial, kernel, strides, dilations):
-            total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
-            small, big = total // 2, total - total // 2
-            pairs.append((small, big) if auto == "SAME_UPPER" else (big, small))
-        return tuple(pairs)
-    if auto == "VALID":
-        return ((0, 0),) * nd
-    if auto != "NOTSET":
-        raise FrontendError(f"auto_pad={auto!r} is not valid; ONNX allows NOTSET, SAME_UPPER, SAME_LOWER, VALID")
-    pads = [int(p) for p in attrs.get("pads", [0] * (2 * nd))]
-    if len(pads) != 2 * nd or any(p < 0 for p in pads):
-        raise FrontendError(f"pads {pads} must be {2 * nd} non-negative integers")
-    return tuple((pads[i], pads[i + nd]) for i in range(nd))
-
-
-def _ints(attrs: dict[str, Any], key: str, n: int, default: int) -> tuple[int, ...]:
-    v = tuple(int(i) for i in attrs.get(key, [default] * n))
-    if len(v) != n:
-        raise FrontendError(f"{key} {v} must have {n} entries")
-    return v
+from convc.dsl import Value
+from convc.frontends.building import FrontendError, bias_add_constant, reshape_as_flatten, resolve_target_shape
+from convc.frontends.onnx_context import Handler, OnnxCtx, Padded, int_attr, spatial_pads
+from convc.frontends import onnx_pooling as pooling
 
 
 # ---------------------------------------------------------------------------- layers with weights
 def conv(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
     w = ctx.const(ins[1], "W (the weight)")
     nd = w.ndim - 2
-    x = ctx.value(ins[0], "X")
+    source = ins[0]
+    x = source.value if isinstance(source, Padded) else ctx.value(source, "X")
     if nd not in (1, 2, 3) or len(x.shape) != nd + 2:
         raise FrontendError(f"a weight of shape {w.shape} on an input of shape {x.shape} is not a 1D, 2D or "
                             f"3D convolution")
@@ -101,8 +27,13 @@ def conv(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
     if kernel != tuple(w.shape[2:]):
         raise FrontendError(f"kernel_shape {kernel} differs from the weight's {tuple(w.shape[2:])}")
     b = None if len(ins) < 3 or ins[2] is None else ctx.const(ins[2], "B (the bias)")
-    strides, dilations = _ints(attrs, "strides", nd, 1), _ints(attrs, "dilations", nd, 1)
-    pads = _spatial_pads(ctx, attrs, x.shape[2:], kernel, strides, dilations)
+    strides, dilations = int_attr(attrs, "strides", nd, 1), int_attr(attrs, "dilations", nd, 1)
+    if isinstance(source, Padded):  # a zero Pad before the Conv: its padding joins the Conv's
+        padded = tuple(s + lo + hi for s, (lo, hi) in zip(x.shape[2:], source.pads))
+        own = spatial_pads(ctx, attrs, padded, kernel, strides, dilations)
+        pads = tuple((a + c, b + d) for (a, b), (c, d) in zip(source.pads, own))
+    else:
+        pads = spatial_pads(ctx, attrs, x.shape[2:], kernel, strides, dilations)
     y = ctx.net.conv(x, int(w.shape[0]), kernel, stride=strides, padding=pads, dilation=dilations,
                      groups=int(attrs.get("group", 1)), bias=b is not None, name=ctx.name, ndim=nd)
     ctx.bind(y, "weight", w, ctx.key(1))
@@ -171,75 +102,6 @@ def batch_normalization(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> 
     for i, slot in enumerate(("weight", "bias", "running_mean", "running_var"), start=1):
         ctx.bind(y, slot, ctx.const(ins[i], slot), ctx.key(i))
     return [y]
-
-
-# ---------------------------------------------------------------------------- pooling
-def pool(kind: str) -> Handler:
-    def handler(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
-        x = ctx.value(ins[0], "X")
-        nd = len(x.shape) - 2
-        if nd not in (1, 2, 3):
-            raise FrontendError(f"expects an (N, C, 1 to 3 spatial) input, got shape {x.shape}")
-        if kind == "max" and ctx.output_used(1):
-            raise FrontendError("the Indices output is not supported: convc does not compute indices")
-        kernel = _ints(attrs, "kernel_shape", nd, 0)
-        strides = _ints(attrs, "strides", nd, 1)
-        if any(d != 1 for d in _ints(attrs, "dilations", nd, 1)):
-            raise FrontendError(f"dilations {attrs['dilations']} are not supported: convc pools are not dilated")
-        pads = _spatial_pads(ctx, attrs, x.shape[2:], kernel, strides, (1,) * nd)
-        ceil = bool(attrs.get("ceil_mode", 0))
-        include_pad = bool(attrs.get("count_include_pad", 0))
-        if _single_window_over_all(x.shape[2:], kernel, strides, pads, ceil) and not (
-                kind == "avg" and include_pad and any(p for pair in pads for p in pair)):
-            # One window covering every value (as GoogLeNet's 7x7 head pool on a 6x6 map): a global pool.
-            return [getattr(ctx.net, f"global_{kind}_pool")(x, name=ctx.name)]
-        padding, ceil_mode = _pool_layout(x.shape[2:], kernel, strides, pads, ceil,
-                                          exact=kind == "avg" and include_pad)
-        return [ctx.net.pool(kind, x, kernel, stride=strides, padding=padding, ceil_mode=ceil_mode,
-                             count_include_pad=include_pad, name=ctx.name, ndim=nd)]
-    return handler
-
-
-def _pool_layout(spatial: tuple[int, ...], kernel: tuple[int, ...], strides: tuple[int, ...],
-                 pads: tuple[tuple[int, int], ...], ceil: bool, exact: bool) -> tuple[tuple[int, ...], bool]:
-    """convc pools pad symmetrically. Where padding never counts (max, or an average over real values
-    only), ONNX's (lo, hi) padding equals symmetric padding lo plus the ceil_mode giving the same number
-    of windows: the windows start at the same places and see the same real values."""
-    onnx_out = tuple(_onnx_pool_size(s, k, st, lo, hi, ceil) for s, k, st, (lo, hi) in
-                     zip(spatial, kernel, strides, pads))
-    lo = tuple(p[0] for p in pads)
-    options = (ceil,) if exact else (ceil, not ceil)
-    if exact and any(a != b for a, b in pads):
-        raise FrontendError(f"asymmetric pads {pads} with count_include_pad=1 are not supported: convc pools "
-                            f"pad symmetrically")
-    if any(2 * p > k for p, k in zip(lo, kernel)):
-        raise FrontendError(f"pads {pads} larger than half the kernel {kernel} are not supported")
-    for mode in options:
-        if tuple(pool_output_size(s, k, st, p, mode) for s, k, st, p in zip(spatial, kernel, strides, lo)) == onnx_out:
-            return lo, mode
-    raise FrontendError(f"pads {pads} (ceil_mode={int(ceil)}) give {onnx_out} windows, which symmetric "
-                        f"padding cannot reproduce")
-
-
-def _single_window_over_all(spatial: tuple[int, ...], kernel: tuple[int, ...], strides: tuple[int, ...],
-                            pads: tuple[tuple[int, int], ...], ceil: bool) -> bool:
-    return all(_onnx_pool_size(s, k, st, lo, hi, ceil) == 1 and lo + s <= k
-               for s, k, st, (lo, hi) in zip(spatial, kernel, strides, pads))
-
-
-def _onnx_pool_size(size: int, k: int, s: int, lo: int, hi: int, ceil: bool) -> int:
-    span = size + lo + hi - k
-    out = (-(-span // s) if ceil else span // s) + 1
-    if ceil and (out - 1) * s >= size + lo:  # as ONNX (and torch): no window may start in the end padding
-        out -= 1
-    return out
-
-
-def global_pool(kind: str) -> Handler:
-    def handler(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
-        x = ctx.value(ins[0], "X")
-        return [getattr(ctx.net, f"global_{kind}_pool")(x, name=ctx.name)]
-    return handler
 
 
 def lrn(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
@@ -333,8 +195,9 @@ def identity(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
 
 HANDLERS: dict[str, Handler] = {
     "Conv": conv, "Gemm": gemm, "MatMul": matmul, "BatchNormalization": batch_normalization,
-    "MaxPool": pool("max"), "AveragePool": pool("avg"),
-    "GlobalMaxPool": global_pool("max"), "GlobalAveragePool": global_pool("avg"), "LRN": lrn,
+    "MaxPool": pooling.pool("max"), "AveragePool": pooling.pool("avg"), "GlobalMaxPool": pooling.global_pool("max"),
+    "GlobalAveragePool": pooling.global_pool("avg"), "ReduceMean": pooling.reduce("avg"),
+    "ReduceMax": pooling.reduce("max"), "Pad": pooling.pad, "LRN": lrn,
     "Relu": activation("relu"), "Sigmoid": activation("sigmoid"), "Tanh": activation("tanh"),
     "LeakyRelu": activation("leaky_relu", "negative_slope", 0.01), "Elu": activation("elu", "alpha", 1.0),
     "Add": add, "Sum": sum_, "Concat": concat, "Softmax": softmax,
@@ -363,6 +226,7 @@ def _gemm_operands(node: Any, shapes: dict[str, tuple[int, ...]]) -> list[int]:
 # Operand positions that convc needs as constants (see onnx_import.constant_inputs).
 WEIGHT_OPERANDS: dict[str, Any] = {
     "Conv": (1, 2), "BatchNormalization": (1, 2, 3, 4), "Gemm": _gemm_operands, "MatMul": (1,),
-    "Reshape": (1,), "Dropout": (1, 2), "ConstantOfShape": (0,),
+    "Reshape": (1,), "Dropout": (1, 2), "ConstantOfShape": (0,), "Pad": (1, 2, 3), "ReduceMean": (1,),
+    "ReduceMax": (1,),
     "Add": _broadcast_operands, "Sum": _broadcast_operands,
 }

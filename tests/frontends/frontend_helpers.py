@@ -34,8 +34,11 @@ def run_convc(net: convc.Network, *inputs: np.ndarray, dtype: str = "float64") -
     return convc.compile(net, backend="numpy", dtype=dtype).run(*inputs)
 
 
-def assert_matches(actual: list[np.ndarray], expected: list[np.ndarray], dtype: str = "float64") -> None:
+def assert_matches(actual: list[np.ndarray], expected: list[np.ndarray], dtype: str = "float64",
+                   tolerance: float | None = None) -> None:
+    """Same shapes, and a relative error within the whole-model budget of `dtype` (or `tolerance`)."""
     assert len(actual) == len(expected)
+    limit = budget(dtype, whole_model=True) if tolerance is None else tolerance
     for a, e in zip(actual, expected):
         assert a.shape == e.shape
-        assert rel_err(a, e) < budget(dtype, whole_model=True), rel_err(a, e)
+        assert rel_err(a, e) < limit, rel_err(a, e)
