@@ -17,7 +17,17 @@ from convc.types import TensorType
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):  # noqa: ANN202  lazy, so `import convc` stays light
+    import importlib
+
+    if name in ("models", "frontends"):
+        return importlib.import_module(f"convc.{name}")
+    if name in ("from_torch", "from_onnx"):
+        return getattr(importlib.import_module("convc.frontends"), name)
+    raise AttributeError(f"module 'convc' has no attribute {name!r}")
+
 __all__ = [
     "BackendError", "ConvcError", "DefinitionError", "Graph", "GraphError", "Network", "Node",
-    "OptionError", "ParameterError", "PassError", "PluginError", "TensorType", "Value", "compile", "load", "save",
+    "OptionError", "ParameterError", "PassError", "PluginError", "TensorType", "Value", "compile", "from_onnx", "from_torch", "load", "models", "save",
 ]

@@ -102,7 +102,9 @@ class TorchModel(CompiledModel):
 
     # ------------------------------------------------------------------ inputs
     def _to_tensor(self, array: np.ndarray) -> torch.Tensor:
-        t = torch.tensor(np.asarray(array), dtype=self.torch_dtype, device=self.device)
+        # from_numpy shares memory (no Python-level element walk, unlike torch.tensor); .to() copies once.
+        source = np.ascontiguousarray(array)
+        t = torch.from_numpy(source).to(device=self.device, dtype=self.torch_dtype, copy=True)
         return self._layout(t)
 
     def _layout(self, t: torch.Tensor) -> torch.Tensor:
