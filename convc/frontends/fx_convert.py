@@ -92,6 +92,9 @@ def target_name(target: Any) -> str:
         return target
     if isinstance(target, torch._ops.OpOverload):
         return f"aten.{target.__name__}" if target.namespace == "aten" else str(target)
+    short = getattr(target, "__name__", "")
+    if short and getattr(torch.nn.functional, short, None) is target:  # torch._C._nn.gelu is F.gelu
+        return f"torch.nn.functional.{short}"
     try:
         name = fx.node._get_qualified_name(target)
     except Exception:  # an odd callable: still name it

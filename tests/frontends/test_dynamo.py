@@ -1,0 +1,103 @@
+"""torch.compile(model, backend="convc"): supported subgraphs run on convc, the rest in eager with a warning."""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from frontend_helpers import randomize_batch_norm
+from test_torch_import import Conv2dNet
+from torch import nn
+
+import convc.frontends.dynamo as dynamo
+from convc.numerics import budget, rel_err
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo() -> Iterator[None]:
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.fixture
+def convc_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the runs of convc subgraphs, proving the compiled model did not just run eager torch."""
+    calls: list[int] = []
+    original = dynamo.ConvcSubgraph.forward
+
+    def counted(self: dynamo.ConvcSubgraph, *args: torch.Tensor) -> object:
+        calls.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(dynamo.ConvcSubgraph, "forward", counted)
+    return calls
+
+
+def convc_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if str(w.message).startswith("convc:")]
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor, dtype: str = "float32") -> bool:
+    return rel_err(actual.detach().numpy(), expected.detach().numpy()) < budget(dtype, whole_model=True)
+
+
+def test_a_supported_model_runs_on_convc_without_fallback(convc_calls: list[int]) -> None:
+    model = Conv2dNet().eval()
+    randomize_batch_norm(model)
+    x = torch.randn(2, 3, 15, 13)
+    compiled = torch.compile(model, backend="convc")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        y = compiled(x)
+    assert convc_warnings(caught) == []
+    assert len(convc_calls) == 1  # one partition: the whole graph
+    assert close(y, model(x))
+    assert close(compiled(x + 1), model(x + 1))  # the second call reuses the compiled subgraph
+
+
+class WithGelu(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.gelu(torch.relu(self.conv1(x)))
+        return F.max_pool2d(self.conv2(y), 2)
+
+
+def test_an_unsupported_op_falls_back_to_eager_with_a_warning(convc_calls: list[int]) -> None:
+    model = WithGelu().eval()
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.warns(UserWarning, match=r"convc: 1 op\(s\) run in eager PyTorch:\n  function "
+                                         r"torch.nn.functional.gelu \(node '\w+'\): not supported"):
+        y = torch.compile(model, backend="convc")(x)
+    assert len(convc_calls) == 2  # conv1 + relu before gelu, conv2 + pool after it
+    assert close(y, model(x))
+
+
+def test_options_choose_the_dtype_and_weight_updates_are_seen() -> None:
+    model = WithGelu().eval()
+    x = torch.randn(1, 3, 8, 8)
+    compiled = torch.compile(model, backend="convc", options={"backend": "numpy", "dtype": "float64"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert close(compiled(x), model(x))
+        with torch.no_grad():
+            model.conv2.weight.mul_(-2.0)  # in place: the parameter's version counter moves
+        y = compiled(x)
+    assert y.dtype == torch.float32
+    assert close(y, model(x))
+
+
+def test_dynamic_shapes_run_in_eager_with_a_warning() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    compiled = torch.compile(model, backend="convc", dynamic=True)
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.warns(UserWarning, match="dynamic shapes"):
+        y = compiled(x)
+    np.testing.assert_allclose(y.detach().numpy(), model(x).detach().numpy(), rtol=1e-6)
