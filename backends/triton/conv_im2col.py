@@ -51,8 +51,9 @@ def im2col_kernel(
     pix = ((nb * D + idd) * H + ih) * W + iw
 
     src = x_ptr + pix[:, None] * ld_x + group * C_g
-    # Column of (group, kd, kh, kw, c=0) in the [M, groups * K_g] column matrix.
-    dst = col_ptr + rm[:, None] * ld_col + group * K_g + kpos * C_g
+    # Column of (group, kd, kh, kw, c=0) in the [M, groups * K_g] column matrix; 64-bit rows because
+    # M * K passes 2**31 for large batches (VGG's conv1_2 at batch 64 is 1.8e9 elements).
+    dst = col_ptr + rm.to(tl.int64)[:, None] * ld_col + group * K_g + kpos * C_g
     for c0 in range(0, C_g, BLOCK_C):
         cc = c0 + rc
         c_ok = cc < C_g

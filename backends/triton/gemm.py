@@ -39,7 +39,7 @@ def gemm_kernel(
     m_ok = rm < M
     n_ok = rn < N
 
-    a_rows = a_ptr + batch * stride_ag + rm[:, None] * lda
+    a_rows = a_ptr + batch * stride_ag + rm.to(tl.int64)[:, None] * lda  # im2col's A can pass 2**31 elements
     b_cols = b_ptr + batch * stride_bg + rn[None, :]
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
