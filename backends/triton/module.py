@@ -8,6 +8,8 @@
 
 Shapes are static: each input shape (a new batch size) gets its own variant — re-inferred graph, memory
 plan and bound launches — built on first use and kept. Packed weights are shared by all variants.
+With cuda_graphs=True a variant's launches are captured once and replayed; its outputs are static
+buffers that the next call overwrites (as with torch.compile's reduce-overhead mode): clone to keep them.
 """
 from __future__ import annotations
 
