@@ -37,51 +37,69 @@ def from_onnx(model: Any, *, input_shapes: Any = None, constants: Any = None, na
 
 
 def load_model(spec: str, **options: Any) -> Network:
-    """A Network from a spec, by these rules, in order:
+    """A Network from a spec, by these rules, in order (the CLI's --batch and --input become the options
+    `batch` and `input_shape`, the input shape without the batch axis, like (3, 224, 224)):
 
-    - a path ending in `.onnx`: imported with from_onnx (options: input_shape or input_shapes, name);
+    - a path ending in `.onnx`: imported with from_onnx; `input_shape` (C, *spatial), or spatial sizes
+      only, and `batch` fill the model's input shape (or `input_shapes={name: full shape}`);
     - `path/to/file.py:factory`: the file is imported and `factory()` must return a torch.nn.Module, traced
-      on an example input: options["input_shape"] if given, else an `example_input` (a tensor or a
-      shape) found on the returned module, on the factory, or in the file, checked in that order;
-    - anything else: a zoo name for convc.models.get, with the options as the model's options.
+      on an example input of shape (batch, *input_shape) when `input_shape` is given, else on an
+      `example_input` (a tensor or a full shape) found on the returned module, on the factory, or in the
+      file, checked in that order (with its batch axis set to `batch` when given);
+    - anything else: a zoo name for convc.models.get (`input_shape` becomes its input_size).
     """
     options = {k: v for k, v in options.items() if v is not None}
     if not isinstance(spec, str) or not spec:
         raise OptionError(f"model spec {spec!r} must be a zoo name, a .onnx path or path/to/file.py:factory")
+    batch = options.pop("batch", None)
+    if batch is not None and (not isinstance(batch, int) or batch <= 0):
+        raise OptionError(f"batch={batch!r} must be a positive integer")
     if spec.lower().endswith(".onnx"):
-        return _load_onnx(spec, options)
+        return _load_onnx(spec, batch, options)
     path, _, factory = spec.rpartition(":") if ":" in spec else (spec, "", "")
     if path.endswith(".py") or spec.endswith(".py"):
-        return _load_python(path or spec, factory, options)
+        return _load_python(path or spec, factory, batch, options)
     import convc.models
 
+    shape = options.pop("input_shape", None)
+    if shape is not None:
+        options["input_size"] = shape[0] if len(shape) == 1 else tuple(shape)
+    if batch is not None:
+        options["batch"] = batch
     return convc.models.get(spec, **options)
 
 
-def _load_onnx(path: str, options: dict[str, Any]) -> Network:
+def _load_onnx(path: str, batch: int | None, options: dict[str, Any]) -> Network:
     shapes = options.pop("input_shapes", None)
     shape = options.pop("input_shape", None)
     name = options.pop("name", None)
-    _no_other_options(options, path, ("input_shape", "input_shapes", "name"))
-    if shape is not None:
+    _no_other_options(options, path, ("batch", "input_shape", "input_shapes", "name"))
+    if shape is not None or batch is not None:
         from convc.frontends.onnx_import import OnnxImporter
 
-        runtime = [i.name for i in OnnxImporter(path).inputs]
+        runtime = OnnxImporter(path).inputs
         if len(runtime) != 1:
-            raise OptionError(f"'{path}' has {len(runtime)} inputs ({', '.join(runtime)}); give input_shapes="
-                              f"{{name: shape}} instead of input_shape")
-        shapes = {runtime[0]: tuple(shape)}
+            raise OptionError(f"'{path}' has {len(runtime)} inputs ({', '.join(i.name for i in runtime)}); give "
+                              f"input_shapes={{name: shape}} instead of input_shape and batch")
+        declared = [d.dim_value or 1 for d in runtime[0].type.tensor_type.shape.dim]
+        per_example = declared[1:] if shape is None else list(shape)
+        if len(per_example) == len(declared) - 2:  # spatial sizes only: keep the declared channels
+            per_example = declared[1:2] + per_example
+        if len(per_example) != len(declared) - 1:
+            raise OptionError(f"input_shape {tuple(shape)} does not fit '{path}''s input of rank {len(declared)}; "
+                              f"give it without the batch axis, like {tuple(declared[1:])}")
+        shapes = {runtime[0].name: (batch or declared[0],) + tuple(int(d) for d in per_example)}
     return from_onnx(path, input_shapes=shapes, name=name)
 
 
-def _load_python(path: str, factory: str, options: dict[str, Any]) -> Network:
+def _load_python(path: str, factory: str, batch: int | None, options: dict[str, Any]) -> Network:
     if not factory:
         raise OptionError(f"'{path}': name the factory that returns the model, as {path}:build_model")
     if not os.path.isfile(path):
         raise OptionError(f"model file '{path}' does not exist")
     shape = options.pop("input_shape", None)
     name = options.pop("name", None)
-    _no_other_options(options, path, ("input_shape", "name"))
+    _no_other_options(options, path, ("batch", "input_shape", "name"))
     module = _import_file(path)
     fn = getattr(module, factory, None)
     if not callable(fn):
@@ -95,7 +113,8 @@ def _load_python(path: str, factory: str, options: dict[str, Any]) -> Network:
         raise ConvcError(f"{path}:{factory}() raised {type(e).__name__}: {e}") from e
     if not isinstance(model, torch.nn.Module):
         raise OptionError(f"{path}:{factory}() returned {type(model).__name__}, not a torch.nn.Module")
-    example = _example_input(shape, (model, fn, module), f"{path}:{factory}")
+    full = None if shape is None else (batch or 1,) + tuple(int(d) for d in shape)
+    example = _example_input(full, batch, (model, fn, module), f"{path}:{factory}")
     return from_torch(model.eval(), example, name=name or factory)
 
 
@@ -114,22 +133,24 @@ def _import_file(path: str) -> Any:
     return module
 
 
-def _example_input(shape: Sequence[int] | None, owners: tuple[Any, ...], where: str) -> Any:
+def _example_input(shape: Sequence[int] | None, batch: int | None, owners: tuple[Any, ...], where: str) -> Any:
     import torch
 
     if shape is not None:
-        return torch.randn(*[int(d) for d in shape])
+        return torch.randn(*shape)
     for owner in owners:
         example = getattr(owner, "example_input", None)
         if callable(example) and not isinstance(example, torch.Tensor):
             example = example()
-        if isinstance(example, torch.Tensor) or (isinstance(example, tuple) and example and
-                                                 all(isinstance(t, torch.Tensor) for t in example)):
-            return example
         if isinstance(example, (tuple, list)) and example and all(isinstance(d, int) for d in example):
-            return torch.randn(*example)
-    raise OptionError(f"{where}: no example input: pass input_shape=(N, C, H, W) (the CLI's --input-shape), or "
-                      f"define `example_input` (a tensor or a shape) on the model, the factory or the file")
+            example = torch.randn(*example)
+        if isinstance(example, torch.Tensor):
+            return example if batch is None else torch.randn(batch, *example.shape[1:], dtype=example.dtype)
+        if isinstance(example, tuple) and example and all(isinstance(t, torch.Tensor) for t in example):
+            return example if batch is None else tuple(
+                torch.randn(batch, *t.shape[1:], dtype=t.dtype) for t in example)
+    raise OptionError(f"{where}: no example input: pass input_shape=(C, H, W) (the CLI's --input), or define "
+                      f"`example_input` (a tensor or a full shape) on the model, the factory or the file")
 
 
 def _no_other_options(options: dict[str, Any], spec: str, accepted: tuple[str, ...]) -> None:

@@ -49,7 +49,9 @@ def model_file(tmp_path: Path) -> Path:
 
 
 def test_python_factory_with_an_input_shape(model_file: Path) -> None:
-    net = load_model(f"{model_file}:build", input_shape=(1, 3, 8, 8))
+    """input_shape leaves out the batch axis, as the CLI's --input does; batch sets it (default 1)."""
+    assert load_model(f"{model_file}:build", input_shape=(3, 7, 7), batch=2).graph.inputs[0].type.shape == (2, 3, 7, 7)
+    net = load_model(f"{model_file}:build", input_shape=(3, 8, 8))
     assert net.graph.inputs[0].type.shape == (1, 3, 8, 8)
     assert {"conv.weight", "conv.bias", "fc.weight", "fc.bias"} == set(net.graph.params)
     assert net.name == "build"
@@ -59,10 +61,11 @@ def test_python_factory_with_an_input_shape(model_file: Path) -> None:
                                             ("build_factory_shape", (1, 3, 5, 5))])
 def test_python_factory_example_input_attribute(model_file: Path, factory: str, shape: tuple) -> None:
     assert load_model(f"{model_file}:{factory}").graph.inputs[0].type.shape == shape
+    assert load_model(f"{model_file}:{factory}", batch=4).graph.inputs[0].type.shape == (4,) + shape[1:]
 
 
 def test_python_factory_outputs_match_the_module(model_file: Path) -> None:
-    net = load_model(f"{model_file}:build", input_shape=(1, 3, 8, 8))
+    net = load_model(f"{model_file}:build", input_shape=(3, 8, 8))
     # the factory builds a fresh module each call: rebuild with the traced weights to compare
     import importlib.util
 
@@ -99,7 +102,11 @@ def test_onnx_path_with_an_input_shape(tmp_path: Path) -> None:
     path = tmp_path / "relu.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
     assert load_model(str(path)).graph.inputs[0].type.shape == (1, 3, 4, 4)
-    assert load_model(str(path), input_shape=(5, 3, 4, 4)).graph.inputs[0].type.shape == (5, 3, 4, 4)
+    assert load_model(str(path), batch=5).graph.inputs[0].type.shape == (5, 3, 4, 4)
+    assert load_model(str(path), input_shape=(3, 6, 6)).graph.inputs[0].type.shape == (1, 3, 6, 6)
+    assert load_model(str(path), input_shape=(2, 8), batch=2).graph.inputs[0].type.shape == (2, 3, 2, 8)
+    with pytest.raises(convc.OptionError, match="without the batch axis"):
+        load_model(str(path), input_shape=(1, 2, 3, 4, 5))
     with pytest.raises(convc.OptionError, match="do not apply"):
         load_model(str(path), num_classes=3)
 

@@ -23,7 +23,11 @@ onnx = pytest.importorskip("onnx")
 import onnx.backend.test  # noqa: E402
 import onnx.backend.test.loader  # noqa: E402
 
-from convc.frontends.onnx_backend import ConvcBackend  # noqa: E402
+from convc.frontends.onnx_backend import backend_for  # noqa: E402
+
+# The convc backend under test: NumPy by default; CONVC_ONNX_SUITE_BACKEND=triton (with TRITON_INTERPRET=1
+# on a CPU machine) or =torch runs the same suite on another backend.
+SUITE_BACKEND = os.environ.get("CONVC_ONNX_SUITE_BACKEND", "numpy")
 
 # The light zoo models write their generated inputs under $ONNX_HOME: keep that out of the user's home.
 os.environ["ONNX_HOME"] = tempfile.mkdtemp(prefix="convc-onnx-home-")
@@ -106,7 +110,7 @@ def _backend_test() -> onnx.backend.test.BackendTest:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the case generators warn about their own overflow tests
-            suite = onnx.backend.test.BackendTest(ConvcBackend, __name__)
+            suite = onnx.backend.test.BackendTest(backend_for(SUITE_BACKEND), __name__)
     finally:
         onnx.backend.test.loader.load_node_model_tests = original
     for pattern in INCLUDE:
