@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/convc run resnet18 --summary
+	$(VENV)/bin/convc summary resnet18
+	$(VENV)/bin/convc run resnet18 --summary --repeat 3
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
