@@ -133,6 +133,9 @@ class _ConvcSupport(OperatorSupportBase):
             else:
                 importer.env[arg] = ex
         out = importer.convert(node)
+        if any(isinstance(v, Unusable) for v in _flat(out)) and not importer.problems:
+            importer.problems.add(importer.where(node), "one of its outputs is something convc does not "
+                                                        "compute (pooling indices)")
         if importer.problems or not any(isinstance(v, Value) for v in _flat(out)):
             if importer.problems:
                 where, _, why = importer.problems.entries[0].partition(": ")

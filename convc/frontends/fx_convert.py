@@ -54,9 +54,6 @@ class Ctx:
         """A further layer name for a node that expands into several layers ('<name>.<suffix>')."""
         return fresh_layer_name(self.net, f"{self.name}.{suffix}", self.reserved)
 
-    def fail(self, message: str) -> FrontendError:
-        return FrontendError(message)
-
     def value(self, v: Any, what: str = "input") -> Value:
         if isinstance(v, Value):
             return v
@@ -113,7 +110,7 @@ def module_path(node: fx.Node) -> tuple[str, type | None]:
 
 def clean_path(path: str) -> str:
     """Dynamo spells module paths "L['self'].layer1._modules['0'].conv1": make it 'layer1.0.conv1'."""
-    path = re.sub(r"^L\['self'\]\.?|^L__self___?", "", path)
+    path = re.sub(r"^L\['self'\]|^L__self___?", "", path)
     path = re.sub(r"\._(?:modules|parameters|buffers)\['([^']*)'\]", r".\1", path)
     path = re.sub(r"\['([^']*)'\]|\[(\d+)\]", lambda m: "." + (m.group(1) or m.group(2)), path)
     return path.strip(".")
@@ -130,6 +127,8 @@ def _flat(v: Any) -> list[Any]:
 def _to_eager(v: Any) -> Any:
     if isinstance(v, Const):
         return v.tensor
+    if isinstance(v, tuple) and hasattr(v, "_fields"):  # a named tuple takes its fields positionally
+        return type(v)(*(_to_eager(i) for i in v))
     if isinstance(v, (list, tuple)):
         return type(v)(_to_eager(i) for i in v)
     return v
@@ -138,7 +137,11 @@ def _to_eager(v: Any) -> Any:
 def _from_eager(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
         return Const(v.detach())
-    if isinstance(v, (list, tuple)) and not isinstance(v, torch.Size):
+    if isinstance(v, torch.Size):
+        return v
+    if isinstance(v, tuple) and hasattr(v, "_fields"):
+        return type(v)(*(_from_eager(i) for i in v))
+    if isinstance(v, (list, tuple)):
         return type(v)(_from_eager(i) for i in v)
     return v
 

@@ -108,7 +108,9 @@ class OnnxImporter:
         runtime = {}
         for index, node in enumerate(self.model.graph.node):
             ins = [i for i in node.input if i]
-            if node.op_type in ("Shape", "Size") or (node.op_type not in RANDOM_OPS and all(i in known for i in ins)):
+            # Subgraphs (If, Loop, Scan) may read any outer tensor, run-time ones included.
+            foldable = node.op_type not in RANDOM_OPS and not any(a.g.node or a.graphs for a in node.attribute)
+            if node.op_type in ("Shape", "Size") or (foldable and all(i in known for i in ins)):
                 known.update(o for o in node.output if o)
             else:
                 runtime[index] = node

@@ -101,3 +101,12 @@ def test_dynamic_shapes_run_in_eager_with_a_warning() -> None:
     with pytest.warns(UserWarning, match="dynamic shapes"):
         y = compiled(x)
     np.testing.assert_allclose(y.detach().numpy(), model(x).detach().numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("source, key", [
+    ("L['self']._modules['conv']._parameters['weight']", "conv.weight"),
+    ("L['self'].layer1._modules['0']._buffers['running_mean']", "layer1.0.running_mean"),
+    ("L['self'].features[3]", "features.3"),
+])
+def test_dynamo_sources_become_state_dict_keys(source: str, key: str) -> None:
+    assert dynamo.clean_path(source) == key
