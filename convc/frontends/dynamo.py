@@ -203,9 +203,13 @@ class ConvcSubgraph(torch.nn.Module):
         if versions != self._versions:
             try:
                 self._compile(weight_args)
-            except ConvcError as e:  # converted alone each node was fine; together they must be too
-                raise RuntimeError(f"convc torch.compile backend: {e}") from e
+            except ConvcError as e:  # e.g. a backend that lacks an op: this subgraph stays in torch
+                warnings.warn(f"convc: a subgraph runs in eager PyTorch, convc could not compile it: {e}",
+                              stacklevel=2)
+                self._model = None
             self._versions = versions
+        if self._model is None:
+            return self.sub(*args)
         tensors = [args[i] for i in self.input_slots]
         arrays = [t.detach().cpu().numpy() for t in tensors]
         outs = self._model.run(*arrays)

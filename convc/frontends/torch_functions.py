@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from convc.dsl import Value
 from convc.frontends.building import FrontendError
-from convc.frontends.fx_convert import Ctx, Unusable
+from convc.frontends.fx_convert import Const, Ctx, Unusable
 from convc.frontends.torch_shapes import (add, cat, concatenate, dim, flatten, getattr_, getitem, identity, mean,
                                           reshape, size, sym_size, view_method)
 
@@ -78,10 +78,14 @@ def batch_norm(ctx: Ctx, input: Any, running_mean: Any, running_var: Any, weight
         raise FrontendError("batch norm without running statistics (track_running_stats=False) uses batch "
                             "statistics; convc imports inference graphs, which need running_mean/var")
     y = ctx.net.batch_norm(x, eps=float(eps), name=ctx.name)
+    channels = x.shape[1]
+    if weight is None:  # affine=False: the identity scale and shift, under the layer's own names
+        weight = Const(torch.ones(channels))
+    if bias is None:
+        bias = Const(torch.zeros(channels))
     for slot, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
                     ("running_var", running_var)):
-        if t is not None:
-            ctx.bind(y, slot, ctx.const(t, slot))
+        ctx.bind(y, slot, ctx.const(t, slot))
     return y
 
 

@@ -110,3 +110,12 @@ def test_dynamic_shapes_run_in_eager_with_a_warning() -> None:
 ])
 def test_dynamo_sources_become_state_dict_keys(source: str, key: str) -> None:
     assert dynamo.clean_path(source) == key
+
+
+def test_a_subgraph_convc_cannot_compile_runs_in_eager_with_a_warning() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    x = torch.randn(1, 3, 6, 6)
+    compiled = torch.compile(model, backend="convc", options={"backend": "no_such_backend"})
+    with pytest.warns(UserWarning, match="convc could not compile it: unknown backend 'no_such_backend'"):
+        y = compiled(x)
+    np.testing.assert_allclose(y.detach().numpy(), model(x).detach().numpy(), rtol=1e-6)

@@ -31,7 +31,7 @@ class Conv1dNet(nn.Module):
             nn.Conv1d(3, 8, 5, padding="same", dilation=2), nn.BatchNorm1d(8), nn.ELU(0.7),
             nn.MaxPool1d(3, 2, 1, ceil_mode=True), nn.Conv1d(8, 8, 3, padding="valid", groups=4, bias=False),
             nn.AvgPool1d(3, 2, 1, ceil_mode=True, count_include_pad=False), nn.AdaptiveMaxPool1d(1))
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(8, 4), nn.BatchNorm1d(4), nn.Tanh())
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(8, 4), nn.BatchNorm1d(4, affine=False), nn.Tanh())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
