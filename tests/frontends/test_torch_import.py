@@ -78,15 +78,20 @@ class Functional(nn.Module):
         self.fc_w = nn.Parameter(torch.randn(4, 12) * 0.3)
         self.fc_b = nn.Parameter(torch.randn(4) * 0.1)
         self.register_buffer("shift", torch.randn(6, 1, 1))
+        self.register_buffer("bn_mean", torch.randn(6) * 0.2)
+        self.register_buffer("bn_var", torch.rand(6) + 0.5)
+        self.bn_scale = nn.Parameter(torch.rand(6) + 0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(F.conv2d(x, self.w1, self.b1, padding=1))
         y = F.max_pool2d(y, 2, ceil_mode=True)
         z = F.leaky_relu(F.conv2d(y, self.w2), 0.1)
+        z = F.batch_norm(z, self.bn_mean, self.bn_var, self.bn_scale, None, False, 0.1, 1e-3)
         y = torch.add(y, F.elu(z, 0.5))                      # residual through torch.add
         y = y + self.shift                                   # a constant broadcast: bias_add
         y = F.local_response_norm(F.avg_pool2d(y, 3, 1, 1), 3)
         y = torch.cat([torch.sigmoid(y), torch.tanh(y)], dim=1)
+        y = F.adaptive_max_pool2d(y, (2, 5))                # (4, 5) -> (2, 5): a 2x1 max pool
         y = F.dropout(F.adaptive_avg_pool2d(y, 1), 0.2, training=False)
         y = torch.flatten(y, 1)
         return F.softmax(F.linear(y.reshape(y.shape[0], -1), self.fc_w, self.fc_b), dim=-1)
@@ -132,7 +137,7 @@ def test_parameters_are_named_by_state_dict_keys() -> None:
 
 def test_functional_parameters_keep_their_attribute_names() -> None:
     net = check(Functional(), (1, 3, 7, 9))
-    assert {"w1", "b1", "w2", "fc_w", "fc_b"} <= set(net.graph.params)
+    assert {"w1", "b1", "w2", "fc_w", "fc_b", "bn_mean", "bn_var", "bn_scale"} <= set(net.graph.params)
     # `shift` (6, 1, 1) is spread over the (6, 4, 5) per-example shape: a new array, so a new name
     assert "shift" not in net.graph.params
 
