@@ -29,7 +29,8 @@ def from_torch(module: Any, example_input: Any, *, name: str | None = None) -> N
     return _from_torch(module, example_input, name=name)
 
 
-def from_onnx(model: Any, *, input_shapes: Any = None, constants: Any = None, name: str | None = None) -> Network:
+def from_onnx(model: Any, *, input_shapes: Any = None, constants: Any = None,
+              name: str | None = None) -> Network:
     """Imports an ONNX model (path, bytes or ModelProto) into a Network (see convc.frontends.onnx_import)."""
     from convc.frontends.onnx_import import from_onnx as _from_onnx
 
@@ -79,15 +80,15 @@ def _load_onnx(path: str, batch: int | None, options: dict[str, Any]) -> Network
 
         runtime = OnnxImporter(path).inputs
         if len(runtime) != 1:
-            raise OptionError(f"'{path}' has {len(runtime)} inputs ({', '.join(i.name for i in runtime)}); give "
-                              f"input_shapes={{name: shape}} instead of input_shape and batch")
+            raise OptionError(f"'{path}' has {len(runtime)} inputs ({', '.join(i.name for i in runtime)}); "
+                              f"give input_shapes={{name: shape}} instead of input_shape and batch")
         declared = [d.dim_value or 1 for d in runtime[0].type.tensor_type.shape.dim]
         per_example = declared[1:] if shape is None else list(shape)
         if len(per_example) == len(declared) - 2:  # spatial sizes only: keep the declared channels
             per_example = declared[1:2] + per_example
         if len(per_example) != len(declared) - 1:
-            raise OptionError(f"input_shape {tuple(shape)} does not fit '{path}''s input of rank {len(declared)}; "
-                              f"give it without the batch axis, like {tuple(declared[1:])}")
+            raise OptionError(f"input_shape {tuple(shape)} does not fit the rank-{len(declared)} input of "
+                              f"'{path}'; give it without the batch axis, like {tuple(declared[1:])}")
         shapes = {runtime[0].name: (batch or declared[0],) + tuple(int(d) for d in per_example)}
     return from_onnx(path, input_shapes=shapes, name=name)
 
@@ -133,7 +134,8 @@ def _import_file(path: str) -> Any:
     return module
 
 
-def _example_input(shape: Sequence[int] | None, batch: int | None, owners: tuple[Any, ...], where: str) -> Any:
+def _example_input(shape: Sequence[int] | None, batch: int | None, owners: tuple[Any, ...],
+                   where: str) -> Any:
     import torch
 
     if shape is not None:

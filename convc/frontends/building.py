@@ -171,8 +171,8 @@ def bias_add_constant(net: Network, x: Value, constant: np.ndarray, name: str, k
         except ValueError:
             fits = False
     if not fits:
-        raise FrontendError(f"{where}: adding a constant of shape {c.shape} to {x.shape} is not supported; the "
-                            f"constant must broadcast over the batch without growing the tensor")
+        raise FrontendError(f"{where}: adding a constant of shape {c.shape} to {x.shape} is not supported; "
+                            f"the constant must broadcast over the batch without growing the tensor")
     bias = np.ascontiguousarray(np.broadcast_to(padded, x.shape)[0])
     y = net.bias_add(x, name=name)
     bind_param(net, y, "bias", key if c.shape == x.shape[1:] else None,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.fx as fx
+from torch import fx
 from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.operator_support import OperatorSupportBase
 
@@ -36,8 +36,8 @@ def convc_dynamo_backend(gm: fx.GraphModule, example_inputs: list[Any],
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     examples = dict(zip(placeholders, example_inputs))
     if any(_is_symbolic(e) for e in example_inputs):
-        warnings.warn("convc: the captured graph has dynamic shapes; it runs in eager PyTorch (convc compiles "
-                      "static shapes: try torch.compile(..., dynamic=False))", stacklevel=2)
+        warnings.warn("convc: the captured graph has dynamic shapes; it runs in eager PyTorch (convc "
+                      "compiles static shapes: try torch.compile(..., dynamic=False))", stacklevel=2)
         return gm.forward
     weights = {n.name: e for n, e in examples.items() if _is_weight(n, e)}
     known = {n.name: examples.get(n, n.meta.get("example_value")) for n in gm.graph.nodes}
@@ -47,7 +47,8 @@ def convc_dynamo_backend(gm: fx.GraphModule, example_inputs: list[Any],
     partitions = _without_unsupported(partitioner.propose_partitions(), support)
     if support.fallbacks:
         listed = "\n  ".join(f"{where}: {why}" for where, why in support.fallbacks.items())
-        warnings.warn(f"convc: {len(support.fallbacks)} op(s) run in eager PyTorch:\n  {listed}", stacklevel=2)
+        count = len(support.fallbacks)
+        warnings.warn(f"convc: {count} op(s) run in eager PyTorch:\n  {listed}", stacklevel=2)
     if not partitions:
         return gm.forward
     fused = partitioner.fuse_partitions(partitions)
@@ -126,7 +127,7 @@ class _ConvcSupport(OperatorSupportBase):
             ex = self.weights.get(arg.name, arg.meta.get("example_value"))
             if arg.name in self.weights:
                 importer.env[arg] = importer.convert_constant(ex, self.keys[arg.name])
-            elif isinstance(ex, torch.Tensor) and ex.is_floating_point() and str(ex.dtype).startswith("torch.f"):
+            elif isinstance(ex, torch.Tensor) and ex.is_floating_point():
                 importer.env[arg] = importer.net.input(tuple(ex.shape), _dtype(ex), name=f"in{i}")
             elif isinstance(ex, torch.Tensor) or ex is None:
                 importer.env[arg] = Unusable(f"a {getattr(ex, 'dtype', 'non-tensor')} value", reported=False)
@@ -156,7 +157,8 @@ class ConvcSubgraph(torch.nn.Module):
     """Runs one partition through convc: torch tensors in, NumPy through the backend, torch tensors out."""
 
     def __init__(self, sub: fx.GraphModule, known: Mapping[str, Any], weights: Mapping[str, Any],
-                 keys: Mapping[str, str], backend: str, dtype: str | None, options: Mapping[str, Any]) -> None:
+                 keys: Mapping[str, str], backend: str, dtype: str | None,
+                 options: Mapping[str, Any]) -> None:
         super().__init__()
         self.sub = sub
         self.backend = backend
@@ -214,5 +216,6 @@ class ConvcSubgraph(torch.nn.Module):
         arrays = [t.detach().cpu().numpy() for t in tensors]
         outs = self._model.run(*arrays)
         ref = tensors[0] if tensors else torch.empty(0)
-        results = [torch.from_numpy(np.ascontiguousarray(o)).to(device=ref.device, dtype=ref.dtype) for o in outs]
+        results = [torch.from_numpy(np.ascontiguousarray(o)).to(device=ref.device, dtype=ref.dtype)
+                   for o in outs]
         return tuple(results) if self.multiple_outputs else results[0]

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from convc.frontends.onnx_import import OnnxImporter, constant_inputs, load_onnx_model, require_onnx
 
 require_onnx()
-from onnx.backend.base import Backend, BackendRep, Device, DeviceType  # noqa: E402
+from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 
 
 class ConvcBackendRep(BackendRep):
@@ -73,9 +73,9 @@ def _compute_dtype(compiled: Any) -> np.dtype:
 class ConvcBackend(Backend):
     """ONNX backend API over convc; `backend_for` makes one bound to another convc backend."""
 
-    convc_backend: str = "numpy"
-    convc_dtype: str | None = None
-    convc_options: dict[str, Any] = {}
+    convc_backend: ClassVar[str] = "numpy"
+    convc_dtype: ClassVar[str | None] = None
+    convc_options: ClassVar[Mapping[str, Any]] = {}
 
     @classmethod
     def prepare(cls, model: Any, device: str = "CPU", **kwargs: Any) -> ConvcBackendRep:

@@ -51,8 +51,8 @@ class OnnxCtx:
         if isinstance(v, np.ndarray):
             return v
         if isinstance(v, Value):
-            raise FrontendError(f"{what} must be a constant (an initializer), but it is computed at run time; "
-                                f"convc layers take fixed weights")
+            raise FrontendError(f"{what} must be a constant (an initializer), but it is computed at run "
+                                f"time; convc layers take fixed weights")
         raise FrontendError(f"{what} is missing")
 
     def key(self, index: int) -> str | None:
@@ -85,7 +85,8 @@ def spatial_pads(ctx: OnnxCtx, attrs: dict[str, Any], spatial: tuple[int, ...], 
     if auto == "VALID":
         return ((0, 0),) * nd
     if auto != "NOTSET":
-        raise FrontendError(f"auto_pad={auto!r} is not valid; ONNX allows NOTSET, SAME_UPPER, SAME_LOWER, VALID")
+        raise FrontendError(f"auto_pad={auto!r} is not valid; ONNX allows NOTSET, SAME_UPPER, SAME_LOWER, "
+                            "VALID")
     pads = [int(p) for p in attrs.get("pads", [0] * (2 * nd))]
     if len(pads) != 2 * nd or any(p < 0 for p in pads):
         raise FrontendError(f"pads {pads} must be {2 * nd} non-negative integers")

@@ -24,7 +24,8 @@ from convc.frontends.onnx_ops import HANDLERS, WEIGHT_OPERANDS
 
 MIN_OPSET = 9
 # Ops whose outputs are never constant, however constant their inputs.
-RANDOM_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+RANDOM_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+              "Bernoulli"}
 ONNX_FLOAT_DTYPES = {1: "float32", 11: "float64", 10: "float16", 16: "bfloat16"}
 
 
@@ -72,8 +73,8 @@ def upgraded(model: Any) -> tuple[Any, int]:
         try:
             model = onnx.version_converter.convert_version(model, MIN_OPSET)
         except Exception as e:  # the converter has no adapter for some op of this model
-            raise FrontendError(f"ONNX opset {opset} is older than {MIN_OPSET} and onnx.version_converter could not "
-                                f"upgrade it: {type(e).__name__}: {e}") from None
+            raise FrontendError(f"ONNX opset {opset} is older than {MIN_OPSET} and onnx.version_converter "
+                                f"could not upgrade it: {type(e).__name__}: {e}") from None
         opset = MIN_OPSET
     return model, opset
 
@@ -109,7 +110,8 @@ class OnnxImporter:
         for index, node in enumerate(self.model.graph.node):
             ins = [i for i in node.input if i]
             # Subgraphs (If, Loop, Scan) may read any outer tensor, run-time ones included.
-            foldable = node.op_type not in RANDOM_OPS and not any(a.g.node or a.graphs for a in node.attribute)
+            subgraphs = any(a.g.node or a.graphs for a in node.attribute)
+            foldable = node.op_type not in RANDOM_OPS and not subgraphs
             if node.op_type in ("Shape", "Size") or (foldable and all(i in known for i in ins)):
                 known.update(o for o in node.output if o)
             else:
@@ -121,7 +123,8 @@ class OnnxImporter:
         problems = Problems(f"ONNX model '{self.name}' uses ops convc does not support")
         for node in self.runtime_nodes().values():
             if node.domain not in ("", "ai.onnx"):
-                problems.add(node_label(node), f"ops of domain '{node.domain}' are not supported", unsupported=True)
+                problems.add(node_label(node), f"ops of domain '{node.domain}' are not supported",
+                             unsupported=True)
             elif node.op_type not in HANDLERS:
                 problems.add(node_label(node), f"op {node.op_type} is not supported", unsupported=True)
         problems.raise_if_any()
@@ -177,7 +180,8 @@ class OnnxImporter:
         label = node_label(node)
         missing = [v.name for v in ins if isinstance(v, _Missing)]
         if missing:
-            self.problems.add(label, f"input '{missing[0]}' is produced by no node, initializer or graph input")
+            self.problems.add(label, f"input '{missing[0]}' is produced by no node, initializer or graph "
+                                     "input")
             return [_Failed()] * len(node.output)
         attrs = {a.name: _attribute(self.onnx, a) for a in node.attribute}
         name = fresh_layer_name(net, node.name or node.output[0], self.initializer_names)
@@ -220,7 +224,8 @@ class OnnxImporter:
                 net.graph.add_param(key, v)
                 net.graph.outputs.append(key)
             else:
-                raise FrontendError(f"graph output '{out.name}' is {'missing' if v is None else 'not a float tensor'}")
+                raise FrontendError(f"graph output '{out.name}' is "
+                                    f"{'missing' if v is None else 'not a float tensor'}")
 
 
 class _Missing:

@@ -9,9 +9,14 @@ from typing import Any
 import numpy as np
 
 from convc.dsl import Value
-from convc.frontends.building import FrontendError, bias_add_constant, reshape_as_flatten, resolve_target_shape
-from convc.frontends.onnx_context import Handler, OnnxCtx, Padded, int_attr, spatial_pads
 from convc.frontends import onnx_pooling as pooling
+from convc.frontends.building import (
+    FrontendError,
+    bias_add_constant,
+    reshape_as_flatten,
+    resolve_target_shape,
+)
+from convc.frontends.onnx_context import Handler, OnnxCtx, Padded, int_attr, spatial_pads
 
 
 # ---------------------------------------------------------------------------- layers with weights
@@ -65,8 +70,8 @@ def gemm(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
     if c is not None:
         rows = np.broadcast_to(np.asarray(c, np.float64), (max(a.shape[0], 1), n))
         if not np.all(rows == rows[:1]):
-            raise FrontendError(f"C of shape {c.shape} differs between rows of the batch; convc's bias is one "
-                                f"vector for every example")
+            raise FrontendError(f"C of shape {c.shape} differs between rows of the batch; convc's bias is "
+                                f"one vector for every example")
         bias = (rows[0] * beta).astype(c.dtype)
         ckey = ctx.key(2) if beta == 1 and c.shape == (n,) else None
     return [_linear(ctx, a, weight, key, bias, ckey if c is not None else None, ctx.name)]
@@ -75,8 +80,8 @@ def gemm(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
 def _linear(ctx: OnnxCtx, x: Value, weight: np.ndarray, wkey: str | None, bias: np.ndarray | None,
             bkey: str | None, name: str) -> Value:
     if len(x.shape) != 2:
-        raise FrontendError(f"a matrix product on a {len(x.shape)}D input {x.shape} is not supported; convc's "
-                            f"linear takes (N, features)")
+        raise FrontendError(f"a matrix product on a {len(x.shape)}D input {x.shape} is not supported; "
+                            f"convc's linear takes (N, features)")
     y = ctx.net.linear(x, int(weight.shape[0]), bias=bias is not None, name=name)
     ctx.bind(y, "weight", weight, wkey)
     if bias is not None:
@@ -88,13 +93,15 @@ def matmul(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
     a = ctx.value(ins[0], "A")
     b = ctx.const(ins[1], "B")
     if b.ndim != 2:
-        raise FrontendError(f"MatMul with a {b.ndim}D constant B {b.shape} is not supported (only 2D weights)")
+        raise FrontendError(f"MatMul with a {b.ndim}D constant B {b.shape} is not supported (only 2D "
+                            "weights)")
     return [_linear(ctx, a, np.ascontiguousarray(b.T), None, None, None, ctx.name)]
 
 
 def batch_normalization(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
     if attrs.get("training_mode", 0):
-        raise FrontendError("training_mode=1 normalizes with batch statistics; convc imports inference graphs")
+        raise FrontendError("training_mode=1 normalizes with batch statistics; convc imports inference "
+                            "graphs")
     if any(ctx.output_used(i) for i in (1, 2, 3, 4)):
         raise FrontendError("the running-statistics outputs (training mode) are not supported")
     x = ctx.value(ins[0], "X")
@@ -134,8 +141,9 @@ def sum_(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
     y = values[0]
     for i, v in enumerate(values[1:]):
         if v.shape != y.shape:
-            raise FrontendError(f"adding run-time tensors of shapes {y.shape} and {v.shape} is not supported: "
-                                f"convc adds equal shapes (a broadcast operand must be a constant)")
+            raise FrontendError(f"adding run-time tensors of shapes {y.shape} and {v.shape} is not "
+                                f"supported: convc adds equal shapes (a broadcast operand must be a "
+                                f"constant)")
         y = ctx.net.add(y, v, name=ctx.name if i == len(values) - 2 and not consts else f"{ctx.name}.{i}")
     if consts:
         total = np.sum(np.broadcast_arrays(*consts), axis=0) if len(consts) > 1 else consts[0]
@@ -154,8 +162,9 @@ def softmax(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
     rank = len(x.shape)
     axis = int(attrs.get("axis", 1 if ctx.opset < 13 else -1)) % rank
     if ctx.opset < 13 and math.prod(x.shape[axis + 1:]) != 1:
-        raise FrontendError(f"Softmax before opset 13 normalizes axes {axis}..{rank - 1} of {x.shape} together "
-                            f"(as one 2D row); convc's softmax takes one axis (re-export with opset >= 13)")
+        raise FrontendError(f"Softmax before opset 13 normalizes axes {axis}..{rank - 1} of {x.shape} "
+                            f"together (as one 2D row); convc's softmax takes one axis (re-export with "
+                            f"opset >= 13)")
     return [ctx.net.softmax(x, axis=axis, name=ctx.name)]
 
 
@@ -195,7 +204,8 @@ def identity(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
 
 HANDLERS: dict[str, Handler] = {
     "Conv": conv, "Gemm": gemm, "MatMul": matmul, "BatchNormalization": batch_normalization,
-    "MaxPool": pooling.pool("max"), "AveragePool": pooling.pool("avg"), "GlobalMaxPool": pooling.global_pool("max"),
+    "MaxPool": pooling.pool("max"), "AveragePool": pooling.pool("avg"),
+    "GlobalMaxPool": pooling.global_pool("max"),
     "GlobalAveragePool": pooling.global_pool("avg"), "ReduceMean": pooling.reduce("avg"),
     "ReduceMax": pooling.reduce("max"), "Pad": pooling.pad, "LRN": lrn,
     "Relu": activation("relu"), "Sigmoid": activation("sigmoid"), "Tanh": activation("tanh"),

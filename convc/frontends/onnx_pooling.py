@@ -26,7 +26,8 @@ def pool(kind: str) -> Handler:
         kernel = int_attr(attrs, "kernel_shape", nd, 0)
         strides = int_attr(attrs, "strides", nd, 1)
         if any(d != 1 for d in int_attr(attrs, "dilations", nd, 1)):
-            raise FrontendError(f"dilations {attrs['dilations']} are not supported: convc pools are not dilated")
+            raise FrontendError(f"dilations {attrs['dilations']} are not supported: convc pools are not "
+                                "dilated")
         spatial = x.shape[2:] if not isinstance(source, Padded) else tuple(
             s + lo + hi for s, (lo, hi) in zip(x.shape[2:], source.pads))
         pads = spatial_pads(ctx, attrs, spatial, kernel, strides, (1,) * nd)
@@ -34,7 +35,8 @@ def pool(kind: str) -> Handler:
         include_pad = bool(attrs.get("count_include_pad", 0))
         if isinstance(source, Padded):  # the Pad's zeros are values the average counts
             if any(p for pair in pads for p in pair) and not include_pad:
-                raise FrontendError("an AveragePool with its own pads (not counted) after a Pad is not supported")
+                raise FrontendError("an AveragePool with its own pads (not counted) after a Pad is not "
+                                    "supported")
             pads = tuple((a + c, b + d) for (a, b), (c, d) in zip(source.pads, pads))
             include_pad = True
         if _single_window_over_all(x.shape[2:], kernel, strides, pads, ceil) and not (

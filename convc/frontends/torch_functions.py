@@ -17,8 +17,21 @@ import torch.nn.functional as F
 from convc.dsl import Value
 from convc.frontends.building import FrontendError
 from convc.frontends.fx_convert import Const, Ctx, Unusable
-from convc.frontends.torch_shapes import (add, cat, concatenate, dim, flatten, getattr_, getitem, identity, mean,
-                                          reshape, size, sym_size, view_method)
+from convc.frontends.torch_shapes import (
+    add,
+    cat,
+    concatenate,
+    dim,
+    flatten,
+    getattr_,
+    getitem,
+    identity,
+    mean,
+    reshape,
+    size,
+    sym_size,
+    view_method,
+)
 
 
 def _ints(v: Any, n: int, what: str) -> tuple[int, ...]:
@@ -140,7 +153,8 @@ def max_pool(nd: int) -> Callable[..., Any]:
 
 def avg_pool(nd: int) -> Callable[..., Any]:
     def handler(ctx: Ctx, input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
-                ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: Any = None) -> Value:
+                ceil_mode: bool = False, count_include_pad: bool = True,
+                divisor_override: Any = None) -> Value:
         x = _batched(ctx, input, nd, f"avg_pool{nd}d")
         if divisor_override is not None:
             raise FrontendError(f"divisor_override={divisor_override} is not supported")

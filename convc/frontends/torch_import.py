@@ -15,8 +15,7 @@ from itertools import chain
 from typing import Any
 
 import torch
-import torch.fx as fx
-from torch import nn
+from torch import fx, nn
 
 from convc.dsl import Network
 from convc.errors import OptionError
@@ -35,9 +34,9 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | Sequence[torch.T
         raise OptionError(f"from_torch() takes a torch.nn.Module, got {type(module).__name__}")
     examples = example_tensors(example_input)
     name = name or type(module).__name__
-    if module.training:
+    if module.training:  # stacklevel 3: the caller of convc.frontends.from_torch, the usual entry
         warnings.warn(f"{name} is in training mode; convc imports it with inference semantics (batch norm "
-                      f"running statistics, no dropout), as after model.eval()", stacklevel=2)
+                      f"running statistics, no dropout), as after model.eval()", stacklevel=3)
     gm, root = trace(module, examples, name)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     input_types: dict[str, TensorType] = {}
@@ -48,8 +47,8 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | Sequence[torch.T
         elif node.args:  # a forward() argument left at its default value
             constants[node.name] = node.args[0]
         else:
-            raise OptionError(f"{name}.forward() takes {len(placeholders)} inputs but {len(examples)} example "
-                              f"input(s) were given")
+            raise OptionError(f"{name}.forward() takes {len(placeholders)} inputs but {len(examples)} "
+                              f"example input(s) were given")
     importer = FxImporter(gm, input_types=input_types, constants=constants, root=root,
                           param_keys=state_dict_keys(module), name=name,
                           header=f"cannot import {type(module).__name__} '{name}'")
@@ -59,7 +58,8 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | Sequence[torch.T
 def example_tensors(example_input: Any) -> tuple[torch.Tensor, ...]:
     examples = (example_input,) if isinstance(example_input, torch.Tensor) else tuple(example_input)
     if not examples or not all(isinstance(t, torch.Tensor) for t in examples):
-        raise OptionError("example_input must be a tensor or a tuple of tensors, e.g. torch.randn(1, 3, 224, 224)")
+        raise OptionError("example_input must be a tensor or a tuple of tensors, e.g. "
+                          "torch.randn(1, 3, 224, 224)")
     return examples
 
 
@@ -71,14 +71,16 @@ def tensor_type(t: torch.Tensor, what: str) -> TensorType:
 
 def state_dict_keys(module: nn.Module) -> dict[int, str]:
     """id(tensor) -> its state_dict key; a tensor under several names (tied weights) keeps the first."""
-    named = chain(module.named_parameters(remove_duplicate=False), module.named_buffers(remove_duplicate=False))
+    named = chain(module.named_parameters(remove_duplicate=False),
+                  module.named_buffers(remove_duplicate=False))
     keys: dict[int, str] = {}
     for key, t in named:
         keys.setdefault(id(t), key)
     return keys
 
 
-def trace(module: nn.Module, examples: tuple[torch.Tensor, ...], name: str) -> tuple[fx.GraphModule, nn.Module]:
+def trace(module: nn.Module, examples: tuple[torch.Tensor, ...],
+          name: str) -> tuple[fx.GraphModule, nn.Module]:
     """(graph module, the module its call_module/get_attr targets live in)."""
     try:
         return fx.symbolic_trace(module), module
@@ -90,6 +92,7 @@ def trace(module: nn.Module, examples: tuple[torch.Tensor, ...], name: str) -> t
             return gm, gm
         except Exception as dynamo_error:
             raise FrontendError(
-                f"cannot trace {name}: torch.fx.symbolic_trace failed ({type(fx_error).__name__}: {fx_error}) "
-                f"and so did torch._dynamo.export ({type(dynamo_error).__name__}: {dynamo_error}); "
+                f"cannot trace {name}: torch.fx.symbolic_trace failed ({type(fx_error).__name__}: "
+                f"{fx_error}) and so did torch._dynamo.export ({type(dynamo_error).__name__}: "
+                f"{dynamo_error}); "
                 f"data-dependent control flow cannot be compiled") from None

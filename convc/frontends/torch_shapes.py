@@ -13,8 +13,12 @@ import numpy as np
 import torch
 
 from convc.dsl import Value
-from convc.frontends.building import (FrontendError, bias_add_constant, reshape_as_flatten,
-                                      resolve_target_shape)
+from convc.frontends.building import (
+    FrontendError,
+    bias_add_constant,
+    reshape_as_flatten,
+    resolve_target_shape,
+)
 from convc.frontends.fx_convert import Const, Ctx
 
 

@@ -1,4 +1,4 @@
-"""torch.compile(model, backend="convc"): supported subgraphs run on convc, the rest in eager with a warning."""
+"""torch.compile(model, backend="convc"): supported subgraphs run on convc, the rest in eager (warned)."""
 from __future__ import annotations
 
 import warnings
@@ -12,7 +12,7 @@ from frontend_helpers import randomize_batch_norm
 from test_torch_import import Conv2dNet
 from torch import nn
 
-import convc.frontends.dynamo as dynamo
+from convc.frontends import dynamo
 from convc.numerics import budget, rel_err
 
 

@@ -50,7 +50,8 @@ def model_file(tmp_path: Path) -> Path:
 
 def test_python_factory_with_an_input_shape(model_file: Path) -> None:
     """input_shape leaves out the batch axis, as the CLI's --input does; batch sets it (default 1)."""
-    assert load_model(f"{model_file}:build", input_shape=(3, 7, 7), batch=2).graph.inputs[0].type.shape == (2, 3, 7, 7)
+    net = load_model(f"{model_file}:build", input_shape=(3, 7, 7), batch=2)
+    assert net.graph.inputs[0].type.shape == (2, 3, 7, 7)
     net = load_model(f"{model_file}:build", input_shape=(3, 8, 8))
     assert net.graph.inputs[0].type.shape == (1, 3, 8, 8)
     assert {"conv.weight", "conv.bias", "fc.weight", "fc.bias"} == set(net.graph.params)

@@ -20,11 +20,11 @@ import warnings
 import pytest
 
 onnx = pytest.importorskip("onnx")
-import onnx.backend.test  # noqa: E402
-import onnx.backend.test.loader  # noqa: E402
+from onnx.backend.test import BackendTest
+from onnx.backend.test import loader as node_loader
 
-from convc.errors import ConvcError  # noqa: E402
-from convc.frontends.onnx_backend import backend_for  # noqa: E402
+from convc.errors import ConvcError
+from convc.frontends.onnx_backend import backend_for
 
 # The convc backend under test: NumPy by default; CONVC_ONNX_SUITE_BACKEND=triton (with TRITON_INTERPRET=1
 # on a CPU machine) or =torch runs the same suite on another backend.
@@ -41,7 +41,8 @@ CASE_MODULES = (
 
 INCLUDE = (
     # node tests (expanded variants rewrite an op into ops such as ReduceMax and Exp: not included)
-    r"^test_(basic_)?conv_with", r"^test_batchnorm_", r"^test_relu_cpu", r"^test_leakyrelu(_default|_example)?_cpu",
+    r"^test_(basic_)?conv_with", r"^test_batchnorm_", r"^test_relu_cpu",
+    r"^test_leakyrelu(_default|_example)?_cpu",
     r"^test_sigmoid(_example)?_cpu", r"^test_tanh(_example)?_cpu", r"^test_elu(_default|_example)?_cpu",
     r"^test_maxpool_", r"^test_averagepool_", r"^test_globalaveragepool", r"^test_globalmaxpool",
     r"^test_lrn(_default)?_cpu", r"^test_gemm_", r"^test_matmul_", r"^test_flatten_", r"^test_reshape_",
@@ -49,10 +50,10 @@ INCLUDE = (
     r"^test_add(_bcast|_int8|_int16|_uint8|_uint16|_uint32|_uint64)?_cpu", r"^test_sum_", r"^test_concat_",
     r"^test_identity", r"^test_constant_cpu", r"^test_constantofshape_",
     # models converted from PyTorch (opset 6: upgraded to 9 with onnx.version_converter on import)
-    r"^test_(Conv[123]d|AvgPool[123]d|BatchNorm[123]d|ELU|LeakyReLU|Linear|MaxPool[123]d|ReLU|Sigmoid|Softmax|"
-    r"Tanh)(_[A-Za-z0-9_]+)?_cpu",
-    r"^test_operator_(add_broadcast|add_size1_broadcast|add_size1_right_broadcast|add_size1_singleton_broadcast|"
-    r"addconstant|concat2|conv|flatten|maxpool|mm|view)_cpu",
+    (r"^test_(Conv[123]d|AvgPool[123]d|BatchNorm[123]d|ELU|LeakyReLU|Linear|MaxPool[123]d|ReLU|Sigmoid|"
+     r"Softmax|Tanh)(_[A-Za-z0-9_]+)?_cpu"),
+    (r"^test_operator_(add_broadcast|add_size1_broadcast|add_size1_right_broadcast|"
+     r"add_size1_singleton_broadcast|addconstant|concat2|conv|flatten|maxpool|mm|view)_cpu"),
     r"^test_single_relu_model_cpu",
     # the light zoo models
     r"^test_(bvlc_alexnet|zfnet512|inception_v1|squeezenet|resnet50|vgg19)_cpu",
@@ -73,7 +74,8 @@ EXCLUDE = {
     r"^test_MaxPool[12]d_stride_padding_dilation_cpu": "dilated pooling",
     r"^test_maxpool_with_argmax_\w+_cpu": "the Indices output of MaxPool",
     r"^test_(max|average)pool_2d_same_(upper|lower)_cpu": "SAME padding of an even kernel at stride 1 is "
-                                                            "asymmetric and adds a window symmetric padding cannot",
+                                                            "asymmetric and adds a window symmetric padding "
+                                                            "cannot",
     r"^test_(max|average)pool_2d_pads(_count_include_pad)?_cpu": "pads (2) larger than half the kernel (3)",
     # IR limits: the batch axis is never joined or reshaped, a run-time tensor is never transposed
     r"^test_concat_1d_axis_(0|negative_1)_cpu": "concatenation along the batch axis 0",
@@ -85,9 +87,11 @@ EXCLUDE = {
     r"negative_extended_dims|zero_dim|zero_and_negative_dim|allowzero_reordered)_cpu":
         "a reshape other than merging trailing axes ((N, -1)-like)",
     r"^test_gemm_(transposeA|all_attributes)_cpu": "transA=1 transposes the run-time operand A",
-    r"^test_matmul_(3d|4d|bcast|1d_3d|4d_1d|1d_1d)_cpu": "a batched or 1D matrix product (convc's linear is 2D)",
+    r"^test_matmul_(3d|4d|bcast|1d_3d|4d_1d|1d_1d)_cpu": "a batched or 1D matrix product (convc's linear is "
+                                                         "2D)",
     r"^test_identity_(sequence|opt)_cpu": "sequence and optional types",
-    r"^test_operator_add_size1_broadcast_cpu": "a constant that differs across the batch ((2, 1) added to (2, 3))",
+    r"^test_operator_add_size1_broadcast_cpu": "a constant that differs across the batch ((2, 1) added to "
+                                               "(2, 3))",
     r"^test_AvgPool1d(_stride)?_cpu": "the exporter wraps the pool in Unsqueeze/Squeeze",
 }
 
@@ -103,18 +107,18 @@ def _supported_op_node_cases() -> list:
     return _NodeTestCases
 
 
-def _new_suite() -> onnx.backend.test.BackendTest:
-    original = onnx.backend.test.loader.load_node_model_tests
-    onnx.backend.test.loader.load_node_model_tests = _supported_op_node_cases
+def _new_suite() -> BackendTest:
+    original = node_loader.load_node_model_tests
+    node_loader.load_node_model_tests = _supported_op_node_cases
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the case generators warn about their own overflow tests
-            return onnx.backend.test.BackendTest(backend_for(SUITE_BACKEND), __name__)
+            return BackendTest(backend_for(SUITE_BACKEND), __name__)
     finally:
-        onnx.backend.test.loader.load_node_model_tests = original
+        node_loader.load_node_model_tests = original
 
 
-def _backend_test() -> onnx.backend.test.BackendTest:
+def _backend_test() -> BackendTest:
     suite = _new_suite()
     for pattern in INCLUDE:
         suite.include(pattern)
@@ -129,7 +133,7 @@ globals().update(backend_test.test_cases)
 
 
 
-def _mark_slow(suite: onnx.backend.test.BackendTest) -> None:
+def _mark_slow(suite: BackendTest) -> None:
     """ResNet-50 and VGG-19 take several seconds each on NumPy: they carry the `slow` marker."""
     for case in suite.test_cases.values():
         for name in dir(case):

@@ -19,10 +19,9 @@ from convc.frontends import from_onnx
 from convc.frontends.building import FrontendError, UnsupportedError
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from onnx.reference import ReferenceEvaluator  # noqa: E402
-from test_torch_import import Conv1dNet, Conv2dNet, Conv3dNet, Functional, Residual  # noqa: E402
-
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+from test_torch_import import Conv1dNet, Conv2dNet, Conv3dNet, Functional, Residual
 
 ORIGINAL_LRN = F.local_response_norm
 # ONNX stores float attributes (epsilon, alpha, ...) in 32 bits: a float64 round trip is that exact.
@@ -45,7 +44,8 @@ class _OnnxLRN(torch.autograd.Function):
 @contextmanager
 def lrn_as_onnx_lrn() -> Iterator[None]:
     original = F.local_response_norm
-    F.local_response_norm = lambda x, size, alpha=1e-4, beta=0.75, k=1.0: _OnnxLRN.apply(x, size, alpha, beta, k)
+    F.local_response_norm = lambda x, size, alpha=1e-4, beta=0.75, k=1.0: _OnnxLRN.apply(
+        x, size, alpha, beta, k)
     try:
         yield
     finally:
@@ -119,10 +119,11 @@ def test_gemm_alpha_beta_and_transposes_fold_into_the_weights(rng: np.random.Gen
     assert [n.op for n in net.graph.nodes() if n.op not in ("input", "param")] == ["linear"]
 
 
-def test_matmul_with_a_constant_and_a_broadcast_add_become_linear_and_bias_add(rng: np.random.Generator) -> None:
+def test_matmul_and_a_broadcast_add_become_linear_and_bias_add(rng: np.random.Generator) -> None:
     w = rng.standard_normal((6, 3)).astype(np.float32)
     bias = rng.standard_normal((3,)).astype(np.float32)
-    model = make_model([helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["bias", "m"], ["y"])],
+    model = make_model([helper.make_node("MatMul", ["x", "w"], ["m"]),
+                        helper.make_node("Add", ["bias", "m"], ["y"])],
                        {"x": (2, 6)}, ["y"], {"w": w, "bias": bias})
     net = check_against_reference(model, x=rng.standard_normal((2, 6)).astype(np.float32))
     assert [n.op for n in net.graph.nodes() if n.op not in ("input", "param")] == ["linear", "bias_add"]
@@ -191,9 +192,10 @@ def test_conv_auto_pad(auto_pad: str, rng: np.random.Generator) -> None:
 
 
 def test_softmax_before_opset_13_on_a_trailing_axis(rng: np.random.Generator) -> None:
-    model = make_model([helper.make_node("Softmax", ["x"], ["y"], axis=1)], {"x": (2, 5, 1, 1)}, ["y"], opset=11)
+    softmax = helper.make_node("Softmax", ["x"], ["y"], axis=1)
+    model = make_model([softmax], {"x": (2, 5, 1, 1)}, ["y"], opset=11)
     check_against_reference(model, x=rng.standard_normal((2, 5, 1, 1)).astype(np.float32))
-    coerced = make_model([helper.make_node("Softmax", ["x"], ["y"], axis=1)], {"x": (2, 5, 3)}, ["y"], opset=11)
+    coerced = make_model([softmax], {"x": (2, 5, 3)}, ["y"], opset=11)
     with pytest.raises(FrontendError, match="normalizes axes 1..2"):
         from_onnx(coerced)
 
