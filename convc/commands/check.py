@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 from rich.table import Table
@@ -12,14 +13,34 @@ from convc.compiler import compile as convc_compile
 from convc.errors import ConvcError
 from convc.numerics import budget, rel_err
 from convc.numerics_check import seeded_inputs
+from convc.registry import backend_names, get_backend
 from convc.types import check_dtype
+
+
+def unavailable_reason(name: str, dtype: str) -> str | None:
+    """Why backend `name` cannot check `dtype` on this machine, or None when it can."""
+    caps = get_backend(name).capabilities
+    if dtype not in caps.dtypes:
+        return f"no {dtype} support"
+    gpu_first = bool(caps.devices) and caps.devices[0] == "cuda"
+    if gpu_first and not _cuda() and os.environ.get("TRITON_INTERPRET") != "1":
+        return "needs a CUDA device (or TRITON_INTERPRET=1 to run its kernels interpreted on the CPU)"
+    return None
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="compare backends with the float64 reference")
     add_model_args(p)
     add_compile_args(p)
-    p.add_argument("--backends", default="numpy,torch", help="comma-separated backends (default numpy,torch)")
+    p.add_argument("--backends", default="numpy,torch",
+                   help="comma-separated backends (default numpy,torch); 'all': every registered backend that "
+                        "can run here (the others are listed as unavailable)")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run)
@@ -28,7 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     net = load_model(args.model, args.batch, parse_input(args.input))
     dtype = check_dtype(args.dtype)
-    backends = split_list(args.backends)
+    every = args.backends.strip() == "all"
+    backends = backend_names() if every else split_list(args.backends)
     inputs = seeded_inputs(net.graph, args.seed)
     # The reference: the graph as written, unoptimized, in float64 on the NumPy backend.
     reference = convc_compile(net, backend="numpy", dtype="float64", opt_level=0).run(*inputs)
@@ -38,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(col)
     failed = False
     for name in backends:
+        why_not = unavailable_reason(name, dtype) if every else None
+        if why_not:
+            table.add_row(name, "-", f"{limit:.0e}", f"[yellow]unavailable: {why_not}[/]")
+            continue
         try:
             model = convc_compile(net, backend=name, dtype=dtype, **compile_options(args))
             outs = model.run(*[x.astype(np.float32) for x in inputs])
