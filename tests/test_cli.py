@@ -108,3 +108,15 @@ def test_console_script_is_installed() -> None:
     out = subprocess.run([sys.executable, "-m", "convc.cli", "summary", "nosuch"], capture_output=True,
                          text=True)
     assert out.returncode == 2 and out.stderr.startswith("convc: error: unknown model")
+
+
+def test_check_all_backends_marks_what_cannot_run_here(capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import convc.commands.check as check
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(check, "_cuda", lambda: False)
+    code, out, _ = run_cli(capsys, "check", "lenet5", "--backends", "all", "--dtype", "float16")
+    assert code == 0
+    assert "no float16 support" in out  # numpy computes in float32/float64 only
+    assert "needs a CUDA device" in out  # triton, without a GPU or the interpreter
