@@ -127,21 +127,20 @@ def _backend_test() -> BackendTest:
     return suite
 
 
-backend_test = _backend_test()
-globals().update(backend_test.test_cases)
-
-
-
-
-def _mark_slow(suite: BackendTest) -> None:
-    """ResNet-50 and VGG-19 take several seconds each on NumPy: they carry the `slow` marker."""
-    for case in suite.test_cases.values():
-        for name in dir(case):
-            if re.search(_SLOW_LIGHT_MODELS, name):
+def _collected_cases(suite: BackendTest) -> dict[str, type]:
+    """The suite's test classes holding only the included CPU tests (excluded ones stay, as skips with
+    their reason); ResNet-50 and VGG-19 take several seconds each on NumPy and carry the `slow` marker."""
+    cases = suite.test_cases
+    for case in cases.values():
+        for name in [n for n in vars(case) if n.startswith("test_")]:
+            if not name.endswith("_cpu") or not any(re.search(p, name) for p in INCLUDE):
+                delattr(case, name)
+            elif re.search(_SLOW_LIGHT_MODELS, name):
                 setattr(case, name, pytest.mark.slow(getattr(case, name)))
+    return {name: case for name, case in cases.items() if any(n.startswith("test_") for n in vars(case))}
 
 
-_mark_slow(backend_test)
+globals().update(_collected_cases(_backend_test()))
 
 
 def _excluded_tests() -> dict[str, object]:
