@@ -1,0 +1,103 @@
+"""Convolution schemas: conv1d, conv2d, conv3d (with a fused epilogue)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from convc.ops.schema import (
+    Attrs,
+    InvalidNode,
+    OpSchema,
+    Shape,
+    TensorType,
+    check_rank,
+    check_residuals,
+    epilogue_extra_inputs,
+    fmt_dims,
+    fmt_padding,
+    is_bool,
+    is_int,
+    pad_pairs,
+    pos_ints,
+    register_op,
+    valid_algo,
+    valid_epilogue,
+)
+
+# ---------------------------------------------------------------------------- convolution
+SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
+
+
+def conv_output_size(size: int, k: int, s: int, d: int, lo: int, hi: int) -> int:
+    return (size + lo + hi - d * (k - 1) - 1) // s + 1
+
+
+def _conv_infer(nd: int) -> Callable[[list[TensorType], Attrs], TensorType]:
+    def infer(ins: list[TensorType], a: Attrs) -> TensorType:
+        x = ins[0]
+        check_rank(x, nd + 2, "N, C, " + SPATIAL[nd])
+        for key in ("kernel", "stride", "dilation"):
+            if len(a[key]) != nd:
+                raise InvalidNode(f"{key} {a[key]} must have {nd} entries")
+        if len(a["padding"]) != nd:
+            raise InvalidNode(f"padding {a['padding']} must have {nd} (low, high) pairs")
+        n, c = x.shape[:2]
+        g, o = a["groups"], a["out_channels"]
+        if c % g:
+            raise InvalidNode(f"groups={g} does not divide the {c} input channels")
+        if o % g:
+            raise InvalidNode(f"groups={g} does not divide the {o} output channels")
+        eff = tuple(d * (k - 1) + 1 for k, d in zip(a["kernel"], a["dilation"]))
+        padded = tuple(s + lo + hi for s, (lo, hi) in zip(x.shape[2:], a["padding"]))
+        if any(e > p for e, p in zip(eff, padded)):
+            what = f"kernel {fmt_dims(a['kernel'])}"
+            if any(d > 1 for d in a["dilation"]):
+                what += f" (dilated to {fmt_dims(eff)})"
+            raise InvalidNode(
+                f"{what} does not fit input {fmt_dims(x.shape[2:])} "
+                f"with padding {fmt_padding(a['padding'])}"
+            )
+        sp = tuple(
+            conv_output_size(s, k, st, d, lo, hi)
+            for s, k, st, d, (lo, hi)
+            in zip(x.shape[2:], a["kernel"], a["stride"], a["dilation"], a["padding"])
+        )
+        out = TensorType((n, o) + sp, x.dtype)
+        check_residuals(ins, out)
+        return out
+
+    return infer
+
+
+def _conv_params(ins: list[TensorType], a: Attrs) -> dict[str, Shape]:
+    c = ins[0].shape[1]
+    p = {"weight": (a["out_channels"], c // a["groups"]) + tuple(a["kernel"])}
+    if a["bias"]:
+        p["bias"] = (a["out_channels"],)
+    return p
+
+
+def _conv_macs(ins: list[TensorType], out: TensorType, a: Attrs) -> int:
+    c = ins[0].shape[1]
+    return out.numel * (c // a["groups"]) * math.prod(a["kernel"])
+
+
+CONV_ATTRS = {
+    "out_channels": lambda v: is_int(v) and v > 0,
+    "kernel": pos_ints,
+    "stride": pos_ints,
+    "padding": pad_pairs,
+    "dilation": pos_ints,
+    "groups": lambda v: is_int(v) and v > 0,
+    "bias": is_bool,
+    "algo": valid_algo,
+    "epilogue": valid_epilogue,
+}
+
+for _nd in (1, 2, 3):
+    register_op(OpSchema(
+        f"conv{_nd}d", CONV_ATTRS, _conv_infer(_nd),
+        num_inputs=lambda a: 1 + epilogue_extra_inputs(a),
+        params=_conv_params, macs=_conv_macs, tags=frozenset({"conv", "layer"}),
+        doc=f"{_nd}D convolution, optionally with a fused epilogue",
+    ))
