@@ -22,7 +22,8 @@ from typing import Any
 import torch
 import triton
 
-from convc.backends.triton.common import INTERPRET
+from convc.backends.triton import common
+from convc.backends.triton.common import INTERPRET, interpreter_block
 from convc.backends.triton.launch import Launch
 from convc.numerics import budget, rel_err
 from convc.serialize import atomic_write
@@ -63,13 +64,14 @@ def candidate_configs(family: str, sizes: tuple[int, int, int]) -> list[dict[str
 
 
 def interpreter_config(family: str, sizes: tuple[int, int, int]) -> dict[str, Any]:
-    """One small configuration: the interpreter pays per program and per loop step, not per lane."""
+    """One configuration with blocks as large as the problem allows: the interpreter pays per program and per
+    loop step (tens of microseconds an op), while NumPy makes a larger block nearly free."""
     m, n, k = sizes
-    bm = min(64, max(16, triton.next_power_of_2(m)))
-    bn = min(64, max(16, triton.next_power_of_2(n)))
+    bn = interpreter_block(n)
     if family == "conv_direct":
-        return dict(BLOCK_M=bm, BLOCK_N=bn)
-    return dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=min(64, max(16, triton.next_power_of_2(k))))
+        return dict(BLOCK_M=interpreter_block(m, common.INTERPRETER_TILE // bn), BLOCK_N=bn)
+    bk = interpreter_block(k)
+    return dict(BLOCK_M=interpreter_block(m, common.INTERPRETER_TILE // max(bn, bk)), BLOCK_N=bn, BLOCK_K=bk)
 
 
 def default_config(family: str, sizes: tuple[int, int, int], dtype: str) -> dict[str, Any]:

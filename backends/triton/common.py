@@ -1,16 +1,29 @@
 """Helpers every kernel file shares: the tensor-core product, dtype mapping and the interpreter switch.
 
 TRITON_INTERPRET is read when kernels are decorated, so `INTERPRET` records it once, at import time.
+
+Under the interpreter every program is run op by op in Python with NumPy: an op costs tens of microseconds
+of bookkeeping whatever its block size, so block sizes there are chosen to run few, large programs
+(`interpreter_block`, `tile_elements`); GPU block sizes are untouched by these knobs.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import triton
 import triton.language as tl
 
 INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+# CONVC_TRITON_SANITIZE_OVERFLOW=1 keeps the interpreter's int32 overflow assertions (see unchecked_overflow).
+SANITIZE_OVERFLOW: bool = os.environ.get("CONVC_TRITON_SANITIZE_OVERFLOW", "0") not in ("", "0")
+
+# Interpreter block limits, read at bind time (tests lower them to exercise multi-program tilings):
+INTERPRETER_MAX_BLOCK = 512  # the longest block edge (BLOCK_M / BLOCK_N / BLOCK_K ...)
+INTERPRETER_TILE = 1 << 18  # elements of one program's largest tile
 
 TORCH_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16,
                                         "bfloat16": torch.bfloat16}
@@ -51,3 +64,51 @@ def cdiv(a: int, b: int) -> int:
 def pow2_at_least(n: int, floor: int = 1) -> int:
     """The smallest power of two >= max(n, floor) (block sizes must be powers of two)."""
     return max(triton.next_power_of_2(max(int(n), 1)), floor)
+
+
+def interpreter_block(size: int, limit: int | None = None, floor: int = 16) -> int:
+    """An interpreter block edge: the power of two covering `size`, at most `limit` (default
+    INTERPRETER_MAX_BLOCK; rounded down to a power of two) and at least `floor`."""
+    cap = max(1, INTERPRETER_MAX_BLOCK if limit is None else limit)
+    return max(floor, min(pow2_at_least(size), 1 << (cap.bit_length() - 1)))
+
+
+def row_blocks(rows: int, cols: int, *, gpu_elements: int, gpu_max_cols: int, gpu_min_rows: int = 1
+               ) -> tuple[int, int]:
+    """(BLOCK_M, BLOCK_C) of a memory-bound kernel over a [rows, cols] pixel matrix. On the GPU: up to
+    `gpu_max_cols` channels and `gpu_elements` per tile; under the interpreter one tile covers as much of
+    the matrix as INTERPRETER_TILE allows."""
+    if INTERPRET:
+        block_c = interpreter_block(cols, floor=1)
+        return interpreter_block(rows, INTERPRETER_TILE // block_c, floor=1), block_c
+    block_c = min(gpu_max_cols, pow2_at_least(cols))
+    return max(gpu_min_rows, gpu_elements // block_c), block_c
+
+
+def flat_block(total: int, gpu: int) -> int:
+    """BLOCK of a 1-D kernel over `total` elements: `gpu` on the GPU, up to INTERPRETER_TILE interpreted."""
+    return interpreter_block(total, INTERPRETER_TILE, floor=1) if INTERPRET else gpu
+
+
+@contextmanager
+def unchecked_overflow() -> Iterator[None]:
+    """Turns off the interpreter's integer-overflow assertions while our kernels run.
+
+    The interpreter redoes every int32 add / sub / mul of index math in int64 and asserts it fits (about
+    half of all interpreted time); compiled kernels check nothing unless built with debug=True, so this
+    matches what runs on the GPU. Only the interpreter's own options object is touched, and restored."""
+    if not INTERPRET or SANITIZE_OVERFLOW:
+        yield
+        return
+    from triton.runtime import interpreter
+
+    builder = getattr(interpreter, "interpreter_builder", None)
+    options = getattr(builder, "options", None)
+    if options is None or not getattr(options, "sanitize_overflow", False):
+        yield
+        return
+    builder.options = dataclasses.replace(options, sanitize_overflow=False)  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        builder.options = options  # type: ignore[union-attr]

@@ -14,6 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
+from convc.backends.triton.common import INTERPRET, row_blocks
 from convc.backends.triton.gemm import gemm_launch
 from convc.backends.triton.geometry import ConvGeometry
 from convc.backends.triton.launch import Launch, View
@@ -76,14 +77,16 @@ def conv_im2col_launches(node: str, geo: ConvGeometry, x: View, cols: View, w: t
                            f"{geo.out_pixels}x{geo.groups * k_g}")
     if (x.rows, x.cols) != (geo.n * geo.d * geo.h * geo.w, geo.c):
         raise BackendError(f"node '{node}': input view {x.rows}x{x.cols} does not match {geo}")
-    block_c = min(64, triton.next_power_of_2(geo.c_per_group))
+    block_m, block_c = row_blocks(geo.out_pixels, geo.c_per_group, gpu_elements=4096, gpu_max_cols=64)
+    if not INTERPRET:
+        block_m = 64
     args = (x.ptr, cols.ptr, geo.out_pixels, geo.c_per_group, k_g, geo.d, geo.h, geo.w, geo.od, geo.oh, geo.ow,
             geo.kernel[1], geo.kernel[2], *geo.stride, *geo.pad_lo, *geo.dilation, x.ld, cols.ld)
 
     def grid(cfg: dict[str, Any]) -> tuple[int, ...]:
         return (triton.cdiv(geo.out_pixels, cfg["BLOCK_M"]), geo.kernel_volume, geo.groups)
 
-    gather = Launch(node, im2col_kernel, grid, args, {}, {"BLOCK_M": 64, "BLOCK_C": block_c}, out=cols)
+    gather = Launch(node, im2col_kernel, grid, args, {}, {"BLOCK_M": block_m, "BLOCK_C": block_c}, out=cols)
     b = w.reshape(geo.groups, k_g, geo.o_per_group)
     a = View(cols.storage, cols.offset, cols.rows, k_g, cols.ld)
     product = gemm_launch(node, a, b, bias, y, residuals, codes, params, dot_mode, config,

@@ -18,6 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
+from convc.backends.triton import common
+from convc.backends.triton.common import INTERPRET, interpreter_block
 from convc.backends.triton.epilogue import apply_epilogue, epilogue_meta
 from convc.backends.triton.gemm import gemm_launch
 from convc.backends.triton.geometry import ConvGeometry
@@ -171,19 +173,21 @@ def conv_winograd_launches(node: str, plan: WinogradPlan, x: View, v: View, mws:
         raise BackendError(f"node '{node}': transformed filters {tuple(u.shape)} differ from {(tt, geo.c, geo.o)}")
     consts = {"TILE_OUT": plan.m, "TILE_IN": plan.t, "TT_PAD": plan.tt_pad}
     p_in = plan.tiles * geo.c
-    block = 64
+    p_out = plan.tiles * geo.o
+    # Rows per program; a row's transform is one [TT_PAD]-wide tile row.
+    block_in = interpreter_block(p_in, common.INTERPRETER_TILE // plan.tt_pad) if INTERPRET else 64
+    block_out = interpreter_block(p_out, common.INTERPRETER_TILE // plan.tt_pad) if INTERPRET else 64
 
     def grid_in(cfg: dict[str, Any]) -> tuple[int, ...]:
         return (triton.cdiv(p_in, cfg["BLOCK_P"]),)
 
     forward = Launch(node, winograd_input_kernel, grid_in,
                      (x.ptr, kb, v.ptr, p_in, geo.c, geo.h, geo.w, plan.tiles_h, plan.tiles_w,
-                      geo.pad_lo[1], geo.pad_lo[2], x.ld), consts, {"BLOCK_P": block})
+                      geo.pad_lo[1], geo.pad_lo[2], x.ld), consts, {"BLOCK_P": block_in})
     a = View(v.storage, v.offset, plan.tiles, geo.c, geo.c)
     c = View(mws.storage, mws.offset, plan.tiles, geo.o, geo.o)
     products = gemm_launch(node, a, u, None, c, [], (0, 0, 0, 0), (0.0,) * 4, dot_mode, config,
                            batches=tt, stride_ag=plan.tiles * geo.c, separate_outputs=True)
-    p_out = plan.tiles * geo.o
     r0 = residuals[0] if residuals else y
     r1 = residuals[1] if len(residuals) > 1 else y
 
@@ -194,5 +198,5 @@ def conv_winograd_launches(node: str, plan: WinogradPlan, x: View, v: View, mws:
                       (mws.ptr, ka, bias if bias is not None else ka, y.ptr, r0.ptr, r1.ptr, p_out, geo.o,
                        geo.oh, geo.ow, plan.tiles_h, plan.tiles_w, y.ld, r0.ld, r1.ld, *params),
                       {"HAS_BIAS": bias is not None, **epilogue_meta(codes), **consts, "MM_PAD": plan.mm_pad},
-                      {"BLOCK_P": block}, out=y)
+                      {"BLOCK_P": block_out}, out=y)
     return [forward, products, backward]

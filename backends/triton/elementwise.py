@@ -15,6 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
+from convc.backends.triton.common import row_blocks
 from convc.backends.triton.epilogue import MAX_STEPS, apply_epilogue, epilogue_meta
 from convc.backends.triton.launch import Launch, View
 from convc.errors import BackendError
@@ -66,8 +67,7 @@ def elementwise_launch(node: str, x: View, y: View, *, scale: torch.Tensor | Non
             x.rows, x.cols, positions, x.ld, y.ld, r0.ld, r1.ld, *params)
     meta = {"HAS_SCALE": scale is not None, "HAS_SHIFT": shift is not None,
             "HAS_PIXEL_BIAS": pixel_bias is not None, **epilogue_meta(codes)}
-    block_c = min(128, triton.next_power_of_2(x.cols))
-    block_m = max(1, 4096 // block_c)
+    block_m, block_c = row_blocks(x.rows, x.cols, gpu_elements=4096, gpu_max_cols=128)
 
     def grid(cfg: dict[str, Any]) -> tuple[int, ...]:
         return (triton.cdiv(x.rows, cfg["BLOCK_M"]), triton.cdiv(x.cols, cfg["BLOCK_C"]))

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from convc.backends.triton.common import INTERPRET, unchecked_overflow
 from convc.errors import BackendError
 
 
@@ -75,7 +76,11 @@ class Launch:
         return replace(self, config=dict(config))
 
     def __call__(self) -> None:
-        self.kernel[self.grid](*self.args, **self.meta, **self.config)
+        if INTERPRET:
+            with unchecked_overflow():
+                self.kernel[self.grid](*self.args, **self.meta, **self.config)
+        else:
+            self.kernel[self.grid](*self.args, **self.meta, **self.config)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able account of the launch for `module.emit`."""

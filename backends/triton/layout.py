@@ -15,6 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
+from convc.backends.triton.common import flat_block
 from convc.backends.triton.launch import Launch, View
 
 Strides5 = tuple[int, int, int, int, int]
@@ -78,4 +79,4 @@ def strided_copy_launch(node: str, shape: Shape5, src: torch.Tensor, src_strides
         return (triton.cdiv(total, cfg["BLOCK"]),)
 
     args = (src, dst, total, *shape[1:], *src_strides, *dst_strides)
-    return Launch(node, strided_copy_kernel, grid, args, {}, {"BLOCK": 1024}, out=out)
+    return Launch(node, strided_copy_kernel, grid, args, {}, {"BLOCK": flat_block(total, 1024)}, out=out)

@@ -12,6 +12,7 @@ from typing import Any
 import triton
 import triton.language as tl
 
+from convc.backends.triton.common import row_blocks
 from convc.backends.triton.launch import Launch, View
 from convc.errors import BackendError
 
@@ -41,11 +42,11 @@ def lrn_kernel(
 def lrn_launch(node: str, x: View, y: View, *, size: int, alpha: float, beta: float, k: float) -> Launch:
     if (y.rows, y.cols) != (x.rows, x.cols):
         raise BackendError(f"node '{node}': output {y.rows}x{y.cols} differs from the input {x.rows}x{x.cols}")
-    block_c = min(64, triton.next_power_of_2(x.cols))
+    block_m, block_c = row_blocks(x.rows, x.cols, gpu_elements=2048, gpu_max_cols=64, gpu_min_rows=16)
 
     def grid(cfg: dict[str, Any]) -> tuple[int, ...]:
         return (triton.cdiv(x.rows, cfg["BLOCK_M"]), triton.cdiv(x.cols, cfg["BLOCK_C"]))
 
     args = (x.ptr, y.ptr, x.rows, x.cols, x.ld, y.ld, size, alpha / size, beta, k)
-    return Launch(node, lrn_kernel, grid, args, {}, {"BLOCK_M": max(16, 2048 // block_c), "BLOCK_C": block_c},
+    return Launch(node, lrn_kernel, grid, args, {}, {"BLOCK_M": block_m, "BLOCK_C": block_c},
                   out=y)

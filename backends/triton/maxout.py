@@ -9,6 +9,7 @@ from typing import Any
 import triton
 import triton.language as tl
 
+from convc.backends.triton.common import row_blocks
 from convc.backends.triton.launch import Launch, View
 from convc.errors import BackendError
 
@@ -32,10 +33,10 @@ def maxout_kernel(
 def maxout_launch(node: str, x: View, y: View, *, k: int) -> Launch:
     if y.rows != x.rows or y.cols * k != x.cols:
         raise BackendError(f"node '{node}': maxout k={k} cannot map {x.rows}x{x.cols} to {y.rows}x{y.cols}")
-    block_c = min(64, triton.next_power_of_2(y.cols))
+    block_m, block_c = row_blocks(y.rows, y.cols, gpu_elements=2048, gpu_max_cols=64, gpu_min_rows=16)
 
     def grid(cfg: dict[str, Any]) -> tuple[int, ...]:
         return (triton.cdiv(y.rows, cfg["BLOCK_M"]), triton.cdiv(y.cols, cfg["BLOCK_C"]))
 
     return Launch(node, maxout_kernel, grid, (x.ptr, y.ptr, y.rows, y.cols, k, x.ld, y.ld), {},
-                  {"BLOCK_M": max(16, 2048 // block_c), "BLOCK_C": block_c}, out=y)
+                  {"BLOCK_M": block_m, "BLOCK_C": block_c}, out=y)

@@ -1,4 +1,5 @@
-"""Compile-time parameter packing (NumPy in float64, then one cast): the layouts the kernels read.
+"""Compile-time parameter packing: the layouts the kernels read. Pure layout changes cast once, straight to
+float32 (the same rounding as through float64: transposes do no arithmetic); folds compute in float64.
 
     pack_conv_gemm(w, groups)   (O, C/g, *k)  ->  [g, KD, KH, KW, C/g, O/g]   (the GEMM's K x N per group)
     pack_conv_direct(w)         (O, C/g, *k)  ->  [KD, KH, KW, C/g, O]
@@ -12,13 +13,13 @@ import torch
 
 def _to_torch(a: np.ndarray, dtype: torch.dtype, device: str) -> torch.Tensor:
     # bfloat16 has no NumPy type, so every dtype goes through float32 on its way to the device.
-    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64).astype(np.float32))
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
     return t.to(device=device, dtype=dtype).contiguous()
 
 
 def _weight5d(w: np.ndarray) -> np.ndarray:
     """(O, Cg, *k) with 1..3 kernel axes -> (O, Cg, KD, KH, KW)."""
-    w = np.asarray(w, np.float64)
+    w = np.asarray(w)
     return w.reshape(w.shape[:2] + (1,) * (5 - w.ndim) + w.shape[2:])
 
 
@@ -35,12 +36,12 @@ def pack_conv_direct(w: np.ndarray, dtype: torch.dtype, device: str) -> torch.Te
 
 
 def pack_linear(w: np.ndarray, dtype: torch.dtype, device: str) -> torch.Tensor:
-    return _to_torch(np.asarray(w, np.float64).T, dtype, device)
+    return _to_torch(np.asarray(w).T, dtype, device)
 
 
 def pack_vector(v: np.ndarray, device: str) -> torch.Tensor:
     """Biases, scales and shifts stay fp32: they are added to the fp32 accumulator."""
-    return _to_torch(np.asarray(v, np.float64).reshape(-1), torch.float32, device)
+    return _to_torch(np.asarray(v).reshape(-1), torch.float32, device)
 
 
 def batch_norm_scale_shift(weight: np.ndarray, bias: np.ndarray, mean: np.ndarray, var: np.ndarray,

@@ -12,6 +12,7 @@ from typing import Any
 import triton
 import triton.language as tl
 
+from convc.backends.triton.common import row_blocks
 from convc.backends.triton.geometry import PoolGeometry
 from convc.backends.triton.launch import Launch, View
 from convc.errors import BackendError
@@ -104,9 +105,8 @@ def global_pool_kernel(
     tl.store(y_ptr + nb * ld_y + rc, out.to(y_ptr.dtype.element_ty), mask=c_ok)
 
 
-def _blocks(channels: int) -> tuple[int, int]:
-    block_c = min(64, triton.next_power_of_2(channels))
-    return max(16, 2048 // block_c), block_c
+def _blocks(rows: int, channels: int) -> tuple[int, int]:
+    return row_blocks(rows, channels, gpu_elements=2048, gpu_max_cols=64, gpu_min_rows=16)
 
 
 def window_pool_launch(node: str, geo: PoolGeometry, x: View, y: View, *, is_max: bool,
@@ -115,7 +115,7 @@ def window_pool_launch(node: str, geo: PoolGeometry, x: View, y: View, *, is_max
         raise BackendError(f"node '{node}': views {x.rows}x{x.cols} -> {y.rows}x{y.cols} do not match {geo}")
     args = (x.ptr, y.ptr, geo.out_pixels, geo.c, geo.d, geo.h, geo.w, geo.od, geo.oh, geo.ow, *geo.kernel,
             *geo.stride, *geo.pad, x.ld, y.ld)
-    block_m, block_c = _blocks(geo.c)
+    block_m, block_c = _blocks(geo.out_pixels, geo.c)
 
     def grid(cfg: dict[str, Any]) -> tuple[int, ...]:
         return (triton.cdiv(geo.out_pixels, cfg["BLOCK_M"]), triton.cdiv(geo.c, cfg["BLOCK_C"]))
@@ -129,7 +129,7 @@ def global_pool_launch(node: str, x: View, y: View, *, positions: int, is_max: b
     if x.rows != batch * positions or (y.rows, y.cols) != (batch, x.cols):
         raise BackendError(f"node '{node}': views {x.rows}x{x.cols} -> {y.rows}x{y.cols} do not match "
                            f"{positions} positions per example")
-    block_p, block_c = _blocks(x.cols)
+    block_p, block_c = _blocks(positions, x.cols)
     block_p = min(block_p, triton.next_power_of_2(positions))
 
     def grid(cfg: dict[str, Any]) -> tuple[int, ...]:

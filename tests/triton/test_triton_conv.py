@@ -11,6 +11,9 @@ from triton_check import check, compile_triton, set_algo
 from convc.dsl import Network
 from convc.errors import BackendError
 
+# GPU-sized blocks, so these small shapes still run several programs and K steps.
+pytestmark = pytest.mark.usefixtures("small_blocks")
+
 # (input shape, conv keyword arguments): stride, asymmetric padding, dilation, groups, 1D and 3D.
 GEOMETRIES: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
     "3x3": ((1, 8, 9, 10), dict(out_channels=16, kernel=3, padding=1)),

@@ -8,6 +8,9 @@ from triton_check import apply_steps, check, compile_triton, fuse, set_algo
 from convc.dsl import Network
 from convc.errors import BackendError
 
+# GPU-sized blocks, so these small shapes still run several programs and K steps.
+pytestmark = pytest.mark.usefixtures("small_blocks")
+
 EPILOGUES = {
     "relu": (("relu",),),
     "leaky_relu": (("leaky_relu", 0.2),),

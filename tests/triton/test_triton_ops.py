@@ -11,6 +11,9 @@ from triton_check import check, compile_triton
 
 from convc.dsl import Network, Value
 
+# GPU-sized blocks, so these small shapes still run several programs and K steps.
+pytestmark = pytest.mark.usefixtures("small_blocks")
+
 Builder = Callable[[Network, Value], Value]
 
 
