@@ -72,4 +72,5 @@ def concat(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
 @backend.kernel("flatten")
 def flatten(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     # flatten follows the logical (N, C, H, W) order whatever the memory format, as the IR means it.
-    return torch.flatten(args[0], start_dim=node.attrs["start_dim"])
+    # reshape, not torch.flatten: the IR lets flatten(start_dim=1) turn a 1-D tensor into (N, 1).
+    return args[0].reshape(node.type.shape)

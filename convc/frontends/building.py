@@ -52,11 +52,11 @@ class Problems:
 
 
 class ImportedNetwork(Network):
-    """A Network whose weights come from the source model: layers start with zero parameters (cheap,
-    lazily allocated) instead of the He initialization a freshly written network gets."""
+    """A Network whose weights come from the source model: layers start as structure only (read-only
+    zero parameters, no memory) instead of the He initialization a freshly written network gets."""
 
-    def _init_param(self, pname: str, slot: str, shape: tuple[int, ...], how: str | None) -> np.ndarray:
-        return np.zeros(shape, np.float32)
+    def __init__(self, name: str = "net", seed: int = 0) -> None:
+        super().__init__(name, seed, init=False)
 
 
 def fresh_layer_name(net: Network, base: str, reserved: Iterable[str] = ()) -> str:
