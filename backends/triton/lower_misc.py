@@ -93,7 +93,8 @@ def lower_maxout(node: Node, ctx: NodeContext) -> list[Launch]:
 
 @lowering("flatten")
 def lower_flatten(node: Node, ctx: NodeContext) -> list[Launch]:
-    """Reached only when flatten folds channels-last data into NCHW feature order (others are views)."""
+    """Reached only when a flatten of channels-last data must be in NCHW feature order: it is a graph output
+    or read by something other than a linear layer (see memory.channels_last_flatten; others are views)."""
     src = ctx.graph.node(node.inputs[0]).type
     sp = spatial3(src.shape)
     return [strided_copy_launch(node.name, shape5(src.shape), ctx.x.ptr, strides_of_view(ctx.x, sp),

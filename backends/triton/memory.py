@@ -1,6 +1,9 @@
 """The activation memory planner: one arena per compiled variant, buffers reused by liveness.
 
-  1. identity, dropout and layout-free flattens are views of their input (no kernel, no memory);
+  1. identity, dropout and layout-free flattens are views of their input (no kernel, no memory); so is a
+     flatten of a map with spatial size > 1 that only linear layers read: its features stay in
+     channels-last (spatial, channel) order and those linears get weight columns permuted to match
+     (`channels_last_features`), instead of a transpose copy into NCHW order;
   2. a channel concat's operands are written straight into their column slice of the concat's buffer
      (walked from the last concat back, so nested concats nest their slices); an operand that cannot be
      (already placed elsewhere, or read twice by one concat) is copied by the concat instead;
@@ -34,6 +37,30 @@ def is_view_flatten(graph: Graph, node: Node) -> bool:
     return node.attrs["start_dim"] >= 2 or src.rank <= 2 or src.numel == src.shape[0] * src.shape[1]
 
 
+def _linear_readers_only(graph: Graph, value: str) -> list[str] | None:
+    """`value` and the identity / dropout views of it, when every other reader is a linear layer taking it
+    as its only activation and none of them is a graph output; None otherwise."""
+    views = [value]
+    for v in views:
+        if v in graph.outputs:
+            return None
+        for user in graph.users(v):
+            acts = graph.activation_inputs(user)
+            if user.op in ALIAS_OPS:
+                views.append(user.name)
+            elif user.op != "linear" or tuple(acts) != (v,):
+                return None
+    return views
+
+
+def channels_last_flatten(graph: Graph, node: Node) -> list[str] | None:
+    """For a flatten that folds spatial positions into features and is read only by linear layers: the
+    values (it and its views) whose features may stay in channels-last order. None for other nodes."""
+    if node.op != "flatten" or is_view_flatten(graph, node):
+        return None
+    return _linear_readers_only(graph, node.name)
+
+
 @dataclass
 class _Buffer:
     key: str
@@ -51,6 +78,8 @@ class MemoryPlan:
     scratch: dict[str, list[View]]
     concat_copies: dict[str, list[int]]  # concat node -> operand positions it must copy
     aliases: dict[str, str]  # value -> the value whose view it shares
+    # value -> (C, *spatial) of the map it flattens, for values holding features in (spatial, channel) order
+    channels_last_features: dict[str, tuple[int, ...]]
     slices: dict[str, tuple[str, int]]  # value -> (concat value, first column)
     peak_bytes: int
     naive_bytes: int
@@ -87,9 +116,13 @@ def plan_memory(graph: Graph, dtype: str, device: str,
     end = len(order) + 1
 
     aliases: dict[str, str] = {}
+    nhwc_flattens: dict[str, list[str]] = {}  # channels-last flatten -> it and its views
     for node in order:
         if node.op in ALIAS_OPS or (node.op == "flatten" and is_view_flatten(graph, node)):
             aliases[node.name] = node.inputs[0]
+        elif (views := channels_last_flatten(graph, node)) is not None:
+            aliases[node.name] = node.inputs[0]
+            nhwc_flattens[node.name] = views
 
     def root(v: str) -> str:
         while v in aliases:
@@ -121,6 +154,13 @@ def plan_memory(graph: Graph, dtype: str, device: str,
         while v in slices:
             v = root(slices[v][0])
         return v
+
+    # A map written into a concat's column slice has rows ld > C apart: its features are not contiguous,
+    # so flattening it takes the copy after all.
+    for name in [f for f in nhwc_flattens if storage_root(graph.node(f).inputs[0]) != root(graph.node(f).inputs[0])]:
+        del aliases[name], nhwc_flattens[name]
+    features = {v: graph.node(graph.node(f).inputs[0]).type.shape[1:] for f, views in nhwc_flattens.items()
+                for v in views}
 
     # Live intervals of every buffer: the union over the values that live in it.
     item = ITEMSIZE[dtype]
@@ -157,7 +197,10 @@ def plan_memory(graph: Graph, dtype: str, device: str,
             return views[v]
         t = graph.node(v).type
         rows, cols = pixels(t), channels(t)
-        if v in aliases:
+        if v in nhwc_flattens:  # the contiguous [N * positions, C] matrix read as [N, positions * C]
+            src = view_of(aliases[v])
+            view = View(src.storage, src.offset, rows, cols, cols)
+        elif v in aliases:
             src = view_of(aliases[v])
             view = View(src.storage, src.offset, rows, cols, src.ld)
         elif v in slices:
@@ -173,5 +216,5 @@ def plan_memory(graph: Graph, dtype: str, device: str,
     scratch_views = {name: [View(typed(b), 0, 1, b.nbytes // (torch.finfo(b.dtype).bits // 8),
                                  b.nbytes // (torch.finfo(b.dtype).bits // 8)) for b in bs]
                      for name, bs in scratch_bufs.items()}
-    return MemoryPlan(arena, views, scratch_views, copies, aliases, slices, total, naive,
+    return MemoryPlan(arena, views, scratch_views, copies, aliases, features, slices, total, naive,
                       {b.key: b.offset for b in all_bufs})

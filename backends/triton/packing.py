@@ -4,6 +4,7 @@ float32 (the same rounding as through float64: transposes do no arithmetic); fol
     pack_conv_gemm(w, groups)   (O, C/g, *k)  ->  [g, KD, KH, KW, C/g, O/g]   (the GEMM's K x N per group)
     pack_conv_direct(w)         (O, C/g, *k)  ->  [KD, KH, KW, C/g, O]
     pack_linear(w)              (O, K)        ->  [K, O]
+    channels_last_columns(w, (C, H, W))   (O, C*H*W) in (c, h, w) order  ->  (O, H*W*C) in (h, w, c) order
 """
 from __future__ import annotations
 
@@ -37,6 +38,13 @@ def pack_conv_direct(w: np.ndarray, dtype: torch.dtype, device: str) -> torch.Te
 
 def pack_linear(w: np.ndarray, dtype: torch.dtype, device: str) -> torch.Tensor:
     return _to_torch(np.asarray(w).T, dtype, device)
+
+
+def channels_last_columns(w: np.ndarray, source: tuple[int, ...]) -> np.ndarray:
+    """A linear weight reordered to read a flattened (C, *spatial) map in channels-last feature order."""
+    w = np.asarray(w)
+    channels, positions = source[0], int(np.prod(source[1:]))
+    return w.reshape(w.shape[0], channels, positions).transpose(0, 2, 1).reshape(w.shape[0], channels * positions)
 
 
 def pack_vector(v: np.ndarray, device: str) -> torch.Tensor:
