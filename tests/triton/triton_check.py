@@ -17,10 +17,8 @@ from convc.numerics import budget, rel_err
 
 
 def compile_triton(model: Network | Graph, dtype: str = "float32", **options: Any) -> Any:
-    """No passes (opt_level=0) and no pass numerics check (the NumPy checker has no implicit_gemm):
-    the tests control every attribute of the graph they build."""
-    return convc.compile(model, backend="triton", dtype=dtype, device="cpu", opt_level=0, check_numerics=False,
-                         **options)
+    """No passes (opt_level=0): the tests control every attribute of the graph they build."""
+    return convc.compile(model, backend="triton", dtype=dtype, device="cpu", opt_level=0, **options)
 
 
 def reference(model: Network | Graph, *inputs: np.ndarray) -> list[np.ndarray]:
