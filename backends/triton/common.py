@@ -18,8 +18,6 @@ import triton
 import triton.language as tl
 
 INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-# CONVC_TRITON_SANITIZE_OVERFLOW=1 keeps the interpreter's int32 overflow assertions (see unchecked_overflow).
-SANITIZE_OVERFLOW: bool = os.environ.get("CONVC_TRITON_SANITIZE_OVERFLOW", "0") not in ("", "0")
 
 # Interpreter block limits, read at bind time (tests lower them to exercise multi-program tilings):
 INTERPRETER_MAX_BLOCK = 512  # the longest block edge (BLOCK_M / BLOCK_N / BLOCK_K ...)
@@ -96,8 +94,9 @@ def unchecked_overflow() -> Iterator[None]:
 
     The interpreter redoes every int32 add / sub / mul of index math in int64 and asserts it fits (about
     half of all interpreted time); compiled kernels check nothing unless built with debug=True, so this
-    matches what runs on the GPU. Only the interpreter's own options object is touched, and restored."""
-    if not INTERPRET or SANITIZE_OVERFLOW:
+    matches what runs on the GPU. Only the interpreter's own options object is touched, and restored.
+    CONVC_TRITON_SANITIZE_OVERFLOW=1 keeps the assertions (to hunt an index overflow at a large shape)."""
+    if not INTERPRET or os.environ.get("CONVC_TRITON_SANITIZE_OVERFLOW", "0") not in ("", "0"):
         yield
         return
     from triton.runtime import interpreter

@@ -25,8 +25,13 @@ from convc.backends.triton.gemm import gemm_launch
 from convc.backends.triton.geometry import ConvGeometry
 from convc.backends.triton.launch import Launch, View
 from convc.backends.triton.memory import MemoryPlan
-from convc.backends.triton.packing import (channels_last_columns, pack_conv_direct, pack_conv_gemm, pack_linear,
-                                          pack_vector)
+from convc.backends.triton.packing import (
+    channels_last_columns,
+    pack_conv_direct,
+    pack_conv_gemm,
+    pack_linear,
+    pack_vector,
+)
 from convc.errors import BackendError
 from convc.ir import Graph, Node
 from convc.ops import SCHEMAS
@@ -175,12 +180,15 @@ def lower_conv_default(node: Node, ctx: NodeContext) -> list[Launch]:
 
 @lowering("linear")
 def lower_linear(node: Node, ctx: NodeContext) -> list[Launch]:
+    # An input that is a flatten left in (spatial, channel) order reads weight columns permuted to match.
     source = ctx.plan.channels_last_features.get(node.inputs[0])
-    if source is None:
-        w = ctx.pack("gemm", lambda: pack_linear(ctx.param("weight"), ctx.torch_dtype, ctx.device).unsqueeze(0))
-    else:  # the input is a flatten left in (spatial, channel) order: permute the weight columns to match
-        w = ctx.pack(f"gemm_channels_last{source}", lambda: pack_linear(
-            channels_last_columns(ctx.param("weight"), source), ctx.torch_dtype, ctx.device).unsqueeze(0))
+
+    def packed() -> torch.Tensor:
+        weight = ctx.param("weight")
+        weight = weight if source is None else channels_last_columns(weight, source)
+        return pack_linear(weight, ctx.torch_dtype, ctx.device).unsqueeze(0)
+
+    w = ctx.pack("gemm" if source is None else f"gemm_channels_last{source}", packed)
     codes, params = encode_epilogue(node)
     x = ctx.x
     cfg = _config(ctx, "gemm", (x.rows, node.attrs["out_features"], x.cols))

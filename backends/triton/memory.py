@@ -157,8 +157,10 @@ def plan_memory(graph: Graph, dtype: str, device: str,
 
     # A map written into a concat's column slice has rows ld > C apart: its features are not contiguous,
     # so flattening it takes the copy after all.
-    for name in [f for f in nhwc_flattens if storage_root(graph.node(f).inputs[0]) != root(graph.node(f).inputs[0])]:
-        del aliases[name], nhwc_flattens[name]
+    for name in list(nhwc_flattens):
+        src = graph.node(name).inputs[0]
+        if storage_root(src) != root(src):
+            del aliases[name], nhwc_flattens[name]
     features = {v: graph.node(graph.node(f).inputs[0]).type.shape[1:] for f, views in nhwc_flattens.items()
                 for v in views}
 

@@ -44,7 +44,8 @@ def channels_last_columns(w: np.ndarray, source: tuple[int, ...]) -> np.ndarray:
     """A linear weight reordered to read a flattened (C, *spatial) map in channels-last feature order."""
     w = np.asarray(w)
     channels, positions = source[0], int(np.prod(source[1:]))
-    return w.reshape(w.shape[0], channels, positions).transpose(0, 2, 1).reshape(w.shape[0], channels * positions)
+    out = w.shape[0]
+    return w.reshape(out, channels, positions).transpose(0, 2, 1).reshape(out, channels * positions)
 
 
 def pack_vector(v: np.ndarray, device: str) -> torch.Tensor:

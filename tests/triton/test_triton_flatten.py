@@ -38,9 +38,21 @@ def test_permuted_columns_read_channels_last_features_as_the_original_reads_nchw
     np.testing.assert_allclose(channels_last_columns(weight, (c, h, w)) @ nhwc, weight @ nchw, rtol=1e-12)
 
 
+def _two_readers(n: Network, f: Value, other: Callable[[Value], Value], width: int = 5
+                 ) -> tuple[Value, Value]:
+    """A linear layer and `other` both read the flattened value f."""
+    return n.linear(f, width), other(f)
+
+
+def _flatten_of_a_concat_operand(n: Network, x: Value) -> tuple[Value, Value]:
+    """`a` is written into its slice of the concat output, so its pixels are further apart than its width."""
+    a = n.sigmoid(x)
+    return n.concat([a, n.relu(x)], axis=1), n.linear(n.flatten(a, name="f"), 4)
+
+
 VIEW_CASES: dict[str, tuple[tuple[int, ...], Callable[[Network, Value], Any]]] = {
     "conv_flatten_linear": ((2, 3, 6, 5), lambda n, x: n.linear(n.flatten(n.relu(n.conv2d(x, 6, 3))), 7)),
-    "two_linears": ((2, 4, 3, 3), lambda n, x: (lambda f: (n.linear(f, 5), n.linear(f, 3)))(n.flatten(n.relu(x)))),
+    "two_linears": ((2, 4, 3, 3), lambda n, x: _two_readers(n, n.flatten(x), lambda f: n.linear(f, 3))),
     "through_dropout": ((2, 4, 3, 2), lambda n, x: n.linear(n.dropout(n.flatten(n.relu(x)), 0.5), 6)),
     "conv1d": ((2, 5, 7), lambda n, x: n.linear(n.flatten(n.conv1d(x, 4, 3)), 6)),
     "conv3d": ((1, 3, 2, 3, 4), lambda n, x: n.linear(n.flatten(n.conv3d(x, 4, 1)), 5)),
@@ -62,11 +74,9 @@ def test_flatten_into_linears_is_a_view(case: str, opt_level: int) -> None:
 
 
 COPY_CASES: dict[str, tuple[tuple[int, ...], Callable[[Network, Value], Any]]] = {
-    "flatten_also_an_output": ((2, 3, 2, 3), lambda n, x: (lambda f: (n.linear(f, 4), f))(n.flatten(x, name="f"))),
-    "another_reader": ((2, 3, 2, 3), lambda n, x: (lambda f: n.add(n.linear(f, 18), n.relu(f)))(
-        n.flatten(x, name="f"))),
-    "concat_slice": ((2, 3, 3, 3), lambda n, x: (lambda a: (n.concat([a, n.relu(x)], axis=1),
-                                                            n.linear(n.flatten(a, name="f"), 4)))(n.sigmoid(x))),
+    "also_an_output": ((2, 3, 2, 3), lambda n, x: _two_readers(n, n.flatten(x, name="f"), lambda f: f)),
+    "another_reader": ((2, 3, 2, 3), lambda n, x: _two_readers(n, n.flatten(x, name="f"), n.relu, width=18)),
+    "concat_slice": ((2, 3, 3, 3), lambda n, x: _flatten_of_a_concat_operand(n, x)),
 }
 
 
@@ -89,4 +99,5 @@ def test_half_precision_and_a_new_batch_size(dtype: str) -> None:
     bigger = np.concatenate([x, x[:1]])
     [out] = model.run(bigger)
     [first] = model.run(x)
-    np.testing.assert_allclose(out, np.concatenate([first, first[:1]]), rtol=0, atol=budget(dtype) * abs(first).max())
+    expected = np.concatenate([first, first[:1]])
+    np.testing.assert_allclose(out, expected, rtol=0, atol=budget(dtype) * abs(first).max())
