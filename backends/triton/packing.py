@@ -13,8 +13,9 @@ import torch
 
 
 def _to_torch(a: np.ndarray, dtype: torch.dtype, device: str) -> torch.Tensor:
-    # bfloat16 has no NumPy type, so every dtype goes through float32 on its way to the device.
-    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    # bfloat16 has no NumPy type, so every dtype goes through float32 on its way to the device. Always a
+    # copy: a packed tensor must not share memory with the graph's parameter arrays.
+    t = torch.from_numpy(np.array(a, dtype=np.float32, order="C", copy=True))
     return t.to(device=device, dtype=dtype).contiguous()
 
 

@@ -90,6 +90,17 @@ def test_new_batch_size_compiles_its_own_variant() -> None:
     assert len(model.variants) == 2  # batch 1 again reuses the first variant
 
 
+def test_packed_parameters_do_not_share_memory_with_the_graph() -> None:
+    net = chain(2, (1, 4, 6, 6))
+    model = compile_triton(net)
+    xs = random_inputs(net)
+    [before] = model.run(*xs)
+    for array in net.graph.params.values():
+        array[...] = 0  # float32 weights and biases could have been packed without a copy
+    [after] = model.run(*xs)
+    np.testing.assert_array_equal(before, after)
+
+
 def test_channels_last_and_strided_inputs_are_accepted() -> None:
     net = chain(1)
     model = compile_triton(net)
