@@ -4,7 +4,7 @@ TRITON_INTERPRET is read when kernels are decorated, so `INTERPRET` records it o
 
 Under the interpreter every program is run op by op in Python with NumPy: an op costs tens of microseconds
 of bookkeeping whatever its block size, so block sizes there are chosen to run few, large programs
-(`interpreter_block`, `tile_elements`); GPU block sizes are untouched by these knobs.
+(`interpreter_block`, `row_blocks`, `flat_block`); GPU block sizes are untouched by these knobs.
 """
 from __future__ import annotations
 

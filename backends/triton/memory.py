@@ -24,6 +24,7 @@ import torch
 from convc.backends.triton.common import TORCH_DTYPES
 from convc.backends.triton.geometry import channels, pixels
 from convc.backends.triton.launch import View
+from convc.errors import BackendError
 from convc.ir import Graph, Node
 from convc.types import ITEMSIZE
 
@@ -179,7 +180,8 @@ def plan_memory(graph: Graph, dtype: str, device: str,
         key = storage_root(node.name)
         buf = buffers[key]
         buf.first = min(buf.first, index[node.name])
-        reads = [index[u.name] for u in graph.users(node.name)] + ([end] if node.name in graph.outputs else [])
+        reads = [index[u.name] for u in graph.users(node.name)]
+        reads += [end] if node.name in graph.outputs else []
         buf.last = max(buf.last, index[node.name], *reads)
     scratch_bufs: dict[str, list[_Buffer]] = {}
     for name, requests in scratch.items():
@@ -201,6 +203,9 @@ def plan_memory(graph: Graph, dtype: str, device: str,
         rows, cols = pixels(t), channels(t)
         if v in nhwc_flattens:  # the contiguous [N * positions, C] matrix read as [N, positions * C]
             src = view_of(aliases[v])
+            if src.ld != src.cols or src.rows * src.cols != rows * cols:
+                raise BackendError(f"internal: flatten '{v}' cannot view a {src.rows}x{src.cols} map "
+                                   f"with rows {src.ld} apart")
             view = View(src.storage, src.offset, rows, cols, cols)
         elif v in aliases:
             src = view_of(aliases[v])
