@@ -3,6 +3,9 @@
 - One BLAS thread while these tests run: the interpreter's tl.dot is a NumPy matmul of one block, and on
   the 2-core CI machine a multithreaded OpenBLAS spends 10-100x longer waking threads than multiplying
   a [16, 512] block (measured: 24 ms against 0.2 ms). Restored after each test module.
+- Without TRITON_INTERPRET (tests/conftest.py sets it when torch sees no CUDA device) these tests skip:
+  they compile for device="cpu"; on a GPU machine tests/gpu/ covers the backend. A test module that needs
+  no interpreter sets NEEDS_INTERPRETER = False.
 - `small_blocks`: GPU-like block limits for the kernel tests, so their tiny shapes still run several
   programs and several K steps (the interpreter's default blocks would cover them in one program).
 """
@@ -36,6 +39,12 @@ def _openblas_thread_calls() -> tuple[object, object] | None:
 
 
 _BLAS = _openblas_thread_calls()
+
+
+@pytest.fixture(autouse=True)
+def needs_interpreter(request: pytest.FixtureRequest) -> None:
+    if not common.INTERPRET and getattr(request.module, "NEEDS_INTERPRETER", True):
+        pytest.skip("runs Triton kernels on the CPU interpreter (TRITON_INTERPRET=1); see tests/gpu on a GPU")
 
 
 @pytest.fixture(autouse=True, scope="module")
