@@ -18,11 +18,14 @@ demo: $(STAMP)
 	$(VENV)/bin/convc summary resnet18
 	$(VENV)/bin/convc run resnet18 --summary --repeat 3
 
+# Two pytest workers on two cores: one BLAS / OpenMP thread each, or they oversubscribe the machine.
+TEST_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(TEST_ENV) $(PY) -m pytest -q -n 2 --dist loadfile
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
+	$(TEST_ENV) $(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 bench: $(STAMP)
 	$(VENV)/bin/convc bench resnet50 --backends numpy,torch --batch 1
