@@ -44,7 +44,10 @@ def strided_copy_kernel(
 
 
 def shape5(shape: tuple[int, ...]) -> Shape5:
-    """(N, C, *spatial) -> (N, C, D, H, W); a 2-D (N, F) tensor is (N, F, 1, 1, 1)."""
+    """(N, C, *spatial) -> (N, C, D, H, W); a 2-D (N, F) tensor is (N, F, 1, 1, 1). A 1-D (L,) value is
+    stored as one pixel of L channels (geometry.channels), so it is (1, L, 1, 1, 1)."""
+    if len(shape) == 1:
+        return (1, shape[0], 1, 1, 1)
     sp = tuple(shape[2:])
     return tuple(shape[:2]) + (1,) * (3 - len(sp)) + sp  # type: ignore[return-value]
 
@@ -57,8 +60,10 @@ def strides_of_view(view: View, spatial: tuple[int, int, int]) -> Strides5:
 
 def strides_of_tensor(t: torch.Tensor) -> Strides5:
     st = tuple(t.stride())
-    if t.dim() < 2:
-        raise ValueError("expected at least 2 dimensions")
+    if t.dim() == 1:  # (L,) is (1, L, 1, 1, 1): see shape5
+        return (0, st[0], 0, 0, 0)
+    if t.dim() < 1:
+        raise ValueError("expected at least 1 dimension")
     return tuple(st[:2]) + (0,) * (5 - t.dim()) + tuple(st[2:])  # type: ignore[return-value]
 
 

@@ -77,11 +77,19 @@ class Variant:
     def output_launches(self, outs: list[torch.Tensor]) -> list[Launch]:
         launches = []
         for name, out in zip(self.graph.outputs, outs):
+            if self.graph.node(name).op == "param":
+                continue  # a constant output has no arena view: see fill_constant_outputs
             view = self.plan.views[name]
             launches.append(strided_copy_launch(name, shape5(tuple(out.shape)), view.ptr,
                                                 strides_of_view(view, spatial3(tuple(out.shape))), out,
                                                 strides_of_tensor(out)))
         return launches
+
+    def fill_constant_outputs(self, outs: list[torch.Tensor]) -> None:
+        """Outputs that are graph constants (an ONNX Constant) are copied from the parameters."""
+        for name, out in zip(self.graph.outputs, outs):
+            if self.graph.node(name).op == "param":
+                out.copy_(torch.from_numpy(np.asarray(self.graph.params[name])).reshape(out.shape))
 
 
 class TritonModule(torch.nn.Module, CompiledModel):
@@ -155,6 +163,7 @@ class TritonModule(torch.nn.Module, CompiledModel):
             for step in steps:  # compile every kernel before capture
                 step()
         torch.cuda.current_stream().wait_stream(stream)
+        variant.fill_constant_outputs(variant.static_outputs)  # constant: outside the captured graph
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             for step in steps:
@@ -204,6 +213,7 @@ class TritonModule(torch.nn.Module, CompiledModel):
                     for o in variant.graph.outputs]
             for launch in variant.output_launches(outs):
                 launch()
+            variant.fill_constant_outputs(outs)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
