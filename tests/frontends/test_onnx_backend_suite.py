@@ -15,6 +15,7 @@ import importlib
 import os
 import re
 import tempfile
+import unittest
 import warnings
 
 import pytest
@@ -95,7 +96,30 @@ EXCLUDE = {
     r"^test_AvgPool1d(_stride)?_cpu": "the exporter wraps the pool in Unsqueeze/Squeeze",
 }
 
+# Tests the Triton backend cannot pass for a numerical reason that is not a convc limit (they still pass on
+# NumPy, so they stay out of EXCLUDE, whose tests must fail with a ConvcError).
+TRITON_EXCLUDE = {
+    # The light SqueezeNet's constant weights (0.02 everywhere) make all 1000 logits equal at ~9.5e9, where a
+    # float32 ulp is 1024. Triton's GEMM sums the 512 input channels in a different order for some output
+    # channels than for others, so its logits come out 2 ulps (2048) apart: a relative error of 2e-7, inside
+    # float32's budget, that softmax turns into exp(-2048) = 0 (56 channels share the probability). The
+    # expected uniform 0.001 needs every channel rounded identically; NumPy's conv output also differs across
+    # channels at 162 of the 169 pixels and gets equal logits only after the average pool, by chance.
+    # torch.onnx wrote these models' inputs from uninitialised float64 memory (values like 1e-310 and 1e198):
+    # float32 turns them into 0 and inf.
+    r"^test_operator_(add_broadcast|add_size1_right_broadcast|add_size1_singleton_broadcast|addconstant)_cpu":
+        "float64 inputs outside float32's range (Triton computes in float32 at most)",
+    r"^test_squeezenet_cpu": "softmax of ~1e10 logits amplifies a 2-ulp float32 accumulation-order "
+                             "difference across channels (measured; see TRITON_EXCLUDE)",
+}
+
 _SLOW_LIGHT_MODELS = r"^test_(resnet50|vgg19)_cpu"
+
+
+def suite_dtype(backend: str) -> str | None:
+    """Triton kernels compute in float32 at most: the float64 models (the PyTorch operator models are exported
+    in double) run in float32 there, their outputs cast back to float64 for the runner's rtol=1e-3 check."""
+    return "float32" if backend == "triton" else None
 
 
 def _supported_op_node_cases() -> list:
@@ -107,19 +131,19 @@ def _supported_op_node_cases() -> list:
     return _NodeTestCases
 
 
-def _new_suite() -> BackendTest:
+def _new_suite(backend: str = SUITE_BACKEND, module: str = __name__) -> BackendTest:
     original = node_loader.load_node_model_tests
     node_loader.load_node_model_tests = _supported_op_node_cases
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the case generators warn about their own overflow tests
-            return BackendTest(backend_for(SUITE_BACKEND), __name__)
+            return BackendTest(backend_for(backend, suite_dtype(backend)), module)
     finally:
         node_loader.load_node_model_tests = original
 
 
-def _backend_test() -> BackendTest:
-    suite = _new_suite()
+def _backend_test(backend: str, module: str) -> BackendTest:
+    suite = _new_suite(backend, module)
     for pattern in INCLUDE:
         suite.include(pattern)
     for pattern in EXCLUDE:
@@ -127,20 +151,24 @@ def _backend_test() -> BackendTest:
     return suite
 
 
-def _collected_cases(suite: BackendTest) -> dict[str, type]:
-    """The suite's test classes holding only the included CPU tests (excluded ones stay, as skips with
-    their reason); ResNet-50 and VGG-19 take several seconds each on NumPy and carry the `slow` marker."""
-    cases = suite.test_cases
+def suite_test_cases(backend: str, module: str) -> dict[str, type]:
+    """The suite's test classes for `backend`, holding only the included CPU tests (excluded ones stay, as
+    skips with their reason); ResNet-50 and VGG-19 take several seconds each on NumPy and carry the `slow`
+    marker. A module puts them in its globals for pytest to collect."""
+    cases = _backend_test(backend, module).test_cases
     for case in cases.values():
         for name in [n for n in vars(case) if n.startswith("test_")]:
+            triton_reason = next((r for p, r in TRITON_EXCLUDE.items() if re.search(p, name)), None)
             if not name.endswith("_cpu") or not any(re.search(p, name) for p in INCLUDE):
                 delattr(case, name)
+            elif backend == "triton" and triton_reason:
+                setattr(case, name, unittest.skip(triton_reason)(getattr(case, name)))
             elif re.search(_SLOW_LIGHT_MODELS, name):
                 setattr(case, name, pytest.mark.slow(getattr(case, name)))
     return {name: case for name, case in cases.items() if any(n.startswith("test_") for n in vars(case))}
 
 
-globals().update(_collected_cases(_backend_test()))
+globals().update(suite_test_cases(SUITE_BACKEND, __name__))
 
 
 def _excluded_tests() -> dict[str, object]:
