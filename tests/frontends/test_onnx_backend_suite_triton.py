@@ -19,7 +19,7 @@ if os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("the Triton ONNX suite runs here under TRITON_INTERPRET=1", allow_module_level=True)
 
 # pytest's default import mode puts this folder on sys.path.
-from test_onnx_backend_suite import suite_test_cases  # noqa: E402
+from test_onnx_backend_suite import suite_test_cases
 
 globals().update({name: case for name, case in suite_test_cases("triton", __name__).items()
                   if name != "OnnxBackendRealModelTest"})

@@ -17,7 +17,7 @@ if os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("the Triton ONNX suite runs here under TRITON_INTERPRET=1", allow_module_level=True)
 
 # pytest's default import mode puts this folder on sys.path.
-from test_onnx_backend_suite import suite_test_cases  # noqa: E402
+from test_onnx_backend_suite import suite_test_cases
 
 OnnxBackendRealModelTest = suite_test_cases("triton", __name__)["OnnxBackendRealModelTest"]
 OnnxBackendRealModelTest.test_vgg19_cpu = unittest.skip(  # type: ignore[method-assign]
