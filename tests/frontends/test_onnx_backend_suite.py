@@ -109,11 +109,18 @@ TRITON_EXCLUDE = {
     # float32 turns them into 0 and inf.
     r"^test_operator_(add_broadcast|add_size1_right_broadcast|add_size1_singleton_broadcast|addconstant)_cpu":
         "float64 inputs outside float32's range (Triton computes in float32 at most)",
-    r"^test_squeezenet_cpu": "softmax of ~1e10 logits amplifies a 2-ulp float32 accumulation-order "
-                             "difference across channels (measured; see TRITON_EXCLUDE)",
 }
 
-_SLOW_LIGHT_MODELS = r"^test_(resnet50|vgg19)_cpu"
+# Skipped on every backend. onnx's "light" zoo models carry constant weights (0.02 everywhere), so all 1000
+# logits tie at a huge value (~9.5e9 for SqueezeNet, where a float32 ulp is 1024); the expected uniform 0.001
+# needs every channel rounded identically, so which channels win the softmax depends on summation order (BLAS
+# threads, GEMM blocking). Measured: NumPy passes AlexNet/GoogLeNet/ResNet-50 with multithreaded BLAS and fails
+# SqueezeNet with one BLAS thread; Triton's results move with its block sizes. Pass or fail is luck, not
+# correctness; the zoo architectures are checked against torch with random weights in tests/frontends instead.
+ILL_CONDITIONED = {
+    r"^test_(bvlc_alexnet|zfnet512|inception_v1|squeezenet|resnet50|vgg19)_cpu":
+        "constant-weight model: tied ~1e10 logits make the softmax depend on float32 summation order",
+}
 
 
 def suite_dtype(backend: str) -> str | None:
@@ -159,12 +166,13 @@ def suite_test_cases(backend: str, module: str) -> dict[str, type]:
     for case in cases.values():
         for name in [n for n in vars(case) if n.startswith("test_")]:
             triton_reason = next((r for p, r in TRITON_EXCLUDE.items() if re.search(p, name)), None)
+            ill_reason = next((r for p, r in ILL_CONDITIONED.items() if re.search(p, name)), None)
             if not name.endswith("_cpu") or not any(re.search(p, name) for p in INCLUDE):
                 delattr(case, name)
+            elif ill_reason:
+                setattr(case, name, unittest.skip(ill_reason)(getattr(case, name)))
             elif backend == "triton" and triton_reason:
                 setattr(case, name, unittest.skip(triton_reason)(getattr(case, name)))
-            elif re.search(_SLOW_LIGHT_MODELS, name):
-                setattr(case, name, pytest.mark.slow(getattr(case, name)))
     return {name: case for name, case in cases.items() if any(n.startswith("test_") for n in vars(case))}
 
 

@@ -1,6 +1,5 @@
 """ONNX's backend test suite (the selection of test_onnx_backend_suite.py) on convc's Triton backend: the
-node tests and the PyTorch models here, the light zoo models in test_onnx_backend_suite_triton_models.py
-(two files, so `pytest -n 2 --dist loadfile` runs them side by side).
+node tests and the PyTorch models (the light zoo models are skipped on every backend: see ILL_CONDITIONED).
 
 Without CUDA it runs under the Triton interpreter (tests/conftest.py sets TRITON_INTERPRET=1 before any
 kernel is decorated); on a CUDA machine without the interpreter tests/gpu covers the Triton backend, and
