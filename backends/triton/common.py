@@ -55,6 +55,19 @@ def dot_acc(a, b, acc, DOT_MODE: tl.constexpr):
     return acc
 
 
+@triton.jit
+def window_origin(rm, OD, OH, OW, stride_d, stride_h, stride_w, pad_d, pad_h, pad_w):
+    """Flattened NDHWC output pixels -> (batch index, first input d, h, w of each one's window); the
+    coordinates may be negative (padding). Shared by every convolution and pooling kernel."""
+    ow = rm % OW
+    t = rm // OW
+    oh = t % OH
+    t = t // OH
+    od = t % OD
+    nb = t // OD
+    return nb, od * stride_d - pad_d, oh * stride_h - pad_h, ow * stride_w - pad_w
+
+
 def cdiv(a: int, b: int) -> int:
     return triton.cdiv(a, b)
 

@@ -15,6 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
+from convc.backends.triton.common import window_origin
+
 from convc.backends.triton.epilogue import apply_epilogue, epilogue_meta
 from convc.backends.triton.geometry import ConvGeometry
 from convc.backends.triton.launch import Launch, View
@@ -39,15 +41,7 @@ def conv_direct_kernel(
     n_ok = rn < O
     first_in_channel = (rn // O_g) * C_g
 
-    ow = rm % OW
-    t = rm // OW
-    oh = t % OH
-    t = t // OH
-    od = t % OD
-    nb = t // OD
-    id0 = od * stride_d - pad_d
-    ih0 = oh * stride_h - pad_h
-    iw0 = ow * stride_w - pad_w
+    nb, id0, ih0, iw0 = window_origin(rm, OD, OH, OW, stride_d, stride_h, stride_w, pad_d, pad_h, pad_w)
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kd in range(KD):

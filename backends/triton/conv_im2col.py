@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from convc.backends.triton.common import INTERPRET, row_blocks
+from convc.backends.triton.common import INTERPRET, row_blocks, window_origin
 from convc.backends.triton.gemm import gemm_launch
 from convc.backends.triton.geometry import ConvGeometry
 from convc.backends.triton.launch import Launch, View
@@ -39,15 +39,10 @@ def im2col_kernel(
     rc = tl.arange(0, BLOCK_C)
     m_ok = rm < M
 
-    ow = rm % OW
-    t = rm // OW
-    oh = t % OH
-    t = t // OH
-    od = t % OD
-    nb = t // OD
-    idd = od * stride_d - pad_d + kd * dil_d
-    ih = oh * stride_h - pad_h + kh * dil_h
-    iw = ow * stride_w - pad_w + kw * dil_w
+    nb, id0, ih0, iw0 = window_origin(rm, OD, OH, OW, stride_d, stride_h, stride_w, pad_d, pad_h, pad_w)
+    idd = id0 + kd * dil_d
+    ih = ih0 + kh * dil_h
+    iw = iw0 + kw * dil_w
     inside = m_ok & (idd >= 0) & (idd < D) & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
     pix = ((nb * D + idd) * H + ih) * W + iw
 

@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from convc.backends.triton.common import dot_acc
+from convc.backends.triton.common import dot_acc, window_origin
 from convc.backends.triton.epilogue import apply_epilogue, epilogue_meta
 from convc.backends.triton.geometry import ConvGeometry
 from convc.backends.triton.launch import Launch, View
@@ -43,15 +43,7 @@ def conv_implicit_gemm_kernel(
     n_ok = rn < O_g
 
     # Output pixel -> (n, od, oh, ow) -> top-left-front corner of its receptive field.
-    ow = rm % OW
-    t = rm // OW
-    oh = t % OH
-    t = t // OH
-    od = t % OD
-    nb = t // OD
-    id0 = od * stride_d - pad_d
-    ih0 = oh * stride_h - pad_h
-    iw0 = ow * stride_w - pad_w
+    nb, id0, ih0, iw0 = window_origin(rm, OD, OH, OW, stride_d, stride_h, stride_w, pad_d, pad_h, pad_w)
 
     x_group = x_ptr + group * C_g
     w_group = w_ptr + group * (KD * KH * KW * C_g * O_g)

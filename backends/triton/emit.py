@@ -19,7 +19,7 @@ from convc.serialize import atomic_write
 if TYPE_CHECKING:
     from convc.backends.triton.module import TritonModule
 
-HELPERS = (epilogue._apply_step, epilogue.apply_epilogue, common.dot_acc)
+HELPERS = (epilogue._apply_step, epilogue.apply_epilogue, common.dot_acc, common.window_origin)
 
 
 def _source(jit_fn: Any) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import triton
 import triton.language as tl
 
-from convc.backends.triton.common import row_blocks
+from convc.backends.triton.common import row_blocks, window_origin
 from convc.backends.triton.geometry import PoolGeometry
 from convc.backends.triton.launch import Launch, View
 from convc.errors import BackendError
@@ -30,15 +30,7 @@ def window_pool_kernel(
     rc = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     m_ok = rm < M
     c_ok = rc < C
-    ow = rm % OW
-    t = rm // OW
-    oh = t % OH
-    t = t // OH
-    od = t % OD
-    nb = t // OD
-    d0 = od * stride_d - pad_d
-    h0 = oh * stride_h - pad_h
-    w0 = ow * stride_w - pad_w
+    nb, d0, h0, w0 = window_origin(rm, OD, OH, OW, stride_d, stride_h, stride_w, pad_d, pad_h, pad_w)
 
     if IS_MAX:
         acc = tl.full((BLOCK_M, BLOCK_C), float("-inf"), tl.float32)
