@@ -11,6 +11,7 @@ is a result with a reason, never an exception.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -116,8 +117,9 @@ def time_function(fn: Callable[[], Any], *, cuda: bool, warmup: int, repeat: int
 
 
 # ---------------------------------------------------------------------------- where a backend runs
-def placement(backend: str, dtype: str) -> tuple[str | None, str]:
-    """('cuda' | 'cpu', '') where `backend` can be timed here, or (None, why not)."""
+def placement(backend: str, dtype: str, interpreted_ok: bool = False) -> tuple[str | None, str]:
+    """('cuda' | 'cpu', '') where `backend` can run here, or (None, why not). `interpreted_ok`: a GPU
+    backend may run emulated on the CPU when TRITON_INTERPRET=1 (fine for checking, not for timing)."""
     caps = get_backend(backend).capabilities
     if dtype not in caps.dtypes:
         return None, f"no {dtype} support (it runs {', '.join(caps.dtypes)})"
@@ -126,6 +128,10 @@ def placement(backend: str, dtype: str) -> tuple[str | None, str]:
     # A backend that lists CUDA first is a GPU backend whose CPU path, if any, is an emulation
     # (Triton's interpreter): far too slow for its time to mean anything.
     if caps.devices and caps.devices[0] == "cuda":
+        if interpreted_ok and os.environ.get("TRITON_INTERPRET") == "1":
+            return "cpu", ""
+        if interpreted_ok:
+            return None, "needs a CUDA device (or TRITON_INTERPRET=1 to run its kernels interpreted on the CPU)"
         return None, "needs a CUDA device (without one it runs interpreted: far too slow to time)"
     if "cpu" in caps.devices:
         return "cpu", ""

@@ -112,10 +112,10 @@ def test_console_script_is_installed() -> None:
 
 def test_check_all_backends_marks_what_cannot_run_here(capsys: pytest.CaptureFixture[str],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    import convc.commands.check as check
+    import convc.benchmark as benchmark
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    monkeypatch.setattr(check, "_cuda", lambda: False)
+    monkeypatch.setattr(benchmark, "cuda_available", lambda: False)
     code, out, _ = run_cli(capsys, "check", "lenet5", "--backends", "all", "--dtype", "float16")
     assert code == 0
     assert "no float16 support" in out  # numpy computes in float32/float64 only

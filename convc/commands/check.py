@@ -2,36 +2,26 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 from rich.table import Table
 
-from convc.commands.common import add_compile_args, add_model_args, compile_options, console, load_model, \
-    parse_input, split_list
+from convc.benchmark import placement
+from convc.commands.common import (
+    add_compile_args,
+    add_model_args,
+    compile_options,
+    console,
+    load_model,
+    parse_input,
+    split_list,
+)
 from convc.compiler import compile as convc_compile
 from convc.errors import ConvcError
 from convc.numerics import budget, rel_err
 from convc.numerics_check import seeded_inputs
-from convc.registry import backend_names, get_backend
+from convc.registry import backend_names
 from convc.types import check_dtype
-
-
-def unavailable_reason(name: str, dtype: str) -> str | None:
-    """Why backend `name` cannot check `dtype` on this machine, or None when it can."""
-    caps = get_backend(name).capabilities
-    if dtype not in caps.dtypes:
-        return f"no {dtype} support"
-    gpu_first = bool(caps.devices) and caps.devices[0] == "cuda"
-    if gpu_first and not _cuda() and os.environ.get("TRITON_INTERPRET") != "1":
-        return "needs a CUDA device (or TRITON_INTERPRET=1 to run its kernels interpreted on the CPU)"
-    return None
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(col)
     failed = False
     for name in backends:
-        why_not = unavailable_reason(name, dtype) if every else None
+        why_not = placement(name, dtype, interpreted_ok=True)[1] if every else None
         if why_not:
             table.add_row(name, "-", f"{limit:.0e}", f"[yellow]unavailable: {why_not}[/]")
             continue
