@@ -131,7 +131,8 @@ def placement(backend: str, dtype: str, interpreted_ok: bool = False) -> tuple[s
         if interpreted_ok and os.environ.get("TRITON_INTERPRET") == "1":
             return "cpu", ""
         if interpreted_ok:
-            return None, "needs a CUDA device (or TRITON_INTERPRET=1 to run its kernels interpreted on the CPU)"
+            return None, ("needs a CUDA device (or TRITON_INTERPRET=1 to run its kernels interpreted on "
+                          "the CPU)")
         return None, "needs a CUDA device (without one it runs interpreted: far too slow to time)"
     if "cpu" in caps.devices:
         return "cpu", ""

@@ -29,7 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_compile_args(p)
     p.add_argument("--backends", default="numpy,torch",
-                   help="comma-separated backends (default numpy,torch); 'all': every registered backend that "
+                   help="comma-separated backends (default numpy,torch); 'all': every registered backend "
+                        "that "
                         "can run here (the others are listed as unavailable)")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--seed", type=int, default=0)
