@@ -19,8 +19,25 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def version_line() -> str:
+    """convc's version and the versions it runs with, e.g. 'convc 0.1.0 (python 3.11.9, torch 2.13.0, ...)'."""
+    from importlib import metadata
+
+    import convc
+
+    found = [f"python {sys.version.split()[0]}"]
+    for dist in ("torch", "triton", "numpy"):
+        try:
+            found.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{dist} not installed")
+    return f"convc {convc.__version__} ({', '.join(found)})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="convc", description="A compiler from convolutional networks to kernels.")
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="print convc's version and those of python, torch, triton and numpy, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in COMMANDS:
         module.add_parser(sub)
