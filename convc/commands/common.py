@@ -15,7 +15,8 @@ console = Console(highlight=False)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a zoo model name (see `convc models`), a .onnx file, or module.py:factory")
+    p.add_argument("model", help="a zoo model name (see `convc models`), a .onnx file, module.py:factory, or "
+                   "a graph saved with net.save (.json beside its .npz)")
     p.add_argument("--batch", type=int, default=None, help="batch size (default 1)")
     p.add_argument("--input", default=None, metavar="C,H,W",
                    help="input shape without the batch axis (spatial size only also works: 64 or 64,64)")
@@ -65,9 +66,14 @@ def parse_input(text: str | None) -> tuple[int, ...] | None:
 
 def load_model(spec: str, batch: int | None = None, input_shape: tuple[int, ...] | None = None,
                init: bool = True) -> Network:
-    """A zoo name, a .onnx path or module.py:factory -> a Network (`init=False`: zoo structure only)."""
+    """A zoo name, a .onnx path, module.py:factory or a saved graph (tiny.json, or the stem tiny when
+    tiny.json and tiny.npz exist) -> a Network (`init=False`: zoo structure only)."""
     if batch is not None and batch <= 0:
         raise OptionError(f"--batch {batch}: must be a positive integer")
+    from convc.model_files import load_saved_graph, saved_graph_path
+
+    if saved_graph_path(spec) is not None:
+        return load_saved_graph(spec, batch, input_shape)
     if spec.endswith(".onnx") or ".py:" in spec:
         from convc import frontends
 
