@@ -95,8 +95,9 @@ def check_batchable(graph: Graph) -> None:
     """Raises a GraphError naming the first node that mixes examples of a batch."""
     batches = {n.type.shape[0] if n.type.shape else None for n in graph.inputs}
     if len(batches) != 1 or None in batches:
-        raise GraphError(f"graph '{graph.name}' cannot change its batch size: its inputs "
-                         f"({', '.join(f'{n.name} {n.type}' for n in graph.inputs)}) do not share a batch axis 0")
+        listed = ", ".join(f"{n.name} {n.type}" for n in graph.inputs)
+        raise GraphError(f"graph '{graph.name}' cannot change its batch size: its inputs ({listed}) do not "
+                         f"share a batch axis 0")
     check_batch_axis(graph, batch_size(graph))
 
 

@@ -1,6 +1,6 @@
 """Graphs saved by `net.save` / `convc.save` as models for every command: `convc run tiny.json`.
 
-    path = saved_graph_path("tiny.json")      # Path('tiny.json'); also 'tiny' when tiny.json and tiny.npz exist
+    path = saved_graph_path("tiny.json")   # Path('tiny.json'); also for 'tiny' when tiny.json, tiny.npz exist
     net = load_saved_graph("tiny.json", batch=8)
 
 A saved graph has fixed input shapes; `batch` re-types it for another batch size (when its examples are
@@ -37,8 +37,8 @@ def read_saved_graph(json_path: Path) -> Graph:
         raise OptionError(f"model file '{json_path}' does not exist (net.save('{json_path.with_suffix('')}') "
                           f"writes it with its parameters '{npz}')")
     if not npz.is_file():
-        raise OptionError(f"model file '{json_path}' has no parameter file '{npz}' beside it; net.save writes "
-                          f"both, copy them together")
+        raise OptionError(f"model file '{json_path}' has no parameter file '{npz}' beside it; net.save "
+                          f"writes both, copy them together")
     try:
         return load(json_path)
     except ConvcError:
@@ -61,9 +61,9 @@ def load_saved_graph(spec: str, batch: int | None = None,
     if input_shape is not None:
         saved = graph.inputs[0].type.shape[1:]
         if tuple(input_shape) not in (tuple(saved), tuple(saved[1:])):
-            raise OptionError(f"--input {','.join(map(str, input_shape))}: '{path}' was saved for input shape "
-                              f"{','.join(map(str, saved))} (without the batch axis); a saved graph keeps its "
-                              f"shapes")
+            given, kept = ",".join(map(str, input_shape)), ",".join(map(str, saved))
+            raise OptionError(f"--input {given}: '{path}' was saved for input shape {kept} (without the "
+                              f"batch axis); a saved graph keeps its shapes")
     if batch is not None and batch != batch_size(graph):
         graph = rebatch(graph, batch)
     net = Network(graph.name)
