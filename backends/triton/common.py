@@ -56,6 +56,25 @@ def dot_acc(a, b, acc, DOT_MODE: tl.constexpr):
 
 
 @triton.jit
+def max_keep_nan(a, b):
+    """max(a, b), NaN where either is NaN, as torch's max, relu and max pooling are. tl.maximum alone
+    returns the other operand for a NaN (IEEE maxNum), which would turn a NaN into a number."""
+    return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
+def min_keep_nan(a, b):
+    """min(a, b), NaN where either is NaN (see max_keep_nan)."""
+    return tl.minimum(a, b, propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
+def max_reduce_keep_nan(x, axis: tl.constexpr):
+    """tl.max(x, axis), NaN where the reduced slice holds a NaN (tl.max drops NaN on the GPU)."""
+    return tl.reduce(x, axis, max_keep_nan)
+
+
+@triton.jit
 def window_origin(rm, OD, OH, OW, stride_d, stride_h, stride_w, pad_d, pad_h, pad_w):
     """Flattened NDHWC output pixels -> (batch index, first input d, h, w of each one's window); the
     coordinates may be negative (padding). Shared by every convolution and pooling kernel."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from convc.backends.triton.common import max_keep_nan, min_keep_nan
 from convc.errors import BackendError
 from convc.ir import Node
 
@@ -59,8 +60,9 @@ def epilogue_meta(codes: tuple[int, ...]) -> dict[str, int]:
 
 @triton.jit
 def _apply_step(acc, CODE: tl.constexpr, param, r0_ptr, r0_offs, r1_ptr, r1_offs, mask):
+    # NaN-keeping max/min: relu(NaN) and elu(NaN) are NaN in torch; tl.maximum would return 0.
     if CODE == 1:  # relu
-        acc = tl.maximum(acc, 0.0)
+        acc = max_keep_nan(acc, 0.0)
     elif CODE == 2:  # leaky_relu
         acc = tl.where(acc > 0, acc, acc * param)
     elif CODE == 3:  # sigmoid
@@ -68,7 +70,7 @@ def _apply_step(acc, CODE: tl.constexpr, param, r0_ptr, r0_offs, r1_ptr, r1_offs
     elif CODE == 4:  # tanh, via exp so it exists in every Triton version; saturates to +-1 without NaN
         acc = 2.0 / (1.0 + tl.exp(-2.0 * acc)) - 1.0
     elif CODE == 5:  # elu
-        acc = tl.where(acc > 0, acc, param * (tl.exp(tl.minimum(acc, 0.0)) - 1.0))
+        acc = tl.where(acc > 0, acc, param * (tl.exp(min_keep_nan(acc, 0.0)) - 1.0))
     elif CODE == 6:
         acc = acc + tl.load(r0_ptr + r0_offs, mask=mask, other=0.0).to(tl.float32)
     elif CODE == 7:

@@ -9,7 +9,7 @@ from typing import Any
 import triton
 import triton.language as tl
 
-from convc.backends.triton.common import row_blocks
+from convc.backends.triton.common import max_keep_nan, row_blocks
 from convc.backends.triton.launch import Launch, View
 from convc.errors import BackendError
 
@@ -26,7 +26,7 @@ def maxout_kernel(
     acc = tl.full((BLOCK_M, BLOCK_C), float("-inf"), tl.float32)
     for j in range(K):
         v = tl.load(rows + (rc * K + j)[None, :], mask=mask, other=float("-inf"))
-        acc = tl.maximum(acc, v.to(tl.float32))
+        acc = max_keep_nan(acc, v.to(tl.float32))  # a NaN input gives NaN, as in torch
     tl.store(y_ptr + rm[:, None] * ld_y + rc[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 

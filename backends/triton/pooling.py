@@ -12,7 +12,7 @@ from typing import Any
 import triton
 import triton.language as tl
 
-from convc.backends.triton.common import row_blocks, window_origin
+from convc.backends.triton.common import max_keep_nan, max_reduce_keep_nan, row_blocks, window_origin
 from convc.backends.triton.geometry import PoolGeometry
 from convc.backends.triton.launch import Launch, View
 from convc.errors import BackendError
@@ -48,7 +48,7 @@ def window_pool_kernel(
                 pix = ((nb * D + idd) * H + ih) * W + iw
                 if IS_MAX:
                     v = tl.load(x_ptr + pix[:, None] * ld_x + rc[None, :], mask=ok, other=float("-inf"))
-                    acc = tl.maximum(acc, v.to(tl.float32))
+                    acc = max_keep_nan(acc, v.to(tl.float32))  # a NaN in the window gives NaN, as in torch
                 else:
                     v = tl.load(x_ptr + pix[:, None] * ld_x + rc[None, :], mask=ok, other=0.0)
                     acc += v.to(tl.float32)
@@ -87,11 +87,11 @@ def global_pool_kernel(
         ok = (pp < P)[:, None] & c_ok[None, :]
         offs = (nb * P + pp)[:, None] * ld_x + rc[None, :]
         if IS_MAX:
-            acc = tl.maximum(acc, tl.load(x_ptr + offs, mask=ok, other=float("-inf")).to(tl.float32))
+            acc = max_keep_nan(acc, tl.load(x_ptr + offs, mask=ok, other=float("-inf")).to(tl.float32))
         else:
             acc += tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float32)
     if IS_MAX:
-        out = tl.max(acc, axis=0)
+        out = max_reduce_keep_nan(acc, 0)
     else:
         out = tl.sum(acc, axis=0) / P
     tl.store(y_ptr + nb * ld_y + rc, out.to(y_ptr.dtype.element_ty), mask=c_ok)
