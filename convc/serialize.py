@@ -76,14 +76,39 @@ def from_json(text: str, params: dict[str, np.ndarray] | None = None) -> Graph:
     return graph_from_dict(json.loads(text), params)
 
 
+def _current_umask() -> int:
+    """The process umask; read from /proc where it can be, as setting it to read it races with threads."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode(path: Path) -> int:
+    """The mode `open(path, "w")` would leave: the existing file's, else 0o666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_current_umask()
+
+
 def atomic_write(path: str | Path, data: bytes) -> None:
-    """Writes `data` to `path` via a temporary file in the same folder and a rename."""
+    """Writes `data` to `path` via a temporary file in the same folder and a rename.
+
+    The file gets the mode a plain write would give it (mkstemp's temporary file is private, 0600).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, new_file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

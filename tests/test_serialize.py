@@ -1,6 +1,7 @@
 """JSON round trip (exact), save/load with .json + .npz, atomic writes, corrupt files refused."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +65,28 @@ def test_printer_line_format() -> None:
                         "padding=((3,3),(3,3))} : f32[1,64,112,112]")
     dot = to_dot(net.graph)
     assert dot.startswith('digraph "p" {') and '"x" -> "conv1";' in dot
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_atomic_write_honours_the_umask(tmp_path: Path, umask: int) -> None:
+    from convc.serialize import atomic_write
+
+    old = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "new.json", b"{}")
+        with open(tmp_path / "plain.json", "wb") as f:  # what a plain write leaves, the reference
+            f.write(b"{}")
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "new.json").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_atomic_write_keeps_an_existing_files_mode(tmp_path: Path) -> None:
+    from convc.serialize import atomic_write
+
+    target = tmp_path / "plan.json"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    atomic_write(target, b"new")
+    assert target.read_bytes() == b"new" and target.stat().st_mode & 0o777 == 0o640
