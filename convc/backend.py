@@ -1,24 +1,33 @@
-"""The backend contract: capabilities, a kernel table dispatched on (op, algo), and compiled models.
+"""The backend contract: every backend declares what it can run, lowers each node with a context through
+one table keyed by (op, algo), and builds a CompiledModel from the lowered nodes its own way.
 
-    backend = Backend("numpy", Capabilities(ops=..., conv_algos=("direct", "im2col"), dtypes=("float32",)))
+    LOWERINGS: LoweringTable = {}
+    lowering = registrar(LOWERINGS)
 
-    @backend.kernel("conv2d", algo="im2col")
-    def conv2d_im2col(node, args): ...     # args: the node's operands, in order, as backend arrays
+    @lowering(("conv1d", "conv2d"), algo="im2col")
+    def lower_conv_im2col(node: Node, ctx: LoweringContext) -> Step: ...   # Step: whatever `build` runs
 
-A backend is found through the `convc.backends` entry-point group; the core never imports one.
+    backend = Backend("mine", Capabilities(ops=frozenset({"conv1d", "conv2d"})), LOWERINGS, build=build_model)
+
+`build(backend, graph, dtype=..., **options)` calls `backend.lower(node, ctx)` for each node, with a
+context (a `LoweringContext` or a subclass carrying what its lowerings need), and runs the results however
+it likes: the NumPy and torch backends interpret bound kernels, Triton binds kernel launches to a memory
+plan. Because `build` receives the backend, a wrapper that swaps the lowerings reuses another backend's
+`build` unchanged. A backend is found through the `convc.backends` entry-point group (or
+`convc.registry.register_backend`); the core never imports one.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
 from convc.errors import BackendError
 from convc.ir import Graph, Node
 
-Kernel = Callable[[Node, list[Any]], Any]
+LoweringKey = tuple[str, str | None]  # (op, conv algorithm or None)
 
 
 @dataclass(frozen=True)
@@ -33,34 +42,94 @@ class Capabilities:
 
 
 @dataclass
-class Backend:
-    """A named kernel table plus a `compile` that turns a verified graph into a CompiledModel."""
+class LoweringContext:
+    """What every lowering may consult besides its node: the graph it sits in and the working dtype.
+    A backend whose lowerings need more (a memory plan, a device) passes a subclass."""
+
+    graph: Graph
+    dtype: str
+
+
+CtxIn = TypeVar("CtxIn", bound=LoweringContext, contravariant=True)
+LoweredOut = TypeVar("LoweredOut", covariant=True)
+Ctx = TypeVar("Ctx", bound=LoweringContext)
+Lowered = TypeVar("Lowered")
+Registered = TypeVar("Registered", bound=Callable[..., Any])
+
+
+class Lowering(Protocol[CtxIn, LoweredOut]):
+    """`lowering(node, ctx)` -> the backend's lowered form of `node` (a bound kernel, a list of launches)."""
+
+    def __call__(self, node: Node, ctx: CtxIn, /) -> LoweredOut: ...
+
+
+class Build(Protocol):
+    """`build(backend, graph, dtype=..., **options)` -> a CompiledModel, lowering with `backend.lower`."""
+
+    def __call__(self, backend: Any, graph: Graph, *, dtype: str, **options: Any) -> CompiledModel: ...
+
+
+# One backend's lowerings, e.g. LoweringTable[NodeContext, list[Launch]] for Triton.
+LoweringTable = dict[LoweringKey, Lowering[Ctx, Lowered]]
+
+
+def registrar(table: dict[LoweringKey, Registered]
+              ) -> Callable[[str | Iterable[str], str | None], Callable[[Registered], Registered]]:
+    """A decorator factory that files functions in `table` under (op, algo) for one or several ops.
+
+        LOWERINGS: LoweringTable = {}
+        lowering = registrar(LOWERINGS)
+        @lowering(("max_pool1d", "max_pool2d"))
+        def lower_max_pool(node, ctx): ...
+    """
+    def register(ops: str | Iterable[str], algo: str | None = None) -> Callable[[Registered], Registered]:
+        def file(fn: Registered) -> Registered:
+            for op in (ops,) if isinstance(ops, str) else ops:
+                table[(op, algo)] = fn
+            return fn
+        return file
+    return register
+
+
+def no_default_algo(node: Node, ctx: Any) -> str | None:
+    return None
+
+
+@dataclass
+class Backend(Generic[Ctx, Lowered]):
+    """A named lowering table plus the `build` that turns a verified graph into a CompiledModel."""
 
     name: str
     capabilities: Capabilities
-    kernels: dict[tuple[str, str | None], Kernel] = field(default_factory=dict)
-    compiler: Callable[..., CompiledModel] | None = None
-    default_algo: Callable[[Node], str | None] = lambda node: None
+    lowerings: Mapping[LoweringKey, Lowering[Ctx, Lowered]] = field(default_factory=dict)
+    build: Build | None = None
+    # The conv algorithm for a node whose attrs leave it open, when the table has no (op, None) entry.
+    default_algo: Callable[[Node, Ctx], str | None] = no_default_algo
     description: str = ""
 
-    def kernel(self, op: str, algo: str | None = None) -> Callable[[Kernel], Kernel]:
-        """Registers `fn` as the kernel for `op` (and conv algorithm `algo`); returns it unchanged."""
-        def register(fn: Kernel) -> Kernel:
-            self.kernels[(op, algo)] = fn
-            return fn
-        return register
+    def algo_of(self, node: Node, ctx: Ctx) -> str | None:
+        """The algo half of the table key that lowers `node`."""
+        algo = node.attrs.get("algo")
+        if algo is None and (node.op, None) not in self.lowerings:
+            algo = self.default_algo(node, ctx)
+        return algo
 
-    def lookup(self, node: Node) -> Kernel:
-        algo = node.attrs.get("algo") if "algo" in node.attrs else None
-        if algo is None and (node.op, None) not in self.kernels:
-            algo = self.default_algo(node)
-        fn = self.kernels.get((node.op, algo))
+    def lowering_of(self, node: Node, ctx: Ctx) -> Lowering[Ctx, Lowered]:
+        """The table entry for `node`; a missing one raises a BackendError listing what exists."""
+        algo = self.algo_of(node, ctx)
+        fn = self.lowerings.get((node.op, algo))
         if fn is None:
-            have = sorted(f"{op}/{a}" if a else op for op, a in self.kernels if op == node.op)
-            what = f"{node.op}/{algo}" if algo else node.op
-            raise BackendError(f"backend '{self.name}' has no kernel {what} for node '{node.name}'"
-                               f"{'; it has ' + ', '.join(have) if have else ''}")
+            where = f"node '{node.name}' ({node.op}): backend '{self.name}'"
+            algos = sorted(a for op, a in self.lowerings if op == node.op and a)
+            if algo is None:
+                raise BackendError(f"{where} has no kernel for {node.op}"
+                                   f"{'; choose an algo: ' + ', '.join(algos) if algos else ''}")
+            raise BackendError(f"{where} has no algo {algo!r}; choose one of {', '.join(algos) or 'none'}")
         return fn
+
+    def lower(self, node: Node, ctx: Ctx) -> Lowered:
+        """`node` in this backend's lowered form."""
+        return self.lowering_of(node, ctx)(node, ctx)
 
     def compile(self, graph: Graph, *, dtype: str = "float32", **options: Any) -> CompiledModel:
         if dtype not in self.capabilities.dtypes:
@@ -70,9 +139,9 @@ class Backend:
         if unsupported:
             raise BackendError(f"backend '{self.name}' cannot run ops {', '.join(unsupported)} "
                                f"(in graph '{graph.name}')")
-        if self.compiler is None:
-            raise BackendError(f"backend '{self.name}' has no compiler")
-        return self.compiler(self, graph, dtype=dtype, **options)
+        if self.build is None:
+            raise BackendError(f"backend '{self.name}' has no build function")
+        return self.build(self, graph, dtype=dtype, **options)
 
 
 class CompiledModel:

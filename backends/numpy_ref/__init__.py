@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from convc.backend import Backend, Capabilities
+from convc.backend import Backend, Capabilities, LoweringContext
 from convc.errors import BackendError, OptionError
-from convc.interpreter import InterpretedModel
+from convc.interpreter import InterpretedModel, Step, kernel_lowerings
 from convc.ir import Graph, Node
 from convc.ops import CONV_ALGOS
 from convc.params import to_numpy
@@ -38,7 +38,7 @@ def is_conv(node: Node) -> bool:
     return node.op in ("conv1d", "conv2d", "conv3d")
 
 
-def default_algo(node: Node) -> str | None:
+def default_algo(node: Node, ctx: LoweringContext | None = None) -> str | None:
     """The algorithm for a conv node whose attrs leave it open (None for every other op)."""
     return DEFAULT_CONV_ALGO if is_conv(node) else None
 
@@ -60,7 +60,7 @@ def to_native(value: Any, dtype: str) -> np.ndarray:
     return np.ascontiguousarray(to_numpy(value), dtype=numpy_dtype(dtype))
 
 
-def compile_graph(target: Backend, graph: Graph, *, dtype: str = "float32",
+def compile_graph(target: Backend[LoweringContext, Step], graph: Graph, *, dtype: str = "float32",
                   **options: Any) -> InterpretedModel:
     """Checks every conv node's algorithm up front, then builds the interpreter."""
     if options:
@@ -76,8 +76,8 @@ backend = Backend(
     "numpy",
     Capabilities(ops=frozenset(op for op, _ in KERNELS), conv_algos=CONV_ALGOS, dtypes=DTYPES,
                  fused_epilogue=True, devices=("cpu",)),
-    kernels=dict(KERNELS),
-    compiler=compile_graph,
+    kernel_lowerings(KERNELS),
+    build=compile_graph,
     default_algo=default_algo,
     description="NumPy reference: float32/float64, NCHW, BLAS GEMMs; the oracle other backends answer to",
 )

@@ -12,11 +12,7 @@ mode (None | "reduce-overhead" | "max-autotune").
 """
 from __future__ import annotations
 
-from . import convolution, elementwise, normalization, pooling  # noqa: F401  (register the kernels)
-from .model import TorchModel, compile_eager, compile_with_torch_compile
+from .model import TorchModel
 from .table import backend, compile_backend
-
-backend.compiler = compile_eager
-compile_backend.compiler = compile_with_torch_compile
 
 __all__ = ["TorchModel", "backend", "compile_backend"]

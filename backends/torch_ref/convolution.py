@@ -11,10 +11,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from convc.backend import LoweringKey
+from convc.interpreter import Kernel
 from convc.ir import Node
 from convc.ops import epilogue_extra_inputs
 
-from .table import backend
 
 ConvFn = Callable[..., torch.Tensor]
 CONV_FUNCTIONS: dict[int, ConvFn] = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -80,6 +81,7 @@ def linear(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return apply_epilogue(F.linear(x, weight, bias), node.attrs["epilogue"], residuals)
 
 
-for _op in ("conv1d", "conv2d", "conv3d"):
-    backend.kernel(_op)(convolution)
-backend.kernel("linear")(linear)
+KERNELS: dict[LoweringKey, Kernel] = {
+    **{(f"conv{nd}d", None): convolution for nd in (1, 2, 3)},
+    ("linear", None): linear,
+}

@@ -4,43 +4,47 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from convc.backend import LoweringKey, registrar
+from convc.interpreter import Kernel
 from convc.ir import Node
 
-from .table import backend
+KERNELS: dict[LoweringKey, Kernel] = {}
+kernel = registrar(KERNELS)
 
 
-@backend.kernel("relu")
+
+@kernel("relu")
 def relu(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return F.relu(args[0])
 
 
-@backend.kernel("leaky_relu")
+@kernel("leaky_relu")
 def leaky_relu(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return F.leaky_relu(args[0], node.attrs["negative_slope"])
 
 
-@backend.kernel("sigmoid")
+@kernel("sigmoid")
 def sigmoid(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return torch.sigmoid(args[0])
 
 
-@backend.kernel("tanh")
+@kernel("tanh")
 def tanh(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return torch.tanh(args[0])
 
 
-@backend.kernel("elu")
+@kernel("elu")
 def elu(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return F.elu(args[0], node.attrs["alpha"])
 
 
-@backend.kernel("dropout")  # inference: dropout is the identity
-@backend.kernel("identity")
+@kernel("dropout")  # inference: dropout is the identity
+@kernel("identity")
 def identity(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return args[0]
 
 
-@backend.kernel("maxout")
+@kernel("maxout")
 def maxout(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     """out[:, c] = max(x[:, c*k:(c+1)*k]): split the channel axis into (C/k, k) and reduce the k."""
     x = args[0]
@@ -48,28 +52,28 @@ def maxout(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return x.unflatten(1, (x.shape[1] // k, k)).amax(dim=2)
 
 
-@backend.kernel("softmax")
+@kernel("softmax")
 def softmax(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return F.softmax(args[0], dim=node.attrs["axis"])
 
 
-@backend.kernel("add")
+@kernel("add")
 def add(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return args[0] + args[1]
 
 
-@backend.kernel("bias_add")
+@kernel("bias_add")
 def bias_add(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     x, bias = args  # bias has x's per-example shape x.shape[1:], so it broadcasts over the batch
     return x + bias
 
 
-@backend.kernel("concat")
+@kernel("concat")
 def concat(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(args, dim=node.attrs["axis"])
 
 
-@backend.kernel("flatten")
+@kernel("flatten")
 def flatten(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     # flatten follows the logical (N, C, H, W) order whatever the memory format, as the IR means it.
     # reshape, not torch.flatten: the IR lets flatten(start_dim=1) turn a 1-D tensor into (N, 1).

@@ -94,7 +94,7 @@ class TorchModel(CompiledModel):
         self.mode = compile_mode
         # Weights are converted once, here; forward only reads them.
         params = {n.name: self._to_tensor(graph.params[n.name]) for n in graph.nodes("param")}
-        self.program = GraphProgram(backend, graph, params)
+        self.program = GraphProgram(backend, graph, dtype, params)
         self._compiled: Callable[..., tuple[torch.Tensor, ...]] | None = None
         if use_torch_compile:
             self._compiled = torch.compile(self.program.forward, mode=compile_mode, fullgraph=True,

@@ -8,10 +8,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from convc.backend import LoweringKey, registrar
+from convc.interpreter import Kernel
 from convc.ir import Node
 
 from .pooling import needs_float32_on_cpu
-from .table import backend
+
+KERNELS: dict[LoweringKey, Kernel] = {}
+kernel = registrar(KERNELS)
 
 
 def per_channel(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -19,19 +23,19 @@ def per_channel(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape((1, -1) + (1,) * (like.dim() - 2))
 
 
-@backend.kernel("batch_norm")
+@kernel("batch_norm")
 def batch_norm(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     x, weight, bias, mean, var = args
     return F.batch_norm(x, mean, var, weight, bias, training=False, eps=node.attrs["eps"])
 
 
-@backend.kernel("scale_shift")
+@kernel("scale_shift")
 def scale_shift(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     x, weight, bias = args
     return x * per_channel(weight, x) + per_channel(bias, x)
 
 
-@backend.kernel("lrn")
+@kernel("lrn")
 def lrn(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     a = node.attrs
     x = args[0]

@@ -9,9 +9,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from convc.backend import LoweringKey
+from convc.interpreter import Kernel
 from convc.ir import Node
 
-from .table import backend
 
 REDUCED_PRECISION = (torch.float16, torch.bfloat16)
 MAX_POOLS: dict[int, Callable[..., torch.Tensor]] = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
@@ -52,8 +53,9 @@ def global_max_pool(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return args[0].amax(dim=spatial_dims(args[0]), keepdim=True)
 
 
-for _nd in (1, 2, 3):
-    backend.kernel(f"max_pool{_nd}d")(max_pool)
-    backend.kernel(f"avg_pool{_nd}d")(avg_pool)
-backend.kernel("global_avg_pool")(global_avg_pool)
-backend.kernel("global_max_pool")(global_max_pool)
+KERNELS: dict[LoweringKey, Kernel] = {
+    **{(f"max_pool{nd}d", None): max_pool for nd in (1, 2, 3)},
+    **{(f"avg_pool{nd}d", None): avg_pool for nd in (1, 2, 3)},
+    ("global_avg_pool", None): global_avg_pool,
+    ("global_max_pool", None): global_max_pool,
+}

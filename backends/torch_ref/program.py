@@ -10,38 +10,39 @@ from typing import Any
 
 import torch
 
-from convc.backend import Backend, Kernel
+from convc.backend import Backend, LoweringContext
 from convc.errors import BackendError
+from convc.interpreter import Step, lower_graph
 from convc.ir import Graph, Node
 
 
 @dataclass(frozen=True)
-class Step:
-    """One node to run: its kernel and the values nobody reads after it (released to save memory)."""
+class ProgramStep:
+    """One node to run: its lowered step and the values nobody reads after it (released to save memory)."""
 
     node: Node
-    kernel: Kernel
+    run: Step
     release: tuple[str, ...]
 
 
 class GraphProgram:
     """`program.forward(*inputs)` -> a tuple with one tensor per graph output."""
 
-    def __init__(self, backend: Backend, graph: Graph, params: dict[str, torch.Tensor]) -> None:
+    def __init__(self, backend: Backend[LoweringContext, Step], graph: Graph, dtype: str,
+                 params: dict[str, torch.Tensor]) -> None:
         self.backend_name = backend.name
         self.params = params
         self.input_names = tuple(n.name for n in graph.inputs)
         self.output_names = tuple(graph.outputs)
-        order = [n for n in graph.nodes() if n.op not in ("input", "param")]
+        lowered = lower_graph(backend, graph, dtype)
         last_use: dict[str, int] = {}
-        for i, node in enumerate(order):
+        for i, (node, _) in enumerate(lowered):
             for src in node.inputs:
                 last_use[src] = i
         keep = set(self.output_names) | set(params)
         self.steps = tuple(
-            Step(node, backend.lookup(node),
-                 tuple(v for v, j in last_use.items() if j == i and v not in keep))
-            for i, node in enumerate(order)
+            ProgramStep(node, step, tuple(v for v, j in last_use.items() if j == i and v not in keep))
+            for i, (node, step) in enumerate(lowered)
         )
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -49,7 +50,7 @@ class GraphProgram:
         env: dict[str, torch.Tensor] = dict(self.params)
         env.update(zip(self.input_names, inputs))
         for step in self.steps:
-            env[step.node.name] = step.kernel(step.node, [env[i] for i in step.node.inputs])
+            env[step.node.name] = step.run([env[i] for i in step.node.inputs])
             for value in step.release:
                 del env[value]
         return tuple(env[o] for o in self.output_names)
@@ -62,7 +63,7 @@ class GraphProgram:
         for step in self.steps:
             node = step.node
             try:
-                env[node.name] = step.kernel(node, [env[i] for i in node.inputs])
+                env[node.name] = step.run([env[i] for i in node.inputs])
             except (RuntimeError, ValueError, TypeError, MemoryError) as e:
                 raise BackendError(f"backend '{self.backend_name}' failed on node '{node.name}' ({node.op}): "
                                    f"{type(e).__name__}: {first_line(e)}") from e

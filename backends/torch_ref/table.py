@@ -1,28 +1,32 @@
-"""The two torch backends and the kernel table they share.
+"""The two torch backends and the lowering table they share.
 
 `backend` ("torch") runs the graph node by node in eager PyTorch; `compile_backend` ("torch-compile") runs
-the same kernels as one function under torch.compile. The kernel modules register into `backend`; the
-compile backend reads the very same dict, so the two can never disagree on how an op is lowered.
+the same lowered steps as one function under torch.compile. Both are built from one table, so the two can
+never disagree on how an op is lowered.
 """
 from __future__ import annotations
 
-from convc.backend import Backend, Capabilities, Kernel
+from convc.backend import Backend, Capabilities, LoweringContext
+from convc.interpreter import Step, kernel_lowerings
 from convc.ir import Node
 from convc.ops import SCHEMAS
+
+from . import convolution, elementwise, normalization, pooling
+from .model import compile_eager, compile_with_torch_compile
 
 CONV_OPS = frozenset({"conv1d", "conv2d", "conv3d"})
 # Everything in the op-schema table except the graph boundary, which the runner handles itself.
 TORCH_OPS = frozenset(SCHEMAS) - {"input", "param"}
+LOWERINGS = kernel_lowerings({**convolution.KERNELS, **elementwise.KERNELS, **normalization.KERNELS,
+                              **pooling.KERNELS})
 
 
-class TorchBackend(Backend):
+class TorchBackend(Backend[LoweringContext, Step]):
     """A Backend whose convolutions ignore the `algo` attribute: cuDNN (or oneDNN on a CPU) picks the
     algorithm itself, so any plan a pass wrote for another backend still runs here."""
 
-    def lookup(self, node: Node) -> Kernel:
-        if node.op in CONV_OPS:
-            node = node.replace(attrs={**node.attrs, "algo": None})
-        return super().lookup(node)
+    def algo_of(self, node: Node, ctx: LoweringContext) -> str | None:
+        return None if node.op in CONV_OPS else super().algo_of(node, ctx)
 
 
 def _capabilities() -> Capabilities:
@@ -36,10 +40,10 @@ def _capabilities() -> Capabilities:
 
 
 backend = TorchBackend(
-    "torch", _capabilities(),
+    "torch", _capabilities(), LOWERINGS, build=compile_eager,
     description="eager PyTorch (torch.nn.functional; cuDNN on CUDA): the oracle and the cuDNN baseline",
 )
 compile_backend = TorchBackend(
-    "torch-compile", _capabilities(), kernels=backend.kernels,
+    "torch-compile", _capabilities(), LOWERINGS, build=compile_with_torch_compile,
     description="the torch backend's lowering as one function under torch.compile (Inductor baseline)",
 )

@@ -11,19 +11,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from convc.backend import Backend, Capabilities, CompiledModel
-from convc.backends.triton.lower import CONV_ALGOS, LOWERINGS
+from convc.backend import Backend, Capabilities, CompiledModel, LoweringTable
+from convc.backends.triton import lower, lower_misc
+from convc.backends.triton.context import NodeContext
+from convc.backends.triton.launch import Launch
+from convc.backends.triton.lower import CONV_ALGOS, default_conv_algo
+from convc.backends.triton.module import TritonModule
 from convc.ir import Graph
 from convc.ops import SCHEMAS
 
-
-def _compile(backend: Backend, graph: Graph, *, dtype: str, **options: Any) -> CompiledModel:
-    from convc.backends.triton.module import TritonModule
-
-    return TritonModule(graph, dtype, **options)
+LOWERINGS: LoweringTable[NodeContext, list[Launch]] = {**lower.LOWERINGS, **lower_misc.LOWERINGS}
 
 
-backend = Backend(
+def build_module(backend: Backend[NodeContext, list[Launch]], graph: Graph, *, dtype: str,
+                 **options: Any) -> CompiledModel:
+    return TritonModule(backend, graph, dtype, **options)
+
+
+backend: Backend[NodeContext, list[Launch]] = Backend(
     "triton",
     Capabilities(
         ops=frozenset(SCHEMAS) - {"input", "param"},
@@ -32,7 +37,8 @@ backend = Backend(
         fused_epilogue=True,
         devices=("cuda", "cpu"),
     ),
-    kernels=dict(LOWERINGS),  # type: ignore[arg-type]  # lowerings: (node, NodeContext) -> launches
-    compiler=_compile,
+    LOWERINGS,
+    build=build_module,
+    default_algo=default_conv_algo,
     description="Triton kernels (implicit GEMM, im2col, direct and Winograd convs) with a memory planner",
 )

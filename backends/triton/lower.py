@@ -1,21 +1,22 @@
-"""Lowering: each IR node becomes a list of bound kernel launches over the planned memory.
+"""Lowering of convolutions and linear layers: each node becomes a list of bound kernel launches over the
+planned memory.
 
-Lowerings are looked up by (op, algo) in the backend's kernel table; a conv node's `algo` picks its kernel
-(None -> `resolve_conv_algo`). Packed parameters are cached per module, so batch-size variants share them.
+The backend looks lowerings up by (op, algo) in its table (this module's LOWERINGS and lower_misc's); a
+conv node's `algo` picks its kernel (None -> `resolve_conv_algo`). Packed parameters are cached per module,
+so batch-size variants share them.
 
-    launches = lower_node(backend, NodeContext(node, graph, plan, packed, "float16", "cuda", tf32=False))
+    launches = backend.lower(node, NodeContext(graph=g, dtype="float16", node=node, plan=plan, packed={},
+                                               device="cuda"))
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
+from convc.backend import LoweringContext, LoweringTable, registrar
 from convc.backends.triton.autotune import default_config
-from convc.backends.triton.common import TORCH_DTYPES, dot_mode
+from convc.backends.triton.common import TORCH_DTYPES
 from convc.backends.triton.conv_direct import conv_direct_launch
 from convc.backends.triton.conv_im2col import conv_im2col_launches, im2col_columns
 from convc.backends.triton.conv_implicit_gemm import conv_implicit_gemm_launch
@@ -23,79 +24,20 @@ from convc.backends.triton.conv_winograd import ALGO_TILE, WinogradPlan, check_w
 from convc.backends.triton.epilogue import encode_epilogue
 from convc.backends.triton.gemm import gemm_launch
 from convc.backends.triton.geometry import ConvGeometry
+from convc.backends.triton.context import NodeContext
 from convc.backends.triton.launch import Launch, View
-from convc.backends.triton.memory import MemoryPlan
-from convc.backends.triton.packing import (
-    channels_last_columns,
-    pack_conv_direct,
-    pack_conv_gemm,
-    pack_linear,
-    pack_vector,
-)
-from convc.errors import BackendError
+from convc.backends.triton.packing import channels_last_columns, pack_conv_direct, pack_conv_gemm, pack_linear
 from convc.ir import Graph, Node
-from convc.ops import SCHEMAS
 
 CONV_OPS = ("conv1d", "conv2d", "conv3d")
 CONV_ALGOS = ("implicit_gemm", "im2col", "direct", "winograd_2x2", "winograd_4x4")
+LOWERINGS: LoweringTable[NodeContext, list[Launch]] = {}
+lowering = registrar(LOWERINGS)
 
 
-@dataclass
-class NodeContext:
-    """Everything a lowering needs about one node of one compiled variant."""
-
-    node: Node
-    graph: Graph
-    plan: MemoryPlan
-    packed: dict[tuple[str, str], torch.Tensor]
-    dtype: str
-    device: str
-    tf32: bool = False
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return TORCH_DTYPES[self.dtype]
-
-    @property
-    def dot_mode(self) -> int:
-        return dot_mode(self.dtype, self.tf32)
-
-    @property
-    def out(self) -> View:
-        return self.plan.views[self.node.name]
-
-    @property
-    def x(self) -> View:
-        return self.plan.views[self.node.inputs[0]]
-
-    def residuals(self) -> list[View]:
-        return [self.plan.views[v] for v in self.graph.activation_inputs(self.node)[1:]]
-
-    def param(self, slot: str) -> np.ndarray | None:
-        return self.graph.param_of(self.node, slot)
-
-    def pack(self, kind: str, make: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """A packed parameter, built once per module and shared by every batch-size variant."""
-        key = (self.node.name, kind)
-        if key not in self.packed:
-            self.packed[key] = make()
-        return self.packed[key]
-
-    def bias(self) -> torch.Tensor | None:
-        b = self.param("bias")
-        return None if b is None else self.pack("bias", lambda: pack_vector(b, self.device))
-
-
-Lowering = Callable[[Node, NodeContext], list[Launch]]
-LOWERINGS: dict[tuple[str, str | None], Lowering] = {}
-
-
-def lowering(ops: tuple[str, ...] | str, algo: str | None = None) -> Callable[[Lowering], Lowering]:
-    def register(fn: Lowering) -> Lowering:
-        for op in (ops,) if isinstance(ops, str) else ops:
-            LOWERINGS[(op, algo)] = fn
-        return fn
-    return register
+def default_conv_algo(node: Node, ctx: LoweringContext) -> str | None:
+    """The backend's `default_algo`: for a conv node whose attrs leave the algorithm open."""
+    return resolve_conv_algo(node, ctx.graph) if node.op in CONV_OPS else None
 
 
 def resolve_conv_algo(node: Node, graph: Graph) -> str:
@@ -172,12 +114,6 @@ for _algo in ALGO_TILE:
     lowering(CONV_OPS, _algo)(_lower_winograd)
 
 
-@lowering(CONV_OPS)
-def lower_conv_default(node: Node, ctx: NodeContext) -> list[Launch]:
-    """algo=None: the choice of `resolve_conv_algo`."""
-    return LOWERINGS[(node.op, resolve_conv_algo(node, ctx.graph))](node, ctx)
-
-
 @lowering("linear")
 def lower_linear(node: Node, ctx: NodeContext) -> list[Launch]:
     # An input that is a flatten left in (spatial, channel) order reads weight columns permuted to match.
@@ -208,23 +144,3 @@ def scratch_requests(node: Node, graph: Graph, dtype: str) -> list[tuple[int, to
         plan = WinogradPlan(geo, ALGO_TILE[algo])
         return [(plan.scratch_v, TORCH_DTYPES[dtype]), (plan.scratch_m, torch.float32)]
     return []
-
-
-def lower_node(table: dict[tuple[str, str | None], Any], ctx: NodeContext) -> list[Launch]:
-    """Dispatches on (op, algo); an algo this backend lacks raises a BackendError naming the node."""
-    node = ctx.node
-    if node.op in ("input", "param") or node.name in ctx.plan.aliases:
-        return []
-    if node.op not in SCHEMAS:
-        raise BackendError(f"node '{node.name}': unknown op {node.op!r}")
-    algo = node.attrs.get("algo") if node.op in CONV_OPS else None
-    fn = table.get((node.op, algo))
-    if fn is None:
-        have = sorted(a for op, a in table if op == node.op and a)
-        raise BackendError(f"node '{node.name}' ({node.op}): the triton backend has no algo {algo!r}; "
-                           f"choose one of {', '.join(have) or 'none'}")
-    return fn(node, ctx)
-
-
-# Register the remaining op families (pools, normalisation, elementwise, layout) into LOWERINGS.
-from convc.backends.triton import lower_misc  # noqa: E402,F401

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import math
 
+from convc.backend import LoweringTable, registrar
+from convc.backends.triton.context import NodeContext
 from convc.backends.triton.elementwise import elementwise_launch
 from convc.backends.triton.epilogue import encode_steps
 from convc.backends.triton.geometry import PoolGeometry, spatial3
 from convc.backends.triton.launch import Launch
 from convc.backends.triton.layout import nchw_flat_strides, shape5, strided_copy_launch, strides_of_view
-from convc.backends.triton.lower import NodeContext, lowering
 from convc.backends.triton.lrn import lrn_launch
 from convc.backends.triton.maxout import maxout_launch
+from convc.backends.triton.memory import ALIAS_OPS
 from convc.backends.triton.packing import batch_norm_scale_shift, channels_last_bias, pack_vector
 from convc.backends.triton.pooling import global_pool_launch, window_pool_launch
 from convc.backends.triton.softmax import softmax_launch
 from convc.ir import Node
 
 POOL_OPS = tuple(f"{kind}_pool{nd}d" for kind in ("max", "avg") for nd in (1, 2, 3))
+LOWERINGS: LoweringTable[NodeContext, list[Launch]] = {}
+lowering = registrar(LOWERINGS)
 
 
 @lowering(POOL_OPS)
@@ -89,6 +93,12 @@ def lower_lrn(node: Node, ctx: NodeContext) -> list[Launch]:
 @lowering("maxout")
 def lower_maxout(node: Node, ctx: NodeContext) -> list[Launch]:
     return [maxout_launch(node.name, ctx.x, ctx.out, k=node.attrs["k"])]
+
+
+@lowering(ALIAS_OPS)
+def lower_alias(node: Node, ctx: NodeContext) -> list[Launch]:
+    """dropout / identity: the memory plan makes the output a view of the input, so no kernel runs."""
+    return []
 
 
 @lowering("flatten")

@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from convc.backend import CompiledModel
+from convc.backend import Backend, CompiledModel
 from convc.backends.triton.autotune import Tuner
 from convc.backends.triton.common import INTERPRET, TORCH_DTYPES
 from convc.backends.triton.geometry import spatial3
 from convc.backends.triton.launch import Launch
 from convc.backends.triton.layout import shape5, strided_copy_launch, strides_of_tensor, strides_of_view
-from convc.backends.triton.lower import NodeContext, lower_node, scratch_requests
+from convc.backends.triton.context import NodeContext
+from convc.backends.triton.lower import scratch_requests
 from convc.backends.triton.memory import MemoryPlan, plan_memory
 from convc.errors import BackendError, OptionError
 from convc.ir import Graph
@@ -93,15 +94,14 @@ class Variant:
 
 
 class TritonModule(torch.nn.Module, CompiledModel):
-    def __init__(self, graph: Graph, dtype: str, **options: Any) -> None:
+    def __init__(self, backend: Backend[NodeContext, list[Launch]], graph: Graph, dtype: str,
+                 **options: Any) -> None:
         super().__init__()
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
             raise OptionError(f"triton backend: unknown option(s) {', '.join(unknown)}; it takes "
                               f"{', '.join(OPTIONS)}")
-        from convc.backends.triton import backend as triton_backend
-
-        self.backend = "triton"
+        self.backend = backend.name
         self.graph = graph
         self.dtype = dtype
         self.torch_dtype = TORCH_DTYPES[dtype]
@@ -113,7 +113,7 @@ class TritonModule(torch.nn.Module, CompiledModel):
                                f"on '{self.device}'{' under the interpreter' if INTERPRET else ''}")
         autotune = options.get("autotune")
         self.tuner = Tuner(enabled=(not INTERPRET) if autotune is None else bool(autotune))
-        self._table = triton_backend.kernels
+        self._target_backend = backend
         self._packed: dict[tuple[str, str], torch.Tensor] = {}
         self.variants: dict[tuple[tuple[int, ...], ...], Variant] = {}
         self._declared = tuple(n.type.shape for n in graph.inputs)
@@ -132,8 +132,11 @@ class TritonModule(torch.nn.Module, CompiledModel):
         plan = plan_memory(g, self.dtype, self.device, scratch)
         launches: list[Launch] = []
         for node in g.nodes():
-            ctx = NodeContext(node, g, plan, self._packed, self.dtype, self.device, self.tf32)
-            launches += lower_node(self._table, ctx)
+            if node.op in ("input", "param") or node.name in plan.aliases:
+                continue  # boundary values and views of another value need no kernel
+            ctx = NodeContext(graph=g, dtype=self.dtype, node=node, plan=plan, packed=self._packed,
+                              device=self.device, tf32=self.tf32)
+            launches += self._target_backend.lower(node, ctx)
         launches = self._tune(launches, plan)
         variant = Variant(shapes, g, plan, launches)
         if self.cuda_graphs:

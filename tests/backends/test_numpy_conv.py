@@ -12,6 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import convc
+from convc.backend import LoweringContext
 from convc.backends.numpy_ref import backend
 from convc.errors import BackendError
 from convc.ir import Graph
@@ -183,7 +184,8 @@ def test_epilogue_leaves_residual_operands_untouched() -> None:
 
 def test_default_algorithm_is_im2col() -> None:
     graph = conv_graph(2, (1, 2, 5, 5), 2, 3)
-    assert backend.lookup(graph["conv"]) is backend.kernels[("conv2d", "im2col")]
+    ctx = LoweringContext(graph, "float32")
+    assert backend.lowering_of(graph["conv"], ctx) is backend.lowerings[("conv2d", "im2col")]
 
 
 # ---------------------------------------------------------------------------- property tests

@@ -115,7 +115,7 @@ DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 def test_every_op_has_a_kernel_and_a_case() -> None:
     ops = set(SCHEMAS) - {"input", "param"}
-    assert {op for op, _ in get_backend("torch").kernels} == ops
+    assert {op for op, _ in get_backend("torch").lowerings} == ops
     covered = {n.op for case in CASES.values() for n in net_with(case[0], case[1]).graph.nodes()}
     assert ops <= covered
 

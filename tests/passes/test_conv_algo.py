@@ -73,7 +73,7 @@ def numpy_subset(name: str, algos: tuple[str, ...]) -> Backend:
     """The NumPy backend's kernels, advertising only `algos`."""
     base = get_backend("numpy")
     caps = dataclasses.replace(base.capabilities, conv_algos=algos)
-    return Backend(name, caps, kernels=base.kernels, compiler=base.compiler, default_algo=base.default_algo)
+    return dataclasses.replace(base, name=name, capabilities=caps)
 
 
 def test_only_the_target_s_algorithms_are_chosen() -> None:
