@@ -35,3 +35,11 @@ class PluginError(ConvcError):
 
 class OptionError(ConvcError):
     """A bad option value (CLI flag or keyword argument)."""
+
+
+class SizeLimitError(ConvcError):
+    """A tensor or a network would need more memory than the limit (convc/limits.py)."""
+
+
+class FileFormatError(ConvcError):
+    """A file convc reads is corrupt, truncated, foreign, torn, or written by a newer convc."""

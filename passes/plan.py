@@ -12,14 +12,14 @@ without measuring again. A cache file that does not parse or check out is rebuil
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from convc import files
 from convc.errors import OptionError
 from convc.ir import Graph, Node
-from convc.serialize import atomic_write
+from convc.serialize import write_output
 
 PLAN_FORMAT = "convc-plan"
 CACHE_FORMAT = "convc-plan-cache"
@@ -102,7 +102,7 @@ class Plan:
             raise ValueError(f"not JSON: {e}") from None
 
     def save(self, path: str | Path) -> None:
-        atomic_write(path, self.to_json().encode())
+        write_output(Path(path), self.to_json().encode(), "--plan")
 
     def to_table_rows(self) -> list[dict[str, str]]:
         """One row per layer for `convc plan`: layer, op, algorithm, why, numerical budget."""
@@ -113,7 +113,7 @@ class Plan:
 def load_plan_file(path: str | Path) -> Plan:
     """A plan the user asked to follow (--plan FILE); a bad file is an OptionError naming it."""
     try:
-        return Plan.from_json(Path(path).read_text())
+        return Plan.from_json(files.read_bounded(path, what="--plan"))
     except OSError as e:
         raise OptionError(f"--plan {path}: cannot read the plan file ({e.strerror})") from None
     except ValueError as e:
@@ -136,7 +136,7 @@ def signature(node: Node, g: Graph) -> str:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("CONVC_CACHE_DIR") or Path.home() / ".cache" / "convc")
+    return files.cache_dir()
 
 
 class PlanCache:
@@ -147,6 +147,7 @@ class PlanCache:
         safe = "-".join(str(v).replace("/", "_").replace(" ", "_") for v in self.key.values())
         self.path = cache_dir() / "plans" / f"{safe}.json"
         self.entries: dict[str, dict[str, Any]] = {}
+        self.on_disk: dict[str, Any] = {}  # what the file held; save() merges only what differs from it
         self.problem: str | None = None  # why the file on disk was not trusted
         self.dirty = False
 
@@ -160,7 +161,7 @@ class PlanCache:
             entries = data["entries"]
             if not isinstance(entries, dict):
                 raise ValueError("entries is not a mapping")
-            self.entries = entries
+            self.entries, self.on_disk = dict(entries), dict(entries)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             self.problem = f"plan cache {self.path} is corrupt ({e}); rebuilding it"
             self.dirty = True  # overwrite it with what this run finds
@@ -186,9 +187,15 @@ class PlanCache:
         """Writes the file if anything changed; returns why it could not, if it could not."""
         if not self.dirty:
             return None
-        data = {"format": CACHE_FORMAT, "key": self.key, "entries": self.entries}
+        mine = {k: v for k, v in self.entries.items() if self.on_disk.get(k) != v}
+
+        def merge(current: Any) -> dict[str, Any]:  # racing compiles keep each other's entries
+            ok = (isinstance(current, dict) and current.get("format") == CACHE_FORMAT
+                  and current.get("key") == self.key and isinstance(current.get("entries"), dict))
+            return {"format": CACHE_FORMAT, "key": self.key, "entries": {**(current["entries"] if ok else {}),
+                                                                          **mine}}
         try:
-            atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
+            self.on_disk = dict(files.update_json(self.path, merge)["entries"])
         except OSError as e:  # a read-only home must not stop a compile; the plan is merely not cached
             return f"plan cache {self.path} not written: {e}"
         self.dirty = False

@@ -3,7 +3,8 @@
 Every candidate's output is compared with the reference (first) candidate's before it may win: a Triton
 miscompile (a flattened conv K loop at num_warps=8 once gave wrong results) must lose, not win. Results
 live in a JSON file under $CONVC_CACHE_DIR (default ~/.cache/convc), written atomically; a corrupt file is
-rebuilt rather than trusted. Under the CPU interpreter one small configuration is used, untuned.
+rebuilt rather than trusted, an entry no candidate list offers is dropped and tuned again, and racing
+runs merge their entries into the file under a lock (convc/files.py). Under the CPU interpreter one small configuration is used, untuned.
 
     tuner = Tuner(enabled=True)
     launch = tuner.choose(launch, dtype="float16")   # the cached or newly measured best configuration
@@ -12,7 +13,6 @@ rebuilt rather than trusted. Under the CPU interpreter one small configuration i
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -25,8 +25,8 @@ import triton
 from convc.backends.triton import common
 from convc.backends.triton.common import INTERPRET, interpreter_block
 from convc.backends.triton.launch import Launch
+from convc.files import cache_dir, update_json
 from convc.numerics import budget, rel_err
-from convc.serialize import atomic_write
 
 CACHE_VERSION = 1
 CACHE_FILE = "triton_autotune.json"
@@ -42,8 +42,7 @@ _DIRECT_TILES = [(64, 32, 4), (128, 32, 4), (64, 64, 4), (32, 64, 4), (128, 16, 
 
 
 def cache_path() -> Path:
-    base = os.environ.get("CONVC_CACHE_DIR") or str(Path.home() / ".cache" / "convc")
-    return Path(base) / CACHE_FILE
+    return cache_dir() / CACHE_FILE
 
 
 def _fits(tile: int, size: int) -> bool:
@@ -81,11 +80,21 @@ def default_config(family: str, sizes: tuple[int, int, int], dtype: str) -> dict
 
 
 def _valid_entry(family: str, entry: Any) -> bool:
+    """Structure only: every key of the family, each a power of two (num_stages: 1 to 8)."""
     if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
         return False
     cfg = entry["config"]
     keys = set(TUNABLE.get(family, ())) | set(LAUNCH_KEYS)
-    return set(cfg) == keys and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in cfg.values())
+    if set(cfg) != keys or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in cfg.values()):
+        return False
+    return all(v & (v - 1) == 0 for k, v in cfg.items() if k != "num_stages") and cfg["num_stages"] <= 8
+
+
+def _valid_entries(data: Any) -> dict[str, Any] | None:
+    """The well-formed entries of a cache document, or None when it is not one."""
+    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or not isinstance(data.get("entries"), dict):
+        return None
+    return {k: v for k, v in data["entries"].items() if isinstance(k, str) and _valid_entry(k.split("|", 1)[0], v)}
 
 
 def _device_name() -> str:
@@ -120,6 +129,7 @@ class Tuner:
         self.candidates = candidates
         self.entries: dict[str, Any] = self._load()
         self.dirty = False
+        self.on_disk = dict(self.entries)  # what the file held; save() merges only what differs from it
         self.rejected: list[tuple[str, dict[str, Any], float]] = []  # (key, config, error) for reports
 
     def _load(self) -> dict[str, Any]:
@@ -130,18 +140,28 @@ class Tuner:
         except (OSError, ValueError) as e:
             warnings.warn(f"convc: autotune cache {self.path} is unreadable ({e}); rebuilding it", stacklevel=2)
             return {}
-        if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or not isinstance(
-                data.get("entries"), dict):
+        entries = _valid_entries(data)
+        if entries is None:
             warnings.warn(f"convc: autotune cache {self.path} has an unknown format; rebuilding it", stacklevel=2)
             return {}
-        return {k: v for k, v in data["entries"].items()
-                if isinstance(k, str) and _valid_entry(k.split("|", 1)[0], v)}
+        return entries
 
     def save(self) -> None:
-        if self.dirty:
-            body = json.dumps({"version": CACHE_VERSION, "entries": self.entries}, indent=1, sort_keys=True)
-            atomic_write(self.path, body.encode())
-            self.dirty = False
+        """Merges this run's new entries into the file as it is now, under a lock: racing runs keep both."""
+        if not self.dirty:
+            return
+        mine = {k: v for k, v in self.entries.items() if self.on_disk.get(k) != v}
+
+        def merge(current: Any) -> dict[str, Any]:
+            return {"version": CACHE_VERSION, "entries": {**(_valid_entries(current) or {}), **mine}}
+
+        try:
+            written = update_json(self.path, merge)["entries"]
+        except OSError as e:  # a read-only cache folder must not stop a compile: the tuning is merely lost
+            warnings.warn(f"convc: autotune cache {self.path} not written: {e}", stacklevel=2)
+            return
+        self.entries, self.on_disk = {**self.entries, **written}, dict(written)
+        self.dirty = False
 
     @staticmethod
     def key(launch: Launch, dtype: str) -> str:
@@ -154,14 +174,23 @@ class Tuner:
             return launch
         key = self.key(launch, dtype)
         entry = self.entries.get(key)
-        if entry is not None:
+        if entry is not None and self._plausible(launch, entry["config"]):
             return launch.with_config(entry["config"])
+        if entry is not None:  # e.g. BLOCK_M=65536 edited in by hand: never launched, tuned again
+            warnings.warn(f"convc: autotune cache entry for {launch.name} has a configuration no candidate "
+                          f"list offers ({entry['config']}); dropped", stacklevel=2)
+            del self.entries[key]
         if not self.enabled:
             return launch
         best = self.tune(launch, dtype, self.candidates(launch.family, launch.tune_key[:3]), key)
         self.entries[key] = {"config": best, "node": launch.node}
         self.dirty = True
         return launch.with_config(best)
+
+    def _plausible(self, launch: Launch, config: dict[str, Any]) -> bool:
+        """A cached configuration is one the tuner itself could have chosen for this launch."""
+        sizes = launch.tune_key[:3]
+        return config in self.candidates(launch.family, sizes) or config == default_config(launch.family, sizes, "")
 
     def tune(self, launch: Launch, dtype: str, configs: list[dict[str, Any]], key: str = "") -> dict[str, Any]:
         """Runs every config, rejects those whose output differs from the first's, returns the fastest."""

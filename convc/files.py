@@ -1,0 +1,66 @@
+"""Files several convc processes share: merge-on-write JSON caches, bounded reads, the cache folder.
+
+    update_json(cache, lambda old: {**(old or {}), "k": 1})   # read, merge and replace under the lock
+    text = read_bounded(Path("plan.json"), what="--plan")      # refuses /dev/zero and other endless files
+
+Two processes that update the same cache each merge their entries into what is on disk at the moment they
+write, under an exclusive `fcntl.flock` on a hidden `.<name>.lock` file next to it, so neither loses the
+other's update. Where locks are unavailable (no fcntl, a read-only folder) the update still replaces the
+file atomically; it only loses the guarantee against a racing writer.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from convc.errors import ConvcError, OptionError
+from convc.locks import file_lock
+from convc.serialize import atomic_write
+
+# Plans, caches and graph JSON are kilobytes to a few megabytes; anything past this is not one of them.
+MAX_TEXT_FILE_BYTES = 256 << 20
+
+
+def update_json(path: str | Path, merge: Callable[[Any], Any]) -> Any:
+    """Under an exclusive lock: reads `path` (None when missing or not JSON), writes `merge(current)`.
+
+    Returns what was written. Raises OSError when the folder cannot be written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(path):
+        try:
+            current = json.loads(read_bounded(path, what=str(path)))
+        except (OSError, ValueError, ConvcError):
+            current = None
+        new = merge(current)
+        atomic_write(path, json.dumps(new, indent=1, sort_keys=True).encode())
+    return new
+
+
+def read_bounded(path: str | Path, *, what: str, limit: int = MAX_TEXT_FILE_BYTES) -> str:
+    """The text of a regular file of at most `limit` bytes; OptionError naming `what` otherwise.
+
+    OSError (missing, unreadable) passes through for the caller to word."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise OptionError(f"{what}: {path} is not a regular file")
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OptionError(f"{what}: {path} is larger than {limit >> 20} MiB; not a convc file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OptionError(f"{what}: {path} is not UTF-8 text") from None
+
+
+def cache_dir() -> Path:
+    """$CONVC_CACHE_DIR (default ~/.cache/convc); an OptionError when it names something not a folder."""
+    base = Path(os.environ.get("CONVC_CACHE_DIR") or Path.home() / ".cache" / "convc")
+    if base.exists() and not base.is_dir():
+        raise OptionError(f"cache folder {base} (CONVC_CACHE_DIR) exists and is not a folder; point "
+                          f"CONVC_CACHE_DIR at a folder or remove the file")
+    return base
