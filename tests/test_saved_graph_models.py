@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import convc
-from convc.errors import ConvcError, GraphError, OptionError
+from convc.errors import FileFormatError, OptionError
 from convc.model_files import load_saved_graph, saved_graph_path
 
 CONVC = str(Path(sys.executable).parent / "convc")
@@ -76,10 +76,10 @@ def test_saved_graph_with_another_batch_matches_per_example(saved: Path) -> None
 @pytest.mark.parametrize("make, error, message", [
     (lambda d: None, OptionError, "does not exist"),
     (lambda d: (d / "m.json").write_text("{}"), OptionError, "no parameter file"),
-    (lambda d: ((d / "m.json").write_text("[1, 2]"), (d / "m.npz").write_bytes(b"")), ConvcError,
-     "is corrupt or not a convc graph"),
+    (lambda d: ((d / "m.json").write_text("[1, 2]"), (d / "m.npz").write_bytes(b"")), FileFormatError,
+     "m.npz is not a readable parameter archive"),
     (lambda d: ((d / "m.json").write_text('{"format": "other"}'),
-                np.savez(d / "m.npz", a=np.zeros(1))), GraphError, "not a convc graph"),
+                np.savez(d / "m.npz", a=np.zeros(1))), FileFormatError, "m.json: not a convc graph"),
 ])
 def test_bad_saved_graphs_raise_named_errors(tmp_path: Path, make: object, error: type, message: str) -> None:
     make(tmp_path)  # type: ignore[operator]
