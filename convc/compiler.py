@@ -47,14 +47,16 @@ def optimize(model: Network | Graph, backend: str = "numpy", dtype: str = "float
              passes: Sequence[str] | None = None, disable: Sequence[str] = (),
              algo: Mapping[str, str] | Sequence[str] | str | None = None, plan: str | Path | None = None,
              check_numerics: bool | str = "plugins", timing: bool = False,
-             dump_ir: str | Path | None = None, seed: int = 0) -> tuple[Graph, PassContext, PassManager]:
-    """Runs the pass pipeline on a copy of the graph; returns it with the context and the manager."""
+             dump_ir: str | Path | None = None, seed: int = 0,
+             device: str | None = None) -> tuple[Graph, PassContext, PassManager]:
+    """Runs the pass pipeline on a copy of the graph; returns it with the context and the manager.
+    `device` tells the passes where the code will run ("cuda", or a GPU target such as "sm_90")."""
     graph = as_graph(model).copy()
     graph.verify()
     target = get_backend(backend)
     ctx = PassContext(backend=target, dtype=check_dtype(dtype), opt_level=opt_level,
                       check_numerics=check_numerics, algo_overrides=parse_algo_overrides(algo),
-                      plan_path=str(plan) if plan else None, seed=seed)
+                      plan_path=str(plan) if plan else None, seed=seed, device=device or "cpu")
     pipeline = resolve_pipeline(opt_level, passes, disable, backend=target.name)
     manager = PassManager(pipeline, timing=timing, dump_ir=dump_ir)
     manager.run(graph, ctx)
@@ -71,8 +73,9 @@ def compile(model: Network | Graph, backend: str = "numpy", dtype: str = "float3
     The returned model carries `pass_records` (what each pass did) and `plan` (the conv algorithm plan,
     when the algorithm pass ran)."""
     dtype = check_dtype(dtype)
+    device = backend_options.get("target") or backend_options.get("device")
     graph, ctx, manager = optimize(model, backend, dtype, opt_level, passes, disable, algo, plan,
-                                   check_numerics, timing, dump_ir)
+                                   check_numerics, timing, dump_ir, device=str(device) if device else None)
     compiled = get_backend(backend).compile(graph, dtype=dtype, **backend_options)
     compiled.pass_records = manager.records
     compiled.plan = ctx.results.get("plan")

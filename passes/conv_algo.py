@@ -31,6 +31,8 @@ from convc.passes.conv_measure import measure
 from convc.passes.plan import LayerPlan, Plan, PlanCache, load_plan_file, signature
 
 CONV_OPS = ("conv1d", "conv2d", "conv3d")
+# GPU targets (`target="sm_90"`, the CLI's --target) and the cost profile each one's plan uses.
+TARGET_PROFILES = {"sm_90": "h100", "sm_80": "a100"}
 WINOGRAD_NEEDS = "a conv2d with a 3x3 kernel, stride 1, dilation 1 and groups 1"
 
 
@@ -66,6 +68,8 @@ def target_device(ctx: PassContext) -> str:
     """'cpu', 'h100', 'h200' or 'cuda' (another GPU): the device the target backend will run on.
     `ctx.device` says 'cpu' unless told otherwise, so a backend that lists CUDA first (triton) is
     taken to run on the GPU whenever there is one."""
+    if ctx.device in TARGET_PROFILES:  # compiling ahead of time for a GPU target: its profile
+        return TARGET_PROFILES[ctx.device]
     caps = ctx.capabilities
     devices = tuple(caps.devices) if caps is not None and caps.devices else ("cpu",)
     device = ctx.device if any(ctx.device.startswith(d) for d in devices) else devices[0]

@@ -77,7 +77,15 @@ H100 = DeviceProfile("h100", gemm_macs_per_s=_H100_GEMM, direct_macs_per_s=_H100
 # ratio (3.0 / 3.35) to ~4.3 TB/s.
 H200 = dataclasses.replace(H100, name="h200", bytes_per_s=4.3e12)
 
-PROFILES: dict[str, DeviceProfile] = {p.name: p for p in (CPU, H100, H200)}
+# A100 SXM (the sm_80 target): datasheet 312 TFLOP/s fp16 tensor (156 T MAC/s), 19.5 TFLOP/s fp32 and
+# fp64-tensor, 2.04 TB/s; no machine measured, so derated by H100's measured/datasheet ratios (0.81 for
+# the matmul rate, 0.9 for bandwidth).
+_A100_CUDA_CORES = _per_dtype(9.75e12, 9.75e12, 9.75e12)
+A100 = dataclasses.replace(H100, name="a100", gemm_macs_per_s=_per_dtype(9.75e12, 9.75e12, 126e12),
+                           direct_macs_per_s=_A100_CUDA_CORES, transform_macs_per_s=_A100_CUDA_CORES,
+                           bytes_per_s=1.8e12)
+
+PROFILES: dict[str, DeviceProfile] = {p.name: p for p in (CPU, H100, H200, A100)}
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,14 @@
 """
 from __future__ import annotations
 
+import ast
 import inspect
 import json
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import triton.language as tl
 
 from convc.backends.triton import common, epilogue
 from convc.printer import to_text
@@ -55,3 +59,30 @@ def emit_module(module: TritonModule, directory: Path) -> list[Path]:
         write(f"kernels/{name}.py", f"# {inspect.getsourcefile(getattr(kernel, 'fn', kernel))}\n{_source(kernel)}")
     write("kernels/helpers.py", "\n\n".join(_source(h) for h in HELPERS))
     return written
+
+
+def _jit_dependencies(jit_fn: Any, seen: dict[str, str]) -> None:
+    """Adds, callees first, the source of `jit_fn` and of every jit function and constexpr it names."""
+    fn = getattr(jit_fn, "fn", jit_fn)
+    source = textwrap.dedent(inspect.getsource(fn))
+    names = {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)}
+    for name in sorted(names):
+        value = fn.__globals__.get(name)
+        if name in seen or value is None:
+            continue
+        if isinstance(value, tl.constexpr):
+            seen[name] = f"{name} = tl.constexpr({value.value!r})"
+        elif hasattr(value, "fn") and hasattr(value, "arg_names"):  # a JITFunction
+            _jit_dependencies(value, seen)
+    seen.setdefault(fn.__name__, source.rstrip())
+
+
+def standalone_source(kernel: Any) -> str:
+    """The kernel's Python source with every jit helper and constant it uses, importable with only
+    triton installed (no convc): what `--emit` writes beside the kernel's PTX and cubin."""
+    seen: dict[str, str] = {}
+    _jit_dependencies(kernel, seen)
+    origin = inspect.getsourcefile(getattr(kernel, "fn", kernel))
+    header = (f'"""{getattr(kernel, "fn", kernel).__name__}, written by convc from {origin} and its '
+              f'helpers."""\nimport triton\nimport triton.language as tl\n')
+    return header + "\n\n" + "\n\n\n".join(seen.values()) + "\n"

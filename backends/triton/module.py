@@ -29,12 +29,13 @@ from convc.backends.triton.layout import shape5, strided_copy_launch, strides_of
 from convc.backends.triton.context import NodeContext
 from convc.backends.triton.lower import scratch_requests
 from convc.backends.triton.memory import MemoryPlan, plan_memory
+from convc.backends.triton.targets import gpu_target, local_target
 from convc.errors import BackendError, OptionError
 from convc.ir import Graph
 from convc.ops import InvalidNode, schema_of
 from convc.types import TensorType
 
-OPTIONS = ("device", "tf32", "cuda_graphs", "autotune")
+OPTIONS = ("device", "tf32", "cuda_graphs", "autotune", "target")
 
 
 def graph_for_shapes(graph: Graph, shapes: tuple[tuple[int, ...], ...]) -> Graph:
@@ -105,14 +106,21 @@ class TritonModule(torch.nn.Module, CompiledModel):
         self.graph = graph
         self.dtype = dtype
         self.torch_dtype = TORCH_DTYPES[dtype]
-        self.device = _resolve_device(options.get("device"))
+        # target="sm_90": launches are built on the meta device for that GPU, compiled ahead of time and
+        # reported (static_report, emit); nothing runs, so no GPU or interpreter is needed.
+        self.target = gpu_target(str(options["target"])) if options.get("target") else None
+        if self.target is not None and options.get("device") not in (None, "meta"):
+            raise OptionError(f"triton backend: target={self.target.name!r} compiles ahead of time for that GPU "
+                              f"and runs nothing; leave device unset (got {options.get('device')!r})")
+        self.device = "meta" if self.target is not None else _resolve_device(options.get("device"))
         self.tf32 = bool(options.get("tf32", False))
         self.cuda_graphs = bool(options.get("cuda_graphs", False))
         if self.cuda_graphs and (self.device != "cuda" or INTERPRET):
             raise BackendError("cuda_graphs=True needs a CUDA device and no TRITON_INTERPRET; this module runs "
                                f"on '{self.device}'{' under the interpreter' if INTERPRET else ''}")
         autotune = options.get("autotune")
-        self.tuner = Tuner(enabled=(not INTERPRET) if autotune is None else bool(autotune))
+        tune = (not INTERPRET) if autotune is None else bool(autotune)
+        self.tuner = Tuner(enabled=tune and self.target is None)
         self._target_backend = backend
         self._packed: dict[tuple[str, str], torch.Tensor] = {}
         self.variants: dict[tuple[tuple[int, ...], ...], Variant] = {}
@@ -199,6 +207,10 @@ class TritonModule(torch.nn.Module, CompiledModel):
         return tuple(shapes)
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if self.target is not None:
+            raise BackendError(f"graph '{self.graph.name}' was compiled ahead of time for {self.target.name} "
+                               f"(target=...): it can be reported and emitted, not run; compile without a "
+                               f"target to run it")
         variant = self.variant(self.check_inputs(xs))
         self._current = variant
         if variant.cuda_graph is not None:
@@ -242,9 +254,34 @@ class TritonModule(torch.nn.Module, CompiledModel):
         return self._current.launches
 
     def emit(self, directory: str | Path) -> list[Path]:
+        """Kernel sources, launches and the IR; with a target also each kernel's PTX, cubin and the report."""
         from convc.backends.triton.emit import emit_module
 
-        return emit_module(self, Path(directory))
+        written = emit_module(self, Path(directory))
+        if self.target is not None:
+            from convc.backends.triton.static_report import emit_static
+
+            emit_static(self, self.target, Path(directory))
+            written.append(Path(directory) / "report.json")
+        return written
+
+    def static_report(self) -> dict[str, Any]:
+        """Every launch compiled for the target (default: the local GPU's): registers, spills, shared memory,
+        occupancy, pipelined loops, wgmma / TMA and waves (backends/triton/static_report.py)."""
+        from convc.backends.triton.static_report import static_report
+
+        target = self.target or local_target()
+        if target is None:
+            raise BackendError("static_report: this module has no target and there is no local GPU of a known "
+                               "generation; compile with target='sm_90' (or 'sm_80')")
+        return static_report(self, target)
+
+    @staticmethod
+    def report_text(report: dict[str, Any]) -> str:
+        """A static report as a plain-text table (what `convc compile --target` prints)."""
+        from convc.backends.triton.static_report import report_text
+
+        return report_text(report)
 
 
 def _resolve_device(device: Any) -> str:

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import time
 
 from rich.table import Table
 
 from convc.commands.common import add_compile_args, add_model_args, compile_options, console, load_model, \
-    parse_input
+    parse_input, print_json
 from convc.compiler import compile as convc_compile
 from convc.errors import OptionError
 from convc.printer import to_text
@@ -24,14 +27,52 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--emit", default=None, metavar="DIR",
                    help="write what runs: kernel sources, launch grids, configurations, final IR")
     p.add_argument("--print-ir", action="store_true", help="print the final IR")
+    p.add_argument("--target", default=None, metavar="SM",
+                   help="triton: compile every kernel ahead of time for a GPU (sm_90, sm_80; no GPU needed) "
+                        "and print its static report; --emit then also writes PTX, cubins and report.json "
+                        "(default with --emit: the local GPU, else sm_90)")
+    p.add_argument("--json", action="store_true", help="with --target: print the static report as JSON only")
     p.set_defaults(run=run)
 
 
+def _target(args: argparse.Namespace) -> str | None:
+    """The GPU target to compile for ahead of time, or None to compile for running here."""
+    if args.target or args.backend != "triton" or not args.emit:
+        return args.target
+    from convc.device_profiles import cuda_available
+
+    return None if cuda_available() or _interpreting() else "sm_90"
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.json and not (args.target or _target(args)):
+        raise OptionError("--json prints the static kernel report: give --target sm_90 (or sm_80) with it")
+    target = _target(args)
+    if target and _interpreting():  # the real compiler cannot see kernels the interpreter has wrapped
+        env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+        argv = list(args.argv) + ([] if args.target else ["--target", target])
+        done = subprocess.run([sys.executable, "-m", "convc.cli", *argv], env=env, check=False,
+                              capture_output=True, text=True)
+        sys.stdout.write(done.stdout)
+        sys.stderr.write(done.stderr)
+        return done.returncode
     net = load_model(args.model, args.batch, parse_input(args.input))
     t0 = time.perf_counter()
+    extra = {"target": target} if target else {}
     model = convc_compile(net, backend=args.backend, dtype=args.dtype, timing=args.timing,
-                          dump_ir=args.dump_ir, **compile_options(args))
+                          dump_ir=args.dump_ir, **compile_options(args), **extra)
+    if target:
+        report = model.static_report()  # type: ignore[attr-defined]
+        if args.emit:
+            model.emit(args.emit)  # type: ignore[attr-defined]
+        if args.json:
+            print_json(report)
+            return 0
+        console.print(model.report_text(report), markup=False, soft_wrap=True)  # type: ignore[attr-defined]
     seconds = time.perf_counter() - t0
     records = model.pass_records
     if args.timing or args.check_numerics:

@@ -9,37 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 os.environ.pop("TRITON_INTERPRET", None)
 
-import torch  # noqa: E402
-import triton  # noqa: E402
-from triton.backends.compiler import GPUTarget  # noqa: E402
-from triton.compiler import ASTSource  # noqa: E402
-
 import convc  # noqa: E402
-import convc.backends.triton.module as module  # noqa: E402
-from convc.backends.triton.launch import Launch  # noqa: E402
+from convc.backends.triton.aot import compile_launch, variant_key  # noqa: E402
+from convc.backends.triton.targets import GPU_TARGETS  # noqa: E402
 from convc.dsl import Network  # noqa: E402
-
-POINTER = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16"}
-LAUNCH_OPTIONS = ("num_warps", "num_stages")
-
-
-def signature(launch: Launch) -> tuple[dict[str, str], dict[str, Any]]:
-    names = launch.kernel.arg_names
-    sig: dict[str, str] = {}
-    for name, arg in zip(names, launch.args):
-        if isinstance(arg, torch.Tensor):
-            sig[name] = POINTER[arg.dtype]
-        else:
-            sig[name] = "fp32" if isinstance(arg, float) else "i32"
-    values = {**launch.meta, **{k: v for k, v in launch.config.items() if k not in LAUNCH_OPTIONS}}
-    consts = {name: values[name] for name in names[len(launch.args):]}
-    sig.update({name: "constexpr" for name in consts})
-    return sig, consts
-
 
 def every_kernel_graph() -> Network:
     """One graph that makes the backend emit each kernel family (and each conv algorithm via `algo`)."""
@@ -62,26 +38,24 @@ def every_kernel_graph() -> Network:
 
 
 def main(dtype: str) -> int:
-    module._resolve_device = lambda device: "cpu"  # build the launches without a device; nothing runs
-    target = GPUTarget("cuda", 90, 32)
+    target = GPU_TARGETS["sm_90"]
     failures, seen = 0, set()
     for algo in ("implicit_gemm", "im2col", "winograd_2x2", "winograd_4x4", "direct"):
         net = every_kernel_graph()
         c = net.graph.node("c")
         net.graph.replace_node(c.replace(attrs={**c.attrs, "algo": algo}))
-        model = convc.compile(net, backend="triton", dtype=dtype, opt_level=0, autotune=False)
+        model = convc.compile(net, backend="triton", dtype=dtype, opt_level=0, target=target.name)
         for launch in model.launches:
-            sig, consts = signature(launch)
-            key = (launch.name, tuple(sorted(consts.items())), tuple(sorted(sig.items())))
+            key = variant_key(launch, target)
             if key in seen:
                 continue
             seen.add(key)
-            options = {k: launch.config[k] for k in LAUNCH_OPTIONS if k in launch.config}
             try:
-                triton.compile(ASTSource(launch.kernel, sig, consts), target=target, options=options)
+                compile_launch(launch, target)
             except Exception as e:  # report every failure, not just the first
                 failures += 1
-                print(f"FAILED {launch.node} {launch.name} {consts}: {type(e).__name__}: {e}"[:2000])
+                print(f"FAILED {launch.node} {launch.name} {launch.meta} {launch.config}: {type(e).__name__}: "
+                      f"{e}"[:2000])
     print(f"compiled {len(seen) - failures} of {len(seen)}")
     return 1 if failures else 0
 
