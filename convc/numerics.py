@@ -6,7 +6,12 @@ than F(2x2,3x3) because its transforms grow values (Lavin & Gray; REFERENCE.md).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from convc.ir import Graph
 
 # Per single op or layer.
 OP_BUDGETS: dict[str, float] = {
@@ -27,6 +32,27 @@ MODEL_BUDGETS: dict[str, float] = {
     "float16": 2e-2,
     "bfloat16": 5e-2,
 }
+
+
+def pass_param_dtype(compile_dtype: str, stored: np.dtype | str) -> np.dtype:
+    """The dtype a pass stores a parameter it computes in (a folded batch norm, a folded constant):
+    float64 when compiling in float64, so -O1/-O2 agree with -O0 to the float64 budget even for float32
+    weights; otherwise the parameter's own dtype (the backend rounds it to the compute dtype anyway).
+
+    >>> pass_param_dtype("float64", np.float32), pass_param_dtype("float16", np.float32)
+    (dtype('float64'), dtype('float32'))
+    """
+    return np.dtype(np.float64) if compile_dtype == "float64" else np.dtype(stored)
+
+
+def add_pass_param(graph: Graph, name: str, value: np.ndarray, logical_dtype: np.dtype | str,
+                   compile_dtype: str) -> str:
+    """Adds a parameter a pass computed: its node keeps the graph's `logical_dtype` (so operand dtypes
+    still match), its array the precision of `pass_param_dtype`; backends cast arrays to the compute
+    dtype. Returns the parameter's name."""
+    node = graph.add_param(name, np.asarray(value).astype(logical_dtype))
+    graph.params[node.name] = np.asarray(value).astype(pass_param_dtype(compile_dtype, logical_dtype))
+    return node.name
 
 
 def budget(dtype: str, algo: str | None = None, *, whole_model: bool = False) -> float:

@@ -42,9 +42,10 @@ class NumericsChecker:
         self._reference: dict[str, np.ndarray] | None = None  # traced on the first check only
         self.order = [n.name for n in self.original.nodes()]
         # The run is float64, but a pass may legitimately store what it computes (a folded BN) in the
-        # parameters' own dtype: float32 parameters re-round at float32 precision.
-        self.param_dtype = "float64" if all(a.dtype == np.float64 for a in original.params.values()) \
-            else "float32"
+        # parameters' own dtype: float32 parameters re-round at float32 precision. Compiling in float64,
+        # passes keep float64 (numerics.pass_param_dtype), so the float64 budget applies.
+        float64 = ctx.dtype == "float64" or all(a.dtype == np.float64 for a in original.params.values())
+        self.param_dtype = "float64" if float64 else "float32"
         # float32 parameters: a fold re-rounds weights (~6e-8 each); the single-op float32 budget leaves
         # room for that through deep nets while still catching a pass that perturbs values.
         self.budget = budget(self.param_dtype, whole_model=self.param_dtype == "float64")

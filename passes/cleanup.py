@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from convc.ir import Graph, Node
+from convc.numerics import add_pass_param
 from convc.pass_manager import PassContext, convc_pass
 from convc.registry import get_backend
 
@@ -78,9 +79,9 @@ def fold_constants(g: Graph, ctx: PassContext) -> bool:
         return False
     values = evaluate(g, frontier, constant)
     for node in frontier:
-        value = values[node.name].astype(np.float64 if node.type.dtype == "float64" else np.float32)
-        folded = g.add_param(g.fresh_name(f"{node.name}.folded"), value)
-        g.replace_all_uses(node.name, folded.name)
+        logical = np.float64 if node.type.dtype == "float64" else np.float32
+        folded = add_pass_param(g, g.fresh_name(f"{node.name}.folded"), values[node.name], logical, ctx.dtype)
+        g.replace_all_uses(node.name, folded)
     remove_dead(g)
     return True
 
