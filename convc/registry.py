@@ -5,6 +5,8 @@
 
     [project.entry-points."convc.passes"]
     my_pass = "mypkg.passes:my_pass"           # a function decorated with @convc_pass
+
+or, from a script or notebook, `register_backend(backend)` (and `pass_manager.register_pass(fn)`).
 """
 from __future__ import annotations
 
@@ -46,20 +48,47 @@ def discover(group: str) -> dict[str, Plugin]:
     return found
 
 
+_LOCAL_BACKENDS: dict[str, Any] = {}
+
+
+def register_backend(backend: Any, name: str | None = None) -> Any:
+    """Registers a Backend built in a script or notebook under `name` (default: its own name), as
+    `register_pass` does for passes; it shadows an entry point of the same name. Returns `backend`."""
+    check_backend(backend, name or getattr(backend, "name", "?"), "<script>")
+    _LOCAL_BACKENDS[name or backend.name] = backend
+    return backend
+
+
+def unregister_backend(name: str) -> None:
+    _LOCAL_BACKENDS.pop(name, None)
+
+
 def backend_names() -> list[str]:
-    return sorted(discover(BACKENDS_GROUP))
+    return sorted(set(discover(BACKENDS_GROUP)) | set(_LOCAL_BACKENDS))
+
+
+def get_backend(name: str) -> Any:
+    """The Backend registered under `name` (in this process, else by entry point); an unknown name lists
+    the known ones."""
+    if name in _LOCAL_BACKENDS:
+        return _LOCAL_BACKENDS[name]
+    return _load_backend(name)
 
 
 @lru_cache(maxsize=None)
-def get_backend(name: str) -> Any:
-    """The Backend registered under `name`; an unknown name lists the known ones."""
+def _load_backend(name: str) -> Any:
     plugins = discover(BACKENDS_GROUP)
     if name not in plugins:
-        raise OptionError(f"unknown backend {name!r}; known backends: {', '.join(sorted(plugins)) or 'none'}")
+        raise OptionError(f"unknown backend {name!r}; known backends: {', '.join(backend_names()) or 'none'}")
     backend = plugins[name].load()
     if callable(backend) and not hasattr(backend, "compile"):
         backend = backend()
-    if not hasattr(backend, "compile") or not hasattr(backend, "capabilities"):
-        raise PluginError(f"backend plugin '{name}' from package '{plugins[name].package}' is not a Backend "
-                          f"(it has no compile() and capabilities)")
+    check_backend(backend, name, plugins[name].package)
     return backend
+
+
+def check_backend(backend: Any, name: str, package: str) -> None:
+    """Raises a PluginError unless `backend` looks like a convc.backend.Backend."""
+    if not hasattr(backend, "compile") or not hasattr(backend, "capabilities"):
+        raise PluginError(f"backend plugin '{name}' from package '{package}' is not a Backend "
+                          f"(it has no compile() and capabilities)")
