@@ -151,6 +151,17 @@ class CompiledModel:
     backend: str
     graph: Graph
     dtype: str
+    pass_records: list[Any]  # what each pass did (convc.pass_manager.PassRecord), set by convc.compile
+    results: dict[str, Any]  # what the passes published in PassContext.results, set by convc.compile
+
+    @property
+    def plan(self) -> Any:
+        """The conv algorithm plan that choose_conv_algo published in the results (None if it did not run)."""
+        return getattr(self, "results", {}).get("plan")
+
+    @plan.setter
+    def plan(self, value: Any) -> None:
+        self.results = {**getattr(self, "results", {}), "plan": value}
 
     def __call__(self, *inputs: Any) -> Any:
         raise NotImplementedError

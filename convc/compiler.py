@@ -2,6 +2,8 @@
 
     model = convc.compile(net, backend="numpy", dtype="float32", opt_level=2,
                           passes=["+my_pass"], disable=["fold_bn"], algo={"features.0": "direct"})
+    # the same pin, spelled as choose_conv_algo's own options:
+    model = convc.compile(net, pass_options={"choose_conv_algo": {"algo": {"features.0": "direct"}}})
 """
 from __future__ import annotations
 
@@ -26,21 +28,15 @@ def as_graph(model: Network | Graph) -> Graph:
     raise OptionError(f"compile() takes a convc Network or Graph, got {type(model).__name__}")
 
 
-def parse_algo_overrides(algo: Mapping[str, str] | Sequence[str] | str | None) -> dict[str, str]:
-    """{'features.0': 'direct'} from a mapping, or from 'layer=algo' strings (the CLI's --algo)."""
-    if algo is None:
-        return {}
-    if isinstance(algo, Mapping):
-        return dict(algo)
-    items = [algo] if isinstance(algo, str) else list(algo)
-    out = {}
-    for item in items:
-        for part in item.split(","):
-            layer, sep, name = part.partition("=")
-            if not sep or not layer or not name:
-                raise OptionError(f"--algo {part!r}: expected LAYER=ALGORITHM, e.g. features.0=direct")
-            out[layer.strip()] = name.strip()
-    return out
+def pass_settings(pass_options: Mapping[str, Mapping[str, Any]] | None,
+                  algo: Mapping[str, str] | Sequence[str] | str | None,
+                  plan: str | Path | None) -> dict[str, dict[str, Any]]:
+    """Per-pass options, with `algo=` and `plan=` as sugar for choose_conv_algo's "algo" and "plan"."""
+    options = {name: dict(settings) for name, settings in (pass_options or {}).items()}
+    sugar = {key: value for key, value in (("algo", algo), ("plan", plan)) if value is not None}
+    if sugar:
+        options["choose_conv_algo"] = {**options.get("choose_conv_algo", {}), **sugar}
+    return options
 
 
 def optimize(model: Network | Graph, backend: str = "numpy", dtype: str = "float32", opt_level: int = 2,
@@ -48,15 +44,17 @@ def optimize(model: Network | Graph, backend: str = "numpy", dtype: str = "float
              algo: Mapping[str, str] | Sequence[str] | str | None = None, plan: str | Path | None = None,
              check_numerics: bool | str = "plugins", timing: bool = False,
              dump_ir: str | Path | None = None, seed: int = 0,
-             device: str | None = None) -> tuple[Graph, PassContext, PassManager]:
+             device: str | None = None, pass_options: Mapping[str, Mapping[str, Any]] | None = None
+             ) -> tuple[Graph, PassContext, PassManager]:
     """Runs the pass pipeline on a copy of the graph; returns it with the context and the manager.
-    `device` tells the passes where the code will run ("cuda", or a GPU target such as "sm_90")."""
+    `device` tells the passes where the code will run ("cuda", or a GPU target such as "sm_90");
+    `pass_options` are per-pass settings by pass name; `algo` and `plan` fill choose_conv_algo's."""
     graph = as_graph(model).copy()
     graph.verify()
     target = get_backend(backend)
     ctx = PassContext(backend=target, dtype=check_dtype(dtype), opt_level=opt_level,
-                      check_numerics=check_numerics, algo_overrides=parse_algo_overrides(algo),
-                      plan_path=str(plan) if plan else None, seed=seed, device=device or "cpu")
+                      check_numerics=check_numerics, seed=seed, device=device or "cpu",
+                      options=pass_settings(pass_options, algo, plan))
     pipeline = resolve_pipeline(opt_level, passes, disable, backend=target.name)
     manager = PassManager(pipeline, timing=timing, dump_ir=dump_ir)
     manager.run(graph, ctx)
@@ -67,16 +65,18 @@ def compile(model: Network | Graph, backend: str = "numpy", dtype: str = "float3
             passes: Sequence[str] | None = None, disable: Sequence[str] = (),
             algo: Mapping[str, str] | Sequence[str] | str | None = None, plan: str | Path | None = None,
             check_numerics: bool | str = "plugins", timing: bool = False,
-            dump_ir: str | Path | None = None, **backend_options: Any) -> CompiledModel:
+            dump_ir: str | Path | None = None, pass_options: Mapping[str, Mapping[str, Any]] | None = None,
+            **backend_options: Any) -> CompiledModel:
     """Verifies the graph, runs the pass pipeline for `opt_level` and hands the result to `backend`.
 
-    The returned model carries `pass_records` (what each pass did) and `plan` (the conv algorithm plan,
-    when the algorithm pass ran)."""
+    The returned model carries `pass_records` (what each pass did) and `results` (what the passes
+    published: `model.plan` is results["plan"], the conv algorithm plan, when the algorithm pass ran)."""
     dtype = check_dtype(dtype)
     device = backend_options.get("target") or backend_options.get("device")
     graph, ctx, manager = optimize(model, backend, dtype, opt_level, passes, disable, algo, plan,
-                                   check_numerics, timing, dump_ir, device=str(device) if device else None)
+                                   check_numerics, timing, dump_ir, device=str(device) if device else None,
+                                   pass_options=pass_options)
     compiled = get_backend(backend).compile(graph, dtype=dtype, **backend_options)
     compiled.pass_records = manager.records
-    compiled.plan = ctx.results.get("plan")
+    compiled.results = dict(ctx.results)
     return compiled

@@ -102,13 +102,22 @@ class PassContext:
     dtype: str = "float32"
     opt_level: int = 2
     check_numerics: bool | str = "plugins"  # True: after every pass; "plugins": third-party ones only
-    algo_overrides: dict[str, str] = field(default_factory=dict)  # layer -> conv algorithm
-    plan_path: str | None = None
     device: str = "cpu"
     seed: int = 0
-    options: dict[str, Any] = field(default_factory=dict)  # pass-specific options, by pass name
+    # Pass-specific settings, by pass name: options["choose_conv_algo"] = {"algo": {...}, "plan": "p.json"}
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
-    results: dict[str, Any] = field(default_factory=dict)  # what passes report (e.g. the algorithm plan)
+    results: dict[str, Any] = field(default_factory=dict)  # what passes publish (e.g. results["plan"])
+
+    def options_of(self, pass_name: str, accepted: Sequence[str]) -> dict[str, Any]:
+        """The settings given for `pass_name`; an unknown setting raises an OptionError naming the pass and
+        what it accepts."""
+        given = dict(self.options.get(pass_name) or {})
+        unknown = sorted(set(given) - set(accepted))
+        if unknown:
+            raise OptionError(f"pass '{pass_name}' has no option(s) {', '.join(unknown)}; it accepts "
+                              f"{', '.join(accepted) or 'none'}")
+        return given
 
     @property
     def capabilities(self) -> Any:

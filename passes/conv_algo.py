@@ -7,9 +7,10 @@ backend itself and checked against its numerical budget (passes/conv_measure.py)
 `Plan` (passes/plan.py) in `ctx.results["plan"]`, cached per layer signature so a second compile
 replays it without measuring again.
 
-The user has the last word: `ctx.algo_overrides` ({"features.0": "direct"}, the CLI's --algo) pins
-layers, and `ctx.plan_path` (--plan FILE) follows a saved plan, or writes this plan there when the
-file does not exist yet. A conv whose graph already names an applicable algorithm keeps it.
+The user has the last word, through the pass's options `ctx.options["choose_conv_algo"]` (what
+`convc.compile(algo=..., plan=...)` and the CLI's --algo / --plan fill): "algo" ({"features.0": "direct"}
+or "features.0=direct" strings) pins layers, and "plan" (a file) follows a saved plan, or writes this plan
+there when the file does not exist yet. A conv whose graph already names an applicable algorithm keeps it.
 
 A backend whose only algorithm is one convc does not know (torch lists "cudnn": cuDNN or oneDNN
 chooses inside) is recorded in the plan but the node's algo stays None, so the graph still runs on
@@ -18,7 +19,9 @@ the NumPy reference that numerics checks use.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from convc.errors import OptionError
 from convc.ir import Graph, Node
@@ -34,6 +37,31 @@ CONV_OPS = ("conv1d", "conv2d", "conv3d")
 # GPU targets (`target="sm_90"`, the CLI's --target) and the cost profile each one's plan uses.
 TARGET_PROFILES = {"sm_90": "h100", "sm_80": "a100"}
 WINOGRAD_NEEDS = "a conv2d with a 3x3 kernel, stride 1, dilation 1 and groups 1"
+OPTIONS = ("algo", "plan")  # ctx.options["choose_conv_algo"]: layer pins and a plan file
+
+
+def parse_algo_pins(algo: Mapping[str, str] | Sequence[str] | str | None) -> dict[str, str]:
+    """{'features.0': 'direct'} from a mapping, or from 'layer=algo' strings (the CLI's --algo)."""
+    if algo is None:
+        return {}
+    if isinstance(algo, Mapping):
+        return dict(algo)
+    items = [algo] if isinstance(algo, str) else list(algo)
+    out = {}
+    for item in items:
+        for part in item.split(","):
+            layer, sep, name = part.partition("=")
+            if not sep or not layer or not name:
+                raise OptionError(f"--algo {part!r}: expected LAYER=ALGORITHM, e.g. features.0=direct")
+            out[layer.strip()] = name.strip()
+    return out
+
+
+def user_choices(ctx: PassContext) -> tuple[dict[str, str], Path | None]:
+    """The pinned layers and the plan file from the pass's options."""
+    options: dict[str, Any] = ctx.options_of("choose_conv_algo", OPTIONS)
+    plan = options.get("plan")
+    return parse_algo_pins(options.get("algo")), Path(plan) if plan else None
 
 
 def applies(node: Node, algo: str) -> bool:
@@ -135,9 +163,9 @@ def choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
     target = tuple(caps.conv_algos) if caps is not None else CONV_ALGOS
     backend = ctx.backend_name
     convs = {n.name: n for n in g.nodes(CONV_OPS)}
-    for layer, algo in ctx.algo_overrides.items():
+    pins, plan_path = user_choices(ctx)
+    for layer, algo in pins.items():
         check_choice(layer, algo, convs, target, backend, "--algo")
-    plan_path = Path(ctx.plan_path) if ctx.plan_path else None
     followed = load_plan_file(plan_path) if plan_path is not None and plan_path.exists() else None
     if followed is not None:
         for lp in followed.layers:
@@ -154,8 +182,8 @@ def choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
         sig = signature(node, g)
         preset = node.attrs["algo"]
         from_file = followed.layer(node.name) if followed is not None else None
-        if node.name in ctx.algo_overrides:
-            algo = ctx.algo_overrides[node.name]
+        if node.name in pins:
+            algo = pins[node.name]
             lp = LayerPlan(node.name, node.op, sig, algo, "pinned", {}, budget(ctx.dtype, algo))
         elif from_file is not None:
             lp = LayerPlan(node.name, node.op, sig, from_file.algo, "plan file", from_file.times,

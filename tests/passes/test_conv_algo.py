@@ -108,6 +108,26 @@ def test_pins_override_the_model_and_are_reported_as_pinned() -> None:
     assert model.graph.node("stem").attrs["algo"] == "direct" and model.plan.algo_of("pointwise") == "direct"
 
 
+def test_pins_are_the_pass_s_own_options_and_compile_s_algo_is_sugar_for_them() -> None:
+    net = small_cnn()
+    pins = {"stem": "direct", "pointwise": "direct"}
+    g, ctx, _ = optimize(net, pass_options={"choose_conv_algo": {"algo": pins}}, check_numerics=False)
+    assert ctx.options == {"choose_conv_algo": {"algo": pins}}
+    assert {n: g.node(n).attrs["algo"] for n in pins} == pins
+    assert {n: ctx.results["plan"].layer(n).source for n in pins} == {"stem": "pinned", "pointwise": "pinned"}
+    _, sugar, _ = optimize(net, algo="stem=direct,pointwise=direct", plan=None, check_numerics=False)
+    assert sugar.options == {"choose_conv_algo": {"algo": "stem=direct,pointwise=direct"}}
+    assert sugar.results["plan"] == ctx.results["plan"]
+    model = convc.compile(net, pass_options={"choose_conv_algo": {"algo": pins}}, check_numerics=False)
+    assert model.results["plan"] is model.plan and model.plan.algo_of("stem") == "direct"
+
+
+def test_an_unknown_pass_option_names_the_pass_and_what_it_accepts() -> None:
+    with pytest.raises(OptionError, match=r"pass 'choose_conv_algo' has no option\(s\) algos; it accepts "
+                                          r"algo, plan"):
+        optimize(small_cnn(), pass_options={"choose_conv_algo": {"algos": {"stem": "direct"}}})
+
+
 def test_pinning_an_unknown_layer_names_it_and_the_conv_layers() -> None:
     with pytest.raises(OptionError, match=r"--algo stme=direct: no conv layer named 'stme'; did you mean "
                                           r"stem\?.*conv layers: stem, down, pointwise, temporal"):
