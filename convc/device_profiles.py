@@ -11,7 +11,9 @@ roofs at start unless told to use this table.
 """
 from __future__ import annotations
 
+import ctypes
 import datetime
+import os
 import platform
 import shutil
 import subprocess
@@ -112,7 +114,8 @@ class MachineInfo:
         return asdict(self)
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (or the platform's word for it)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -166,5 +169,57 @@ def describe_machine() -> MachineInfo:
         return MachineInfo("cuda", torch.cuda.get_device_name(), _nvidia_driver(), str(torch.version.cuda),
                            str(cudnn) if cudnn else "n/a", torch_version, _version("triton"), np.__version__,
                            platform.python_version(), date)
-    return MachineInfo("cpu", _cpu_name(), "n/a", "n/a", "n/a", torch_version, _version("triton"),
+    return MachineInfo("cpu", cpu_name(), "n/a", "n/a", "n/a", torch_version, _version("triton"),
                        np.__version__, platform.python_version(), date)
+
+
+BLAS_THREAD_SYMBOLS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
+                       "openblas_get_num_threads64_", "openblas_get_num_threads", "MKL_Get_Max_Threads")
+THREAD_ENV_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def _loaded_blas_libraries() -> list[str]:
+    """Paths of the BLAS shared libraries this process has loaded (Linux: /proc/self/maps)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "blas" in line.lower() or "mkl_rt" in line.lower()}
+    except OSError:
+        return []
+    return sorted(p for p in paths if p.startswith("/"))
+
+
+def blas_threads() -> int:
+    """How many threads NumPy's BLAS uses now: asked of the loaded OpenBLAS/MKL itself where it can be,
+    else read from OPENBLAS_NUM_THREADS / MKL_NUM_THREADS / OMP_NUM_THREADS, else the CPU count.
+
+        blas_threads()    # 1 under OPENBLAS_NUM_THREADS=1
+    """
+    import numpy  # noqa: F401  (loads the BLAS library)
+
+    for path in _loaded_blas_libraries():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for symbol in BLAS_THREAD_SYMBOLS:
+            fn = getattr(lib, symbol, None)
+            if fn is not None:
+                n = int(fn())
+                if n > 0:
+                    return n
+    for var in THREAD_ENV_VARS:
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
+
+
+def blas_version() -> str:
+    """NumPy's BLAS as NumPy reports it, e.g. 'scipy-openblas 0.3.31.188.0'; 'unknown' if it cannot say."""
+    import numpy as np
+
+    try:
+        info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]  # type: ignore[index]
+        return f"{info.get('name', '?')} {info.get('version', '?')}"
+    except Exception:  # older NumPy has no dict form; the version string is a cache key, not a contract
+        return "unknown"

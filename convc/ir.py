@@ -249,11 +249,11 @@ class Graph:
         except InvalidNode as e:
             raise fail(str(e)) from None
         missing = set(schema.attrs) - set(node.attrs)
-        extra = set(node.attrs) - set(schema.attrs)
+        extra = set(node.attrs) - set(schema.attrs) - set(schema.optional_attrs)
         if missing or extra:
             raise fail(f"attributes {sorted(node.attrs)} differ from the schema's {sorted(schema.attrs)}")
-        for key, valid in schema.attrs.items():
-            if not valid(node.attrs[key]):
+        for key, valid in {**schema.attrs, **schema.optional_attrs}.items():
+            if key in node.attrs and not valid(node.attrs[key]):
                 raise fail(f"attribute {key}={node.attrs[key]!r} is not valid")
         if node.type.dtype not in DTYPES:
             raise fail(f"dtype {node.type.dtype!r} is not one of {', '.join(DTYPES)}")

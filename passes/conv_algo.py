@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from convc.device_profiles import blas_threads
 from convc.errors import OptionError
 from convc.ir import Graph, Node
 from convc.numerics import budget
@@ -30,6 +31,8 @@ from convc.ops import CONV_ALGOS, fmt_dims
 from convc.pass_manager import PassContext, convc_pass
 
 from convc.passes.conv_cost import COST_MODEL_VERSION, PROFILES, WINOGRAD_TILE, ConvShape, estimate
+from convc.passes.conv_cost_numpy import estimate_numpy
+from convc.passes.cpu_profile import NumpyProfile, calibration_enabled, numpy_profile
 from convc.passes.conv_measure import measure
 from convc.passes.plan import LayerPlan, Plan, PlanCache, load_plan_file, signature
 
@@ -135,8 +138,27 @@ def pick(times: dict[str, float], errors: dict[str, float], order: tuple[str, ..
     return min(measured, key=lambda a: errors[a]) if measured else order[0]
 
 
+def numpy_cpu_profile(ctx: PassContext, device: str) -> NumpyProfile | None:
+    """The measured (or shipped) profile when the target is the NumPy backend on a CPU, else None."""
+    if ctx.backend_name != "numpy" or device != "cpu" or ctx.dtype not in ("float32", "float64"):
+        return None
+    option = ctx.options.get("choose_conv_algo", {}).get("calibrate")
+    return numpy_profile(ctx.dtype, calibration_enabled(option), ctx.log)
+
+
+def modelled_times(node: Node, g: Graph, ctx: PassContext, cands: tuple[str, ...], device: str,
+                   cpu: NumpyProfile | None) -> dict[str, float]:
+    """Seconds per candidate: the NumPy kernels priced on this machine's profile `cpu`, or (None) the
+    roofline model of passes/conv_cost.py for the other backends and devices."""
+    shape = ConvShape.of(node, g)
+    if cpu is not None:
+        return {a: estimate_numpy(shape, a, cpu) for a in cands}
+    profile = PROFILES.get(device, PROFILES["h100"])  # an unnamed GPU: the documented one
+    return {a: estimate(shape, a, profile, ctx.dtype) for a in cands}
+
+
 def decide(node: Node, g: Graph, ctx: PassContext, cands: tuple[str, ...], sig: str, mode: str,
-           device: str, cache: PlanCache) -> LayerPlan:
+           device: str, cache: PlanCache, cpu: NumpyProfile | None) -> LayerPlan:
     """Chooses by the cost model or by measuring, replaying the cache when it has this signature."""
     source = "measured" if mode == "measure" else "modelled"
     hit = cache.get(sig, cands)
@@ -147,9 +169,7 @@ def decide(node: Node, g: Graph, ctx: PassContext, cands: tuple[str, ...], sig: 
             times, errors, failures = measure(node, g, ctx, cands)
             ctx.log.extend(f"choose_conv_algo: {node.name}: {a} failed: {why}" for a, why in failures.items())
         else:
-            profile = PROFILES.get(device, PROFILES["h100"])  # an unnamed GPU: the documented one
-            shape = ConvShape.of(node, g)
-            times, errors = {a: estimate(shape, a, profile, ctx.dtype) for a in cands}, {}
+            times, errors = modelled_times(node, g, ctx, cands, device, cpu), {}
         algo = pick(times, errors, cands, ctx.dtype)
         cache.put(sig, cands, algo, times, errors)
     return LayerPlan(node.name, node.op, sig, algo, source, times, budget(ctx.dtype, algo), errors)
@@ -172,7 +192,12 @@ def choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
             check_choice(lp.layer, lp.algo, convs, target, backend, f"--plan {plan_path}:")
     mode = "measure" if ctx.opt_level >= 3 else "model"
     device = target_device(ctx)
-    cache = PlanCache(backend, device, ctx.dtype, mode, COST_MODEL_VERSION).load()
+    cpu = numpy_cpu_profile(ctx, device) if mode == "model" else None
+    # A plan holds for one thread count, and a modelled one for one profile: both are in the cache key.
+    extra: dict[str, object] = {"threads": blas_threads()}
+    if mode == "model":
+        extra["profile"] = cpu.fingerprint() if cpu is not None else "built-in"
+    cache = PlanCache(backend, device, ctx.dtype, mode, COST_MODEL_VERSION, extra).load()
     if cache.problem:
         ctx.log.append(f"choose_conv_algo: {cache.problem}")
     layers: list[LayerPlan] = []
@@ -196,7 +221,7 @@ def choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
             ctx.log.append(f"choose_conv_algo: backend '{backend}' has no algorithm for '{node.name}'")
             continue
         else:
-            lp = decide(node, g, ctx, cands, sig, mode, device, cache)
+            lp = decide(node, g, ctx, cands, sig, mode, device, cache, cpu)
         layers.append(lp)
         algo_attr = lp.algo if lp.algo in CONV_ALGOS or len(cands) > 1 else preset
         if algo_attr != preset:

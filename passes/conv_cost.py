@@ -17,7 +17,7 @@ from convc.ir import Graph, Node
 from convc.types import ITEMSIZE
 
 # Bumped whenever the formulas or profiles change, so cached modelled plans are not replayed.
-COST_MODEL_VERSION = 2
+COST_MODEL_VERSION = 3
 WINOGRAD_TILE = {"winograd_2x2": 2, "winograd_4x4": 4}
 
 
@@ -100,6 +100,7 @@ class ConvShape:
     out_spatial: tuple[int, ...]
     kernel: tuple[int, ...]
     unit_window: bool  # 1x1, stride 1, no padding: im2col needs no gather
+    padding: tuple[tuple[int, int], ...] = ()  # (low, high) zero padding per spatial axis
 
     @classmethod
     def of(cls, node: Node, g: Graph) -> ConvShape:
@@ -108,7 +109,7 @@ class ConvShape:
         unit = (all(k == 1 for k in a["kernel"]) and all(s == 1 for s in a["stride"])
                 and all(p == 0 for pair in a["padding"] for p in pair))
         return cls(x.shape[0], x.shape[1], a["out_channels"], a["groups"], x.shape[2:], node.type.shape[2:],
-                   tuple(a["kernel"]), unit)
+                   tuple(a["kernel"]), unit, tuple(tuple(p) for p in a["padding"]))
 
     @property
     def macs(self) -> int:

@@ -142,8 +142,10 @@ def cache_dir() -> Path:
 class PlanCache:
     """Per-signature choices for one (backend, device, dtype, mode), in one JSON file."""
 
-    def __init__(self, backend: str, device: str, dtype: str, mode: str, version: int) -> None:
-        self.key = {"backend": backend, "device": device, "dtype": dtype, "mode": mode, "version": version}
+    def __init__(self, backend: str, device: str, dtype: str, mode: str, version: int,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.key = {"backend": backend, "device": device, "dtype": dtype, "mode": mode, "version": version,
+                    **(extra or {})}
         safe = "-".join(str(v).replace("/", "_").replace(" ", "_") for v in self.key.values())
         self.path = cache_dir() / "plans" / f"{safe}.json"
         self.entries: dict[str, dict[str, Any]] = {}

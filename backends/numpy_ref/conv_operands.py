@@ -58,7 +58,7 @@ class ConvOperands:
 
     @property
     def out_shape(self) -> tuple[int, ...]:
-        return (self.x.shape[0], self.weight.shape[0]) + self.out_spatial
+        return (self.x.shape[0], self.node.attrs["out_channels"]) + self.out_spatial
 
     @property
     def kernel_size(self) -> int:

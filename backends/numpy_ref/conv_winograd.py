@@ -5,7 +5,9 @@
 Each 2D transform X -> Mᵀ X M is applied as one GEMM with kron(Mᵀ, Mᵀ) on tiles flattened row-major,
 and the sum over input channels happens in the transform domain as 16 (or 36) independent
 [K x C] @ [C x tiles] GEMMs. The input is padded on the high side so any H, W is tiled whole; the
-surplus outputs are cropped. Transforms run in the working dtype (float64 stays float64).
+surplus outputs are cropped. Transforms run in the working dtype (float64 stays float64); the filter
+transform G g Gᵀ is computed in float64 and cast once, at run time unless the node's
+`weight_transformed` says passes/winograd_weights.py already made it the weight.
 """
 from __future__ import annotations
 
@@ -18,25 +20,10 @@ from numpy.lib.stride_tricks import as_strided
 from convc.errors import BackendError
 from convc.ir import Node
 from convc.ops import fmt_dims
+from convc.winograd import WINOGRAD_MATRICES, transform_filters
 
 from convc.backends.numpy_ref.conv_operands import ConvOperands
 
-# Bᵀ, G, Aᵀ from REFERENCE.md (Lavin & Gray), keyed by output tile size m of F(m x m, 3x3).
-WINOGRAD_MATRICES: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
-    2: (
-        np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64),
-        np.array([[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]], np.float64),
-        np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64),
-    ),
-    4: (
-        np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-                  [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64),
-        np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64),
-        np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
-                 np.float64),
-    ),
-}
 TILE_OF_ALGO = {"winograd_2x2": 2, "winograd_4x4": 4}
 REQUIREMENT = "a 3x3 kernel, stride 1, dilation 1, groups 1"
 
@@ -70,20 +57,23 @@ def conv_winograd(node: Node, args: list[Any], tile: int) -> np.ndarray:
         raise BackendError(problem)
     conv = ConvOperands.of(node, args)
     dtype = conv.x.dtype
-    b_t, g_mat, a_t = WINOGRAD_MATRICES[tile]
+    b_t, _, a_t = WINOGRAD_MATRICES[tile]
     span = tile + 2  # input tile edge
     out_h, out_w = conv.out_spatial
     tiles_h, tiles_w = math.ceil(out_h / tile), math.ceil(out_w / tile)
     xp = conv.padded_input((tiles_h * tile - out_h, tiles_w * tile - out_w))
     n, c = xp.shape[:2]
-    k = conv.weight.shape[0]
+    k = node.attrs["out_channels"]
     s_n, s_c, s_h, s_w = xp.strides
     # d[(i, j), (c, n, th, tw)] = xp[n, c, th*tile + i, tw*tile + j]: overlapping tiles, one gather.
     tiles = as_strided(xp, shape=(span, span, c, n, tiles_h, tiles_w),
                        strides=(s_h, s_w, s_c, s_n, tile * s_h, tile * s_w), writeable=False)
     d = tiles.reshape(span * span, c * n * tiles_h * tiles_w)
     v = (_transform(b_t, dtype) @ d).reshape(span * span, c, n * tiles_h * tiles_w)
-    u = (_transform(g_mat, dtype) @ conv.weight.reshape(k * c, 9).T).reshape(span * span, k, c)
+    if node.attrs.get("weight_transformed"):  # passes/winograd_weights.py did it at compile time
+        u = conv.weight
+    else:
+        u = transform_filters(conv.weight, tile).astype(dtype, copy=False)
     m = np.matmul(u, v)  # (span², K, C) @ (span², C, tiles) -> (span², K, tiles): the channel sums
     y = _transform(a_t, dtype) @ m.reshape(span * span, k * n * tiles_h * tiles_w)
     y = (y.reshape(tile, tile, k, n, tiles_h, tiles_w).transpose(3, 2, 4, 0, 5, 1)

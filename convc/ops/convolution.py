@@ -69,9 +69,21 @@ def _conv_infer(nd: int) -> Callable[[list[TensorType], Attrs], TensorType]:
     return infer
 
 
+# Output tile edge m of each Winograd F(m x m, 3x3) algorithm; its input tiles are (m + 2) x (m + 2).
+WINOGRAD_TILES = {"winograd_2x2": 2, "winograd_4x4": 4}
+
+
 def _conv_params(ins: list[TensorType], a: Attrs) -> dict[str, Shape]:
     c = ins[0].shape[1]
-    p = {"weight": (a["out_channels"], c // a["groups"]) + tuple(a["kernel"])}
+    if a.get("weight_transformed"):
+        # The weight holds the Winograd filter transform G g Gᵀ, one [K, C] matrix per tile element.
+        if a["algo"] not in WINOGRAD_TILES:
+            raise InvalidNode(f"weight_transformed needs a Winograd algo ({', '.join(WINOGRAD_TILES)}); "
+                              f"got algo={a['algo']!r}")
+        alpha = WINOGRAD_TILES[a["algo"]] + 2
+        p = {"weight": (alpha * alpha, a["out_channels"], c)}
+    else:
+        p = {"weight": (a["out_channels"], c // a["groups"]) + tuple(a["kernel"])}
     if a["bias"]:
         p["bias"] = (a["out_channels"],)
     return p
@@ -100,4 +112,6 @@ for _nd in (1, 2, 3):
         num_inputs=lambda a: 1 + epilogue_extra_inputs(a),
         params=_conv_params, macs=_conv_macs, tags=frozenset({"conv", "layer"}),
         doc=f"{_nd}D convolution, optionally with a fused epilogue",
+        # True: the weight is already Winograd-transformed for the node's algo (passes/winograd_weights.py).
+        optional_attrs={"weight_transformed": is_bool},
     ))

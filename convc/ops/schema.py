@@ -38,6 +38,8 @@ class OpSchema:
     macs: Callable[[list[TensorType], TensorType, Attrs], int] = lambda ins, out, a: 0
     doc: str = ""
     tags: frozenset[str] = field(default_factory=frozenset)
+    # Attributes a node may leave out (absent means off); each is validated when present.
+    optional_attrs: dict[str, Callable[[Any], bool]] = field(default_factory=dict)
 
 
 SCHEMAS: dict[str, OpSchema] = {}

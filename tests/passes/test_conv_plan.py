@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from convc.device_profiles import blas_threads
+from convc.passes.cpu_profile import SHIPPED
+
 from convc.compiler import optimize
 from convc.dsl import Network
 from convc.errors import OptionError
@@ -46,7 +49,10 @@ def test_plan_is_cached_per_signature_and_replayed_without_modelling_again(
         plan_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _, first, _ = optimize(net(), check_numerics=False)
     files = cache_files(plan_cache_dir)
-    assert [f.name for f in files] == [f"numpy-cpu-float32-model-{COST_MODEL_VERSION}.json"]
+    # keyed by the BLAS thread count and the CPU profile the model priced with (shipped in tests)
+    profile = SHIPPED["float32"].fingerprint()
+    assert [f.name for f in files] == [f"numpy-cpu-float32-model-{COST_MODEL_VERSION}-{blas_threads()}-"
+                                       f"{profile}.json"]
     entries = json.loads(files[0].read_text())["entries"]
     assert len(entries) == 3 and all(e["algo"] for e in entries.values())
 
@@ -54,6 +60,7 @@ def test_plan_is_cached_per_signature_and_replayed_without_modelling_again(
         raise AssertionError("the cost model ran although the plan is cached")
 
     monkeypatch.setattr(conv_algo, "estimate", no_estimates)
+    monkeypatch.setattr(conv_algo, "estimate_numpy", no_estimates)
     _, second, _ = optimize(net(), check_numerics=False)
     assert second.results["plan"] == first.results["plan"]
 
@@ -117,7 +124,7 @@ def test_o3_measures_every_candidate_checks_its_error_and_replays_from_the_cache
     g, ctx, _ = optimize(before, opt_level=3, check_numerics=False)
     plan = ctx.results["plan"]
     assert plan.mode == "measure" and [f.name for f in cache_files(plan_cache_dir)] == \
-        [f"numpy-cpu-float32-measure-{COST_MODEL_VERSION}.json"]
+        [f"numpy-cpu-float32-measure-{COST_MODEL_VERSION}-{blas_threads()}.json"]
     for lp in plan.layers:
         assert lp.source == "measured" and set(lp.times) == set(lp.errors)
         assert set(lp.times) == set(conv_algo.candidates(g.node(lp.layer), conv_algo.CONV_ALGOS))

@@ -20,7 +20,7 @@ from convc.types import TensorType
 from pass_check import assert_same_outputs, seeded_inputs
 
 BUILT_IN = ["eliminate_dropout", "eliminate_identity", "fold_constants", "dce", "fold_bn", "fuse_epilogue",
-            "choose_conv_algo"]
+            "choose_conv_algo", "winograd_weights"]
 
 
 @pytest.fixture
