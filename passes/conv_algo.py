@@ -40,7 +40,9 @@ CONV_OPS = ("conv1d", "conv2d", "conv3d")
 # GPU targets (`target="sm_90"`, the CLI's --target) and the cost profile each one's plan uses.
 TARGET_PROFILES = {"sm_90": "h100", "sm_80": "a100"}
 WINOGRAD_NEEDS = "a conv2d with a 3x3 kernel, stride 1, dilation 1 and groups 1"
-OPTIONS = ("algo", "plan")  # ctx.options["choose_conv_algo"]: layer pins and a plan file
+# ctx.options["choose_conv_algo"]: layer pins, a plan file, whether to calibrate the CPU profile (-O2 on
+# NumPy), and how -O3 measures (passes/conv_measure.py)
+OPTIONS = ("algo", "plan", "calibrate", "repeats")
 
 
 def parse_algo_pins(algo: Mapping[str, str] | Sequence[str] | str | None) -> dict[str, str]:
