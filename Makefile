@@ -20,12 +20,17 @@ demo: $(STAMP)
 
 # Two pytest workers on two cores: one BLAS / OpenMP thread each, or they oversubscribe the machine.
 TEST_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# One whole-suite run at a time per machine (checkouts side by side): two at once on 2 cores and 24 GiB
+# run out of memory (the zoo tests hold several full-size models), and the kernel kills a worker.
+TEST_LOCK ?= /tmp/convc-make-test.lock
+LOCKED := flock -n $(TEST_LOCK) true || echo "make: another suite runs on this machine; waiting for $(TEST_LOCK)"; \
+	flock $(TEST_LOCK)
 
 test: $(STAMP)
-	$(TEST_ENV) $(PY) -m pytest -q -n 2 --dist loadfile
+	@$(LOCKED) env $(TEST_ENV) $(PY) -m pytest -q -n 2 --dist loadfile
 
 test-fast: $(STAMP)
-	$(TEST_ENV) $(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
+	@$(LOCKED) env $(TEST_ENV) $(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 bench: $(STAMP)
 	$(VENV)/bin/convc bench resnet50 --backends numpy,torch --batch 1
