@@ -33,7 +33,7 @@ from convc.pass_manager import PassContext, convc_pass
 from convc.passes.conv_cost import COST_MODEL_VERSION, PROFILES, WINOGRAD_TILE, ConvShape, estimate
 from convc.passes.conv_cost_numpy import estimate_numpy
 from convc.passes.cpu_profile import NumpyProfile, calibration_enabled, numpy_profile
-from convc.passes.conv_measure import measure
+from convc.passes.conv_measure import measure, report_progress
 from convc.passes.plan import LayerPlan, Plan, PlanCache, load_plan_file, signature
 
 CONV_OPS = ("conv1d", "conv2d", "conv3d")
@@ -42,7 +42,7 @@ TARGET_PROFILES = {"sm_90": "h100", "sm_80": "a100"}
 WINOGRAD_NEEDS = "a conv2d with a 3x3 kernel, stride 1, dilation 1 and groups 1"
 # ctx.options["choose_conv_algo"]: layer pins, a plan file, whether to calibrate the CPU profile (-O2 on
 # NumPy), and how -O3 measures (passes/conv_measure.py)
-OPTIONS = ("algo", "plan", "calibrate", "repeats")
+OPTIONS = ("algo", "plan", "calibrate", "repeats", "min_rounds", "max_rounds", "budget_s", "progress")
 
 
 def parse_algo_pins(algo: Mapping[str, str] | Sequence[str] | str | None) -> dict[str, str]:
@@ -204,6 +204,8 @@ def choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
         ctx.log.append(f"choose_conv_algo: {cache.problem}")
     layers: list[LayerPlan] = []
     changed = False
+    to_measure = sum(1 for n in convs.values() if len(candidates(n, target)) > 1) if mode == "measure" else 0
+    measured = 0
     for node in convs.values():
         cands = candidates(node, target)
         sig = signature(node, g)
@@ -224,6 +226,10 @@ def choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
             continue
         else:
             lp = decide(node, g, ctx, cands, sig, mode, device, cache, cpu)
+            if mode == "measure":  # saved layer by layer: an interrupted -O3 keeps what it measured
+                measured += 1
+                cache.save()
+                report_progress(ctx, f"measured {node.name} ({measured}/{to_measure}): {lp.reason}")
         layers.append(lp)
         algo_attr = lp.algo if lp.algo in CONV_ALGOS or len(cands) > 1 else preset
         if algo_attr != preset:

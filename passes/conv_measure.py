@@ -1,15 +1,26 @@
-"""Measuring conv algorithms (-O3): one conv -> a one-layer graph, compiled and timed per algorithm.
+"""Measuring conv algorithms (-O3): one conv -> a one-layer graph, compiled and raced per algorithm.
 
     times, errors, failures = measure(node, graph, ctx, ("direct", "im2col", "winograd_2x2"))
 
-Each candidate is compiled with the target backend (`ctx.backend.compile`), run once to warm up, then
-timed `repeats` times (the median counts). Its output is compared with the NumPy reference in float64,
-so an algorithm that is fast but outside its numerical budget is never chosen.
+Each candidate is compiled with the target backend (`ctx.backend.compile`) and run once to warm up;
+its output is compared with the NumPy reference in float64, so an algorithm that is fast but outside
+its numerical budget is never chosen. Then the candidates race in rounds, interleaved (one run of each
+per round, in turn), so load from other processes falls on all of them alike. After `min_rounds` the
+race stops as soon as the leader's samples are separated from every other candidate's (the leader's
+upper quartile below their lower quartile), or when the time budget or `max_rounds` is spent; a
+candidate whose fastest run is slower than twice the leader's median is dropped early. The median of
+each candidate's samples is its time.
+
+Pass options (`options={"choose_conv_algo": {...}}`): min_rounds (3), max_rounds (15), budget_s
+(seconds per layer, 2.0), and `progress`, a callable taking a one-line message per layer.
 """
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +31,21 @@ from convc.pass_manager import PassContext
 from convc.registry import get_backend
 from convc.types import TensorType
 
-DEFAULT_REPEATS = 5
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class RaceSettings:
+    min_rounds: int = 3
+    max_rounds: int = 15
+    budget_s: float = 2.0
+    drop_factor: float = 2.0  # a candidate whose best run is this much slower than the leader's median
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> RaceSettings:
+        return cls(int(options.get("min_rounds", cls.min_rounds)),
+                   int(options.get("max_rounds", options.get("repeats", cls.max_rounds))),
+                   float(options.get("budget_s", cls.budget_s)))
 
 
 def one_layer_graph(node: Node, g: Graph, algo: str | None) -> Graph:
@@ -47,35 +72,68 @@ def random_inputs(sub: Graph, seed: int) -> list[np.ndarray]:
     return [rng.standard_normal(n.type.shape) for n in sub.inputs]
 
 
-def median_seconds(run: object, inputs: list[np.ndarray], repeats: int) -> tuple[float, np.ndarray]:
-    """Warm-up run (its output is returned), then the median wall time of `repeats` runs. `run()`
-    returns NumPy arrays, which waits for a GPU to finish."""
-    out = run(*inputs)[0]  # type: ignore[operator]
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run(*inputs)  # type: ignore[operator]
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples), np.asarray(out)
+def quartiles(samples: list[float]) -> tuple[float, float]:
+    """(lower, upper) quartile; with fewer than 4 samples, (min, max)."""
+    if len(samples) < 4:
+        return min(samples), max(samples)
+    q = statistics.quantiles(samples, n=4)
+    return q[0], q[2]
 
 
-def measure(node: Node, g: Graph, ctx: PassContext, candidates: tuple[str, ...]
-            ) -> tuple[dict[str, float], dict[str, float], dict[str, str]]:
+def separated(samples: dict[str, list[float]]) -> bool:
+    """Whether the candidate with the lowest median is clearly ahead of every other one."""
+    ranked = sorted(samples, key=lambda a: statistics.median(samples[a]))
+    leader_high = quartiles(samples[ranked[0]])[1]
+    return all(quartiles(samples[a])[0] > leader_high for a in ranked[1:])
+
+
+def race(runs: dict[str, Callable[[], object]], settings: RaceSettings,
+         clock: Clock = time.perf_counter) -> dict[str, list[float]]:
+    """Seconds of each run per candidate, rounds interleaved, until separated or out of budget/rounds."""
+    samples: dict[str, list[float]] = {a: [] for a in runs}
+    active = list(runs)
+    started = clock()
+    for round_index in range(max(settings.max_rounds, settings.min_rounds, 1)):
+        for algo in active:
+            t0 = clock()
+            runs[algo]()
+            samples[algo].append(clock() - t0)
+        if round_index + 1 < settings.min_rounds or len(active) == 1:
+            continue
+        leader_median = min(statistics.median(samples[a]) for a in active)
+        active = [a for a in active if min(samples[a]) <= settings.drop_factor * leader_median]
+        if separated({a: samples[a] for a in active}) or clock() - started >= settings.budget_s:
+            break
+    return samples
+
+
+def report_progress(ctx: PassContext, message: str) -> None:
+    """Hands `message` to the progress hook, if the caller gave one (ctx.progress or the pass option)."""
+    hook = getattr(ctx, "progress", None) or ctx.options.get("choose_conv_algo", {}).get("progress")
+    if callable(hook):
+        hook(message)
+
+
+def measure(node: Node, g: Graph, ctx: PassContext, candidates: tuple[str, ...],
+            clock: Clock = time.perf_counter) -> tuple[dict[str, float], dict[str, float], dict[str, str]]:
     """(median seconds, relative error vs float64 direct) per candidate, and why any candidate failed."""
-    repeats = int(ctx.options.get("choose_conv_algo", {}).get("repeats", DEFAULT_REPEATS))
+    options = ctx.options.get("choose_conv_algo", {})
+    settings = RaceSettings.from_options(options)
     inputs = random_inputs(one_layer_graph(node, g, None), ctx.seed)
     exact = get_backend("numpy").compile(one_layer_graph(node, g, "direct"), dtype="float64")
     reference = exact.run(*inputs)[0]
-    times: dict[str, float] = {}
     errors: dict[str, float] = {}
     failures: dict[str, str] = {}
+    runs: dict[str, Callable[[], object]] = {}
     for algo in candidates:
         try:
             model = ctx.backend.compile(one_layer_graph(node, g, algo), dtype=ctx.dtype)
-            seconds, out = median_seconds(model.run, inputs, repeats)
+            out = model.run(*inputs)[0]  # the warm-up run; `run` returns NumPy arrays (waits for a GPU)
         except ConvcError as e:  # the backend cannot run it after all: not a candidate
             failures[algo] = str(e)
             continue
-        times[algo] = seconds
         errors[algo] = rel_err(out, reference)
+        runs[algo] = lambda model=model: model.run(*inputs)
+    samples = race(runs, settings, clock) if runs else {}
+    times = {a: statistics.median(s) for a, s in samples.items()}
     return times, errors, failures

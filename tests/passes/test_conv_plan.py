@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from convc.device_profiles import blas_threads
-from convc.passes.cpu_profile import SHIPPED
-
 from convc.compiler import optimize
+from convc.device_profiles import blas_threads
 from convc.dsl import Network
 from convc.errors import OptionError
 from convc.numerics import budget
 from convc.passes import conv_algo
 from convc.passes.conv_cost import COST_MODEL_VERSION
+from convc.passes.cpu_profile import SHIPPED
 from convc.passes.plan import LayerPlan, Plan
 from pass_check import assert_same_outputs
 
