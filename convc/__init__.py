@@ -25,9 +25,11 @@ def __getattr__(name: str):  # noqa: ANN202  lazy, so `import convc` stays light
         return importlib.import_module(f"convc.{name}")
     if name in ("from_torch", "from_onnx"):
         return getattr(importlib.import_module("convc.frontends"), name)
+    if name == "to_onnx":
+        return importlib.import_module("convc.frontends.onnx_export").to_onnx
     raise AttributeError(f"module 'convc' has no attribute {name!r}")
 
 __all__ = [
     "BackendError", "ConvcError", "DefinitionError", "Graph", "GraphError", "Network", "Node",
-    "OptionError", "ParameterError", "PassError", "PluginError", "TensorType", "Value", "compile", "from_onnx", "from_torch", "load", "models", "save",
+    "OptionError", "ParameterError", "PassError", "PluginError", "TensorType", "Value", "compile", "from_onnx", "from_torch", "to_onnx", "load", "models", "save",
 ]

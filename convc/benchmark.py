@@ -149,6 +149,8 @@ def backend_options(backend: str, device: str, cuda_graphs: bool) -> dict[str, A
         return opts
     if backend == "triton":
         return {"device": device, "cuda_graphs": True} if cuda_graphs else {"device": device}
+    if backend == "onnxruntime":  # the same intra-op thread count as torch (--threads sets both)
+        return {"threads": cpu_threads()}
     return {}
 
 
