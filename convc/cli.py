@@ -7,16 +7,31 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import TextIO
 
 from convc.commands import COMMANDS
-from convc.errors import ConvcError, OptionError
+from convc.commands.ui import showing_progress
+from convc.errors import ConvcError, OptionError, PluginWarning
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, no usage dump
         print(f"convc: error: {message}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
+    """convc's own warnings as one line, like its errors; others as Python prints them."""
+    if issubclass(category, PluginWarning):
+        print(f"convc: warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
 
 
 def version_line() -> str:
@@ -38,9 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="convc", description="A compiler from convolutional networks to kernels.")
     parser.add_argument("--version", action="version", version=version_line(),
                         help="print convc's version and those of python, torch, triton and numpy, and exit")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in COMMANDS:
         module.add_parser(sub)
+    for command in sub.choices.values():  # also after the command: `convc bench resnet50 --quiet`
+        command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                             help="no progress bars on stderr (they are drawn only on a terminal)")
     return parser
 
 
@@ -52,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings(), showing_progress(enabled=not args.quiet):
+            warnings.showwarning = _show_warning
+            return int(args.run(args) or 0)
     except OptionError as e:
         print(f"convc: error: {e}", file=sys.stderr)
         return 2

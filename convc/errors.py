@@ -43,3 +43,7 @@ class SizeLimitError(ConvcError):
 
 class FileFormatError(ConvcError):
     """A file convc reads is corrupt, truncated, foreign, torn, or written by a newer convc."""
+
+
+class PluginWarning(UserWarning):
+    """A plugin package is broken and left out; everything else still works."""

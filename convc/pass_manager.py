@@ -19,7 +19,7 @@ from typing import Any
 
 from convc.errors import ConvcError, GraphError, OptionError, PassError, PluginError
 from convc.ir import Graph
-from convc.registry import PASSES_GROUP, discover
+from convc.registry import PASSES_GROUP, broken, discover, leave_out, load_or_leave_out, warn_broken
 
 PassFn = Callable[[Graph, "PassContext"], bool]
 
@@ -33,17 +33,19 @@ class PassInfo:
     opt_level: int = 2  # lowest -O level whose default pipeline includes it; 99: never by default
     backends: tuple[str, ...] | None = None  # None: applies to every backend
     origin: str = "?"  # the distribution (package) that provides it
+    runs_before: tuple[str, ...] = ()  # passes that must come after it when both are in the pipeline
 
 
 def convc_pass(name: str, *, description: str | None = None, requires: Sequence[str] = (),
-               runs_after: Sequence[str] = (), opt_level: int = 2,
+               runs_after: Sequence[str] = (), runs_before: Sequence[str] = (), opt_level: int = 2,
                backends: Sequence[str] | None = None) -> Callable[[PassFn], PassFn]:
-    """Attaches pass metadata to `fn` and returns `fn` itself."""
+    """Attaches pass metadata to `fn` and returns `fn` itself. `runs_after` / `runs_before` order it
+    against passes that are in the same pipeline (a plugin can go before a built-in pass)."""
     def attach(fn: PassFn) -> PassFn:
         doc = (inspect.getdoc(fn) or "").strip().splitlines()
         fn.__convc_pass__ = PassInfo(  # type: ignore[attr-defined]
             name, description or (doc[0] if doc else name), tuple(requires), tuple(runs_after),
-            opt_level, tuple(backends) if backends is not None else None)
+            opt_level, tuple(backends) if backends is not None else None, runs_before=tuple(runs_before))
         return fn
     return attach
 
@@ -75,14 +77,17 @@ class RegisteredPass:
 
 
 def available_passes() -> dict[str, RegisteredPass]:
-    """Every pass: entry points of `convc.passes` (loaded), then ones registered in this process."""
+    """Every pass: entry points of `convc.passes` (loaded), then ones registered in this process.
+    A plugin that fails to load or is no pass is left out (registry.broken lists it)."""
     found: dict[str, RegisteredPass] = {}
     for name, plugin in discover(PASSES_GROUP).items():
-        fn = plugin.load()
+        fn = load_or_leave_out(PASSES_GROUP, plugin)
+        if fn is None:
+            continue
         info = getattr(fn, "__convc_pass__", None)
-        if info is None:
-            raise PluginError(f"pass plugin '{name}' ({plugin.value}) from package '{plugin.package}' is not "
-                              f"decorated with @convc_pass")
+        if not isinstance(info, PassInfo):
+            leave_out(PASSES_GROUP, plugin, "it is not a function decorated with @convc_pass")
+            continue
         found[info.name] = RegisteredPass(fn, _with_origin(info, plugin.package))
     for name, fn in _LOCAL.items():
         found[name] = RegisteredPass(fn, _with_origin(fn.__convc_pass__, "<script>"))  # type: ignore
@@ -90,8 +95,9 @@ def available_passes() -> dict[str, RegisteredPass]:
 
 
 def _with_origin(info: PassInfo, origin: str) -> PassInfo:
-    return PassInfo(info.name, info.description, info.requires, info.runs_after, info.opt_level,
-                    info.backends, origin)
+    from dataclasses import replace
+
+    return replace(info, origin=origin)
 
 
 @dataclass
@@ -149,6 +155,10 @@ def resolve_pipeline(opt_level: int = 2, passes: Sequence[str] | None = None,
     if opt_level not in (0, 1, 2, 3):
         raise OptionError(f"opt level {opt_level} is not one of 0, 1, 2, 3")
     reg = registry if registry is not None else available_passes()
+    disable = list(disable)
+    out_of_order = broken(PASSES_GROUP)
+    # Disabled ones are not mentioned; named ones raise below: the others get a warning (once).
+    warn_broken(PASSES_GROUP, skip={*disable, *(p.lstrip("+") for p in passes or ())})
     default = sorted((p for p in reg.values() if p.info.opt_level <= opt_level and opt_level > 0
                       and (p.info.backends is None or backend is None or backend in p.info.backends)),
                      key=lambda p: (p.info.opt_level, p.name))
@@ -159,9 +169,12 @@ def resolve_pipeline(opt_level: int = 2, passes: Sequence[str] | None = None,
             names = []
         names += [p.lstrip("+") for p in passes]
     for n in disable:
-        if n not in reg:
+        if n not in reg and n not in out_of_order:
             raise OptionError(f"--disable: unknown pass {n!r}; known passes: {', '.join(sorted(reg))}")
     names = [n for n in dict.fromkeys(names) if n not in set(disable)]
+    for n in names:
+        if n not in reg and n in out_of_order:
+            raise PluginError(out_of_order[n].message())
     unknown = [n for n in names if n not in reg]
     if unknown:
         raise OptionError(f"unknown pass(es) {', '.join(unknown)}; known passes: {', '.join(sorted(reg))}")
@@ -180,6 +193,9 @@ def _order(chosen: dict[str, RegisteredPass], names: list[str]) -> list[Register
         for dep in p.info.requires + p.info.runs_after:
             if dep in chosen:
                 before[p.name].add(dep)
+        for later in p.info.runs_before:
+            if later in chosen:
+                before[later].add(p.name)
     ordered: list[str] = []
     pending = list(names)
     while pending:

@@ -7,15 +7,20 @@
     my_pass = "mypkg.passes:my_pass"           # a function decorated with @convc_pass
 
 or, from a script or notebook, `register_backend(backend)` (and `pass_manager.register_pass(fn)`).
+
+A plugin that fails to import cannot take convc down: `load_or_leave_out` records it as broken, the
+first use warns once (what, which package, the error, how to disable or uninstall it) and everything
+else keeps working.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from convc.errors import OptionError, PluginError
+from convc.errors import OptionError, PluginError, PluginWarning
 
 BACKENDS_GROUP = "convc.backends"
 PASSES_GROUP = "convc.passes"
@@ -63,6 +68,62 @@ def unregister_backend(name: str) -> None:
     _LOCAL_BACKENDS.pop(name, None)
 
 
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin left out because it failed to load: which, from which package, and why."""
+
+    group: str
+    name: str
+    value: str
+    package: str
+    error: str
+
+    def advice(self) -> str:
+        how = (f"leave it out with --disable {self.name}" if self.group == PASSES_GROUP
+               else "choose another --backend")
+        return f"{how}, or uninstall it: pip uninstall {self.package}"
+
+    def message(self) -> str:
+        kind = "pass" if self.group == PASSES_GROUP else "backend"
+        return (f"{kind} plugin '{self.name}' ({self.value}) from package '{self.package}' is left out: "
+                f"{self.error}; {self.advice()}")
+
+
+_BROKEN: dict[tuple[str, str], BrokenPlugin] = {}
+_WARNED: set[tuple[str, str]] = set()
+
+
+def load_or_leave_out(group: str, plugin: Plugin) -> Any | None:
+    """The plugin's object, or None when it fails to load (it is then recorded in `broken`)."""
+    try:
+        loaded = plugin.load()
+        _BROKEN.pop((group, plugin.name), None)
+        return loaded
+    except PluginError as e:
+        cause = e.__cause__ or e
+        leave_out(group, plugin, f"it failed to load ({type(cause).__name__}: {cause})")
+        return None
+
+
+def leave_out(group: str, plugin: Plugin, why: str) -> None:
+    """Records `plugin` as broken (it loaded but is not what its group needs, or it failed to load)."""
+    _BROKEN[(group, plugin.name)] = BrokenPlugin(group, plugin.name, plugin.value, plugin.package, why)
+
+
+def broken(group: str) -> dict[str, BrokenPlugin]:
+    """The plugins of `group` (still installed) that failed to load in this process, by name."""
+    installed = discover(group)
+    return {name: b for (g, name), b in _BROKEN.items() if g == group and name in installed}
+
+
+def warn_broken(group: str, skip: set[str] | frozenset[str] = frozenset()) -> None:
+    """Warns once per process about each broken plugin of `group` not in `skip` (e.g. --disable)."""
+    for name, b in broken(group).items():
+        if name not in skip and (group, name) not in _WARNED:
+            _WARNED.add((group, name))
+            warnings.warn(PluginWarning(b.message()), stacklevel=2)
+
+
 def backend_names() -> list[str]:
     return sorted(set(discover(BACKENDS_GROUP)) | set(_LOCAL_BACKENDS))
 
@@ -75,15 +136,19 @@ def get_backend(name: str) -> Any:
     return _load_backend(name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_backend(name: str) -> Any:
     plugins = discover(BACKENDS_GROUP)
     if name not in plugins:
         raise OptionError(f"unknown backend {name!r}; known backends: {', '.join(backend_names()) or 'none'}")
-    backend = plugins[name].load()
+    backend = load_or_leave_out(BACKENDS_GROUP, plugins[name])
     if callable(backend) and not hasattr(backend, "compile"):
         backend = backend()
-    check_backend(backend, name, plugins[name].package)
+    if backend is not None and (not hasattr(backend, "compile") or not hasattr(backend, "capabilities")):
+        leave_out(BACKENDS_GROUP, plugins[name], "it is not a Backend (it has no compile() and capabilities)")
+        backend = None
+    if backend is None:
+        raise PluginError(broken(BACKENDS_GROUP)[name].message())
     return backend
 
 

@@ -8,9 +8,10 @@ keyword arguments with defaults; those defaults are the options the catalog adve
 """
 from __future__ import annotations
 
+import difflib
 import inspect
-from contextvars import ContextVar
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,10 +62,19 @@ def catalog() -> list[ModelInfo]:
 
 
 def info(name: str) -> ModelInfo:
-    try:
+    """The catalog entry of `name`, matched case-insensitively (ResNet18 is resnet18); an unknown name
+    raises an OptionError with the closest names ("did you mean") and every known one."""
+    if name in _MODELS:
         return _MODELS[name]
-    except KeyError:
-        raise OptionError(f"unknown model {name!r}; known models: {', '.join(_MODELS)}") from None
+    def folded(text: str) -> str:  # ResNet-18, resnet_18 and RESNET18 all fold to resnet18
+        return "".join(ch for ch in text.lower() if ch.isalnum())
+
+    by_folded = {folded(known): known for known in _MODELS}
+    if folded(name) in by_folded:
+        return _MODELS[by_folded[folded(name)]]
+    close = difflib.get_close_matches(folded(name), list(by_folded), n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(by_folded[c]) for c in close)}? " if close else ""
+    raise OptionError(f"unknown model {name!r}; {hint}known models: {', '.join(_MODELS)}")
 
 
 def describe(name: str) -> str:
@@ -77,6 +87,7 @@ def get(name: str, *, init: bool = True, **options: Any) -> Network:
     what is accepted, and an input too small for the network names the layer it breaks.
     `init=False` skips drawing weights (all parameters read-only zeros): instant, for summaries."""
     entry = info(name)
+    name = entry.name  # the catalog's spelling, whatever case the caller used
     accepted = entry.options
     unknown = sorted(set(options) - set(accepted))
     if unknown:

@@ -85,7 +85,7 @@ def test_passes_and_plan(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["summary", "resnet9000"], "unknown model 'resnet9000'; known models: lenet5"),
+    (["summary", "resnet9000"], "unknown model 'resnet9000'; did you mean 'resnet50'"),
     (["run", "lenet5", "--batch", "x"], "argument --batch: invalid int value: 'x'"),
     (["run", "lenet5", "--batch", "0"], "--batch 0: must be a positive integer"),
     (["run", "lenet5", "--dtype", "int8"], "dtype 'int8' is not supported"),

@@ -17,15 +17,34 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from convc.benchmark import (BenchResult, TimingSettings, bench_layers, bench_model, cpu_threads,
-                             set_cpu_threads)
-from convc.commands.common import (add_compile_args, compile_options, human, load_model, parse_input,
-                                   split_list)
+from convc.benchmark import (
+    BenchResult,
+    TimingSettings,
+    bench_layers,
+    bench_model,
+    cpu_threads,
+    set_cpu_threads,
+)
+from convc.commands.common import (
+    add_compile_args,
+    add_dtype_arg,
+    compile_options,
+    human,
+    load_model,
+    parse_input,
+    split_list,
+)
 from convc.device_profiles import MachineInfo, Peaks, describe_machine, find_profile
 from convc.errors import OptionError
 from convc.registry import backend_names
-from convc.roofline import (LayerTiming, measure_cpu_peaks, measure_gpu_peaks, parse_peaks, plot_roofline,
-                            worst_layers)
+from convc.roofline import (
+    LayerTiming,
+    measure_cpu_peaks,
+    measure_gpu_peaks,
+    parse_peaks,
+    plot_roofline,
+    worst_layers,
+)
 from convc.serialize import atomic_write
 from convc.types import check_dtype
 
@@ -43,10 +62,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time backends side by side (speed-up over torch, output check)")
     p.add_argument("model", help="a zoo model name (see `convc models`), a .onnx file, or module.py:factory")
     p.add_argument("--input", default=None, metavar="C,H,W", help="input shape without the batch axis")
-    p.add_argument("--backends", default=DEFAULT_BACKENDS,
+    p.add_argument("--backends", default=DEFAULT_BACKENDS, metavar="LIST",
                    help=f"comma-separated (default {DEFAULT_BACKENDS})")
-    p.add_argument("--batch", default="1", help="comma-separated batch sizes, e.g. 1,64 (default 1)")
-    p.add_argument("--dtype", default="float32", help="float32 (default), float16, bfloat16, float64")
+    p.add_argument("--batch", default="1", metavar="LIST", help="comma-separated batch sizes, e.g. 1,64 (default 1)")
+    add_dtype_arg(p)
     p.add_argument("--repeat", type=int, default=20, help="timed runs per case; the median is shown")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs before timing")
     p.add_argument("--max-seconds", type=float, default=5.0,

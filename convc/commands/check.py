@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from rich.table import Table
 
 from convc.benchmark import placement
 from convc.commands.common import (
     add_compile_args,
+    add_dtype_arg,
     add_model_args,
     compile_options,
     console,
@@ -16,10 +16,12 @@ from convc.commands.common import (
     parse_input,
     split_list,
 )
+from convc.commands.ui import keep_whole, make_table
 from convc.compiler import compile as convc_compile
-from convc.errors import ConvcError
+from convc.errors import ConvcError, PluginError
 from convc.numerics import budget, rel_err
 from convc.numerics_check import seeded_inputs
+from convc.progress import track
 from convc.registry import backend_names
 from convc.types import check_dtype
 
@@ -28,12 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="compare backends with the float64 reference")
     add_model_args(p)
     add_compile_args(p)
-    p.add_argument("--backends", default="numpy,torch",
+    p.add_argument("--backends", default="numpy,torch", metavar="LIST",
                    help="comma-separated backends (default numpy,torch); 'all': every registered backend "
                         "that "
                         "can run here (the others are listed as unavailable)")
-    p.add_argument("--dtype", default="float32")
-    p.add_argument("--seed", type=int, default=0)
+    add_dtype_arg(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
     p.set_defaults(run=run)
 
 
@@ -48,15 +50,18 @@ def run(args: argparse.Namespace) -> int:
     limit = budget(dtype, whole_model=True)
     # float64 runs get the float64 input itself: rounding it to float32 would cost ~1e-8 of the 1e-9 budget.
     run_dtype = np.float64 if dtype == "float64" else np.float32
-    table = Table(title=f"{net.name}: {dtype} against the float64 reference (budget {limit:.0e})")
-    for col in ("backend", "rel. error", "budget", "result"):
-        table.add_column(col)
+    table = make_table(f"{net.name}: {dtype} against the float64 reference (budget {limit:.0e})",
+                       ["backend", "rel. error", "budget", "result"])
     failed = False
-    for name in backends:
-        why_not = placement(name, dtype, interpreted_ok=True)[1] if every else None
-        if why_not:
-            table.add_row(name, "-", f"{limit:.0e}", f"[yellow]unavailable: {why_not}[/]")
-            continue
+    for name in track(backends, f"checking {net.name} on each backend"):
+        if every:
+            try:
+                why_not = placement(name, dtype, interpreted_ok=True)[1]
+            except PluginError as e:  # a broken backend plugin: reported, not a failed check
+                why_not = f"broken plugin: {e}"
+            if why_not:
+                table.add_row(name, "-", f"{limit:.0e}", f"[yellow]unavailable: {why_not}[/]")
+                continue
         try:
             model = convc_compile(net, backend=name, dtype=dtype, **compile_options(args))
             outs = model.run(*[x.astype(run_dtype) for x in inputs])
@@ -68,5 +73,5 @@ def run(args: argparse.Namespace) -> int:
         ok = err <= limit
         failed |= not ok
         table.add_row(name, f"{err:.3e}", f"{limit:.0e}", "[green]ok[/]" if ok else "[red]FAIL[/]")
-    console.print(table)
+    console.print(keep_whole(table, "backend"))
     return 1 if failed else 0

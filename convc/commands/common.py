@@ -10,6 +10,7 @@ from rich.console import Console
 
 from convc.dsl import Network
 from convc.errors import OptionError
+from convc.types import check_dtype
 
 console = Console(highlight=False)
 
@@ -22,13 +23,33 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="input shape without the batch axis (spatial size only also works: 64 or 64,64)")
 
 
+def dtype_arg(text: str) -> str:
+    """argparse type of --dtype: the canonical name of any alias (fp16, half, bf16, fp32, float, double)."""
+    try:
+        return check_dtype(text)
+    except OptionError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_dtype_arg(p: argparse.ArgumentParser, default: str = "float32") -> None:
+    p.add_argument("--dtype", type=dtype_arg, default=default, metavar="DTYPE",
+                   help=f"compute dtype (default {default}): float32, float16, bfloat16 or float64; also "
+                        f"fp32/float, fp16/half, bf16, fp64/double")
+
+
+def add_backend_arg(p: argparse.ArgumentParser, default: str = "numpy", what: str = "") -> None:
+    p.add_argument("--backend", default=default, metavar="NAME",
+                   help=f"{what or 'backend to compile for'} (default {default}; see `convc backends`)")
+
+
 def add_compile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-O", dest="opt_level", type=int, default=2, choices=(0, 1, 2, 3),
                    help="optimization level: 0 none, 1 cleanup + BN folding, 2 + fusion and algorithm "
                         "choice (default), 3 algorithms chosen by measurement")
-    p.add_argument("--passes", default=None, help="comma-separated pass list replacing the default "
-                   "pipeline; '+name' adds a pass to it")
-    p.add_argument("--disable", default="", help="comma-separated passes to leave out")
+    p.add_argument("--passes", default=None, metavar="LIST", help="comma-separated pass list replacing the "
+                   "default pipeline; '+name' adds a pass to it (see `convc passes`)")
+    p.add_argument("--disable", default="", metavar="LIST",
+                   help="comma-separated passes to leave out (a broken plugin's too)")
     p.add_argument("--algo", action="append", default=None, metavar="LAYER=ALGO",
                    help="pin a conv layer's algorithm (repeatable): features.0=direct")
     p.add_argument("--plan", default=None, metavar="FILE", help="follow an algorithm plan file")
@@ -96,7 +117,10 @@ def print_json(data: Any) -> None:
 
 
 def human(n: float, unit: str = "") -> str:
+    """Three significant digits and a prefix, short enough for an 80-column table: human(118_013_952) ==
+    '118M', human(3_211_264, 'B') == '3.21MB'."""
     for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
         if abs(n) >= div:
-            return f"{n / div:.2f}{suffix}{unit}"
+            v = n / div
+            return f"{v:.{2 if abs(v) < 10 else 1 if abs(v) < 100 else 0}f}{suffix}{unit}"
     return f"{n:g}{unit}"

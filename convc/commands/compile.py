@@ -7,10 +7,18 @@ import subprocess
 import sys
 import time
 
-from rich.table import Table
-
-from convc.commands.common import add_compile_args, add_model_args, compile_options, console, load_model, \
-    parse_input, print_json
+from convc.commands.common import (
+    add_backend_arg,
+    add_compile_args,
+    add_dtype_arg,
+    add_model_args,
+    compile_options,
+    console,
+    load_model,
+    parse_input,
+    print_json,
+)
+from convc.commands.ui import keep_whole, make_table
 from convc.compiler import compile as convc_compile
 from convc.errors import OptionError
 from convc.printer import to_text
@@ -20,8 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="compile a model for a backend")
     add_model_args(p)
     add_compile_args(p)
-    p.add_argument("--backend", default="numpy")
-    p.add_argument("--dtype", default="float32")
+    add_backend_arg(p)
+    add_dtype_arg(p)
     p.add_argument("--timing", action="store_true", help="per-pass time and node counts")
     p.add_argument("--dump-ir", default=None, metavar="DIR", help="write the IR after each pass (text, DOT)")
     p.add_argument("--emit", default=None, metavar="DIR",
@@ -76,15 +84,14 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     records = model.pass_records
     if args.timing or args.check_numerics:
-        table = Table(title=f"{net.name}: pass pipeline -O{args.opt_level}")
-        for col in ("#", "pass", "package", "ms", "nodes", "changed", "error vs original"):
-            table.add_column(col)
+        table = make_table(f"{net.name}: pass pipeline -O{args.opt_level}",
+                           ["#", "pass", "package", "ms", "nodes", "changed", "error vs original"])
         for i, r in enumerate(records, 1):
             table.add_row(str(i), r.name, r.origin, f"{r.seconds * 1e3:.1f}", f"{r.nodes_before} -> {r.nodes_after}",
                           "yes" if r.changed else "no", "" if r.error is None else f"{r.error:.2e}")
-        console.print(table)
+        console.print(keep_whole(table, "pass", words=("package", "ms", "nodes", "error vs original")))
     if args.print_ir:
-        console.print(to_text(model.graph), markup=False)
+        sys.stdout.write(to_text(model.graph) + "\n")  # the printer's lines, never re-wrapped
     if args.emit:
         emit = getattr(model, "emit", None)
         if emit is None:

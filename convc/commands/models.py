@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
-
 from convc.commands.common import console, human, print_json
+from convc.commands.ui import keep_whole, make_table
 from convc.summary import summarize
 
 
@@ -26,12 +25,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
-    table = Table(title="convc model zoo")
-    for col, justify in (("model", "left"), ("input", "left"), ("params", "right"), ("MACs", "right"),
-                         ("description", "left")):
-        table.add_column(col, justify=justify)
+    table = make_table("convc model zoo", ["model", "input", ("params", "right"), ("MACs", "right"),
+                                           "description"])
     for r in rows:
         table.add_row(r["name"], "x".join(map(str, r["input"])), f"{r['params']:,}", human(r["macs"]),
                       r["description"])
-    console.print(table)
+    console.print(keep_whole(table, "model", words=("input", "params", "MACs")))
     return 0

@@ -3,10 +3,18 @@ from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
-
-from convc.commands.common import add_compile_args, add_model_args, compile_options, console, load_model, \
-    parse_input, print_json
+from convc.commands.common import (
+    add_backend_arg,
+    add_compile_args,
+    add_dtype_arg,
+    add_model_args,
+    compile_options,
+    console,
+    load_model,
+    parse_input,
+    print_json,
+)
+from convc.commands.ui import keep_whole, make_table
 from convc.compiler import optimize
 from convc.errors import OptionError
 
@@ -15,9 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="print the conv algorithm plan")
     add_model_args(p)
     add_compile_args(p)
-    p.add_argument("--backend", default="numpy")
-    p.add_argument("--dtype", default="float32")
-    p.add_argument("--json", action="store_true")
+    add_backend_arg(p)
+    add_dtype_arg(p)
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(run=run)
 
 
@@ -32,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
         print_json(plan.to_dict())
         return 0
     rows = plan.to_table_rows()
-    table = Table(title=f"{net.name}: conv algorithm plan ({args.backend}, {args.dtype}, -O{args.opt_level})")
-    for col in rows[0] if rows else ("layer",):
-        table.add_column(str(col))
+    columns = [str(col) for col in (rows[0] if rows else ("layer",))]
+    table = make_table(f"{net.name}: conv algorithm plan ({args.backend}, {args.dtype}, -O{args.opt_level})",
+                       columns)
     for r in rows:
         table.add_row(*(str(v) for v in r.values()))
-    console.print(table)
+    console.print(keep_whole(table, columns[0], words=columns[1:]))
     return 0

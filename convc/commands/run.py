@@ -6,8 +6,16 @@ import time
 
 import numpy as np
 
-from convc.commands.common import add_compile_args, add_model_args, compile_options, console, load_model, \
-    parse_input
+from convc.commands.common import (
+    add_backend_arg,
+    add_compile_args,
+    add_dtype_arg,
+    add_model_args,
+    compile_options,
+    console,
+    load_model,
+    parse_input,
+)
 from convc.compiler import compile as convc_compile
 from convc.numerics_check import seeded_inputs
 from convc.summary import summarize
@@ -17,8 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="compile and run a model on a seeded random input")
     add_model_args(p)
     add_compile_args(p)
-    p.add_argument("--backend", default="numpy", help="backend (see `convc passes` / entry points)")
-    p.add_argument("--dtype", default="float32")
+    add_backend_arg(p)
+    add_dtype_arg(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the random input")
     p.add_argument("--repeat", type=int, default=1, help="timed runs after the first (median is shown)")
     p.add_argument("--summary", action="store_true", help="print the model's totals first")

@@ -4,17 +4,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from convc.commands.common import add_model_args, load_model, parse_input
+from convc.commands.common import add_backend_arg, add_model_args, load_model, parse_input
 from convc.printer import to_dot, to_text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="print the IR as text or graphviz DOT")
     add_model_args(p)
-    p.add_argument("--format", choices=("text", "dot"), default="text")
+    p.add_argument("--format", choices=("text", "dot"), default="text",
+                   help="text: the IR as convc prints it (default); dot: graphviz")
     p.add_argument("-O", dest="opt_level", type=int, default=0, choices=(0, 1, 2, 3),
                    help="show the graph after this optimization level's pipeline (default 0: as written)")
-    p.add_argument("--backend", default="numpy", help="target backend for -O (default numpy)")
+    add_backend_arg(p)
     p.add_argument("--params", action="store_true", help="list parameter nodes too")
     p.set_defaults(run=run)
 

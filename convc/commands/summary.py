@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
-
 from convc.commands.common import add_model_args, console, human, load_model, parse_input, print_json
+from convc.commands.ui import keep_whole, make_table
 from convc.summary import summarize
 
 
@@ -22,14 +21,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(s.to_dict())
         return 0
-    table = Table(title=f"{net.name}")
-    for col in ("layer", "op", "output shape", "params", "MACs", "activations"):
-        table.add_column(col, justify="right" if col in ("params", "MACs", "activations") else "left")
+    table = make_table(f"{net.name} (output shapes with the batch axis; size: output bytes)",
+                       ["layer", "op", "output shape", ("params", "right"), ("MACs", "right"),
+                        ("size", "right")])
     for r in s.layers:
         table.add_row(r.name, r.op, "x".join(map(str, r.shape)), f"{r.params:,}" if r.params else "",
                       human(r.macs) if r.macs else "", human(r.activation_bytes, "B"))
     table.add_section()
     table.add_row("total", "", "", f"{s.total_params:,}", human(s.total_macs),
                   human(s.total_activation_bytes, "B"))
-    console.print(table)
+    console.print(keep_whole(table, "layer", words=("output shape", "params", "MACs", "size", "op")))
     return 0

@@ -32,8 +32,17 @@ def test_options_are_the_builders_keyword_defaults() -> None:
 
 
 def test_unknown_model_lists_the_known_ones() -> None:
-    with pytest.raises(OptionError, match="unknown model 'resnet19'; known models: .*resnet18.*c3d"):
+    with pytest.raises(OptionError, match="unknown model 'resnet19'; did you mean 'resnet18'.*known models: "
+                                          ".*resnet18.*c3d"):
         convc.models.get("resnet19")
+    with pytest.raises(OptionError, match="unknown model 'zzz'; known models: lenet5"):  # nothing close
+        convc.models.get("zzz")
+
+
+@pytest.mark.parametrize("spelling", ["ResNet18", "RESNET18", "resnet-18", "ResNet_18"])
+def test_model_names_are_case_insensitive(spelling: str) -> None:
+    net = convc.models.get(spelling, init=False)
+    assert net.name == "resnet18" and convc.models.info(spelling).name == "resnet18"
 
 
 def test_unknown_option_names_it_and_lists_the_accepted_ones() -> None:
