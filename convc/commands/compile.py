@@ -84,12 +84,12 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     records = model.pass_records
     if args.timing or args.check_numerics:
-        table = make_table(f"{net.name}: pass pipeline -O{args.opt_level}",
-                           ["#", "pass", "package", "ms", "nodes", "changed", "error vs original"])
-        for i, r in enumerate(records, 1):
-            table.add_row(str(i), r.name, r.origin, f"{r.seconds * 1e3:.1f}", f"{r.nodes_before} -> {r.nodes_after}",
+        table = make_table(f"{net.name}: pass pipeline -O{args.opt_level} (error: vs the original graph)",
+                           ["pass", "package", ("ms", "right"), "nodes", "changed", "error"])
+        for r in records:
+            table.add_row(r.name, r.origin, f"{r.seconds * 1e3:.1f}", f"{r.nodes_before}->{r.nodes_after}",
                           "yes" if r.changed else "no", "" if r.error is None else f"{r.error:.2e}")
-        console.print(keep_whole(table, "pass", words=("package", "ms", "nodes", "error vs original")))
+        console.print(keep_whole(table, "pass", words=("nodes", "ms", "changed", "error", "package")))
     if args.print_ir:
         sys.stdout.write(to_text(model.graph) + "\n")  # the printer's lines, never re-wrapped
     if args.emit:

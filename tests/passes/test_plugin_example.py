@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 import convc
 from convc.compiler import optimize
 from convc.dsl import Network
-from convc.pass_manager import available_passes
+from convc.pass_manager import available_passes, resolve_pipeline
 from pass_check import assert_same_outputs, op_counts
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "convc-plugin-example"
@@ -74,7 +75,7 @@ def test_convc_passes_lists_it(installed: None) -> None:
 def test_compile_runs_it_when_asked_and_the_result_is_unchanged(installed: None) -> None:
     net = head_net()
     g, _, manager = optimize(net, dtype="float32", passes=["+conv1x1_to_linear"])  # numerics checked
-    record = manager.records[-1]
+    record = next(r for r in manager.records if r.name == "conv1x1_to_linear")
     assert record.name == "conv1x1_to_linear" and record.origin == PACKAGE and record.changed
     assert record.error is not None and record.error < 1e-6
     counts = op_counts(g)
@@ -93,6 +94,44 @@ def test_it_is_not_in_the_default_pipeline(installed: None) -> None:
     g, _, manager = optimize(head_net(), check_numerics=False)
     assert "conv1x1_to_linear" not in [r.name for r in manager.records]
     assert g.node("classifier").op == "conv2d"
+
+
+def test_both_passes_run_before_the_algorithm_choice(installed: None) -> None:
+    for name in ("fc_to_conv", "conv1x1_to_linear"):
+        order = [p.name for p in resolve_pipeline(2, passes=[f"+{name}"])]
+        assert order.index(name) < order.index("choose_conv_algo"), order
+        assert order.index(name) > order.index("fold_bn")
+    order = [p.name for p in resolve_pipeline(2, passes=["+conv1x1_to_linear"])]
+    assert order.index("fuse_epilogue") < order.index("conv1x1_to_linear")
+
+
+@pytest.mark.parametrize("model", ["lenet5", "alexnet"])
+def test_fc_to_conv_changes_zoo_models_and_keeps_their_outputs(installed: None, model: str) -> None:
+    net = convc.models.get(model)
+    g, ctx, manager = optimize(net, dtype="float32", passes=["+fc_to_conv"])  # numerics checked
+    record = next(r for r in manager.records if r.name == "fc_to_conv")
+    assert record.changed and record.origin == PACKAGE and record.error is not None
+    fc1 = g.node("fc1" if model == "lenet5" else "classifier.1")
+    weight = net.graph.params[f"{fc1.name}.weight"]
+    assert fc1.op == "conv2d" and fc1.attrs["algo"] is not None  # chosen after it, like every conv
+    c, h, w = g.node(fc1.inputs[0]).type.shape[1:]
+    np.testing.assert_array_equal(g.params[fc1.inputs[1]], weight.reshape(-1, c, h, w))
+    assert fc1.name in {lp.layer for lp in ctx.results["plan"].layers}
+    assert_same_outputs(net.graph, g, "float32")
+
+
+def test_the_readme_command_reports_a_change(installed: None) -> None:
+    exe = Path(sys.executable).with_name("convc")
+    if not exe.exists():
+        pytest.skip("no `convc` script next to this Python")
+    readme = (EXAMPLE / "README.md").read_text()
+    command = next(line.split("#")[0].split() for line in readme.splitlines() if "--passes +" in line)
+    assert command[:2] == ["convc", "compile"]
+    out = subprocess.run([str(exe), *command[1:]], check=True, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "COLUMNS": "120"}).stdout
+    name = command[command.index("--passes") + 1].lstrip("+")
+    row = next(line.split() for line in out.splitlines() if line.startswith(name))
+    assert row[1] == PACKAGE and "yes" in row and float(row[-1]) < 1e-5
 
 
 def test_it_leaves_a_1x1_conv_over_a_larger_map_alone(installed: None) -> None:
