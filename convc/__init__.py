@@ -9,8 +9,16 @@ from __future__ import annotations
 
 from convc.compiler import compile
 from convc.dsl import Network, Value
-from convc.errors import (BackendError, ConvcError, DefinitionError, GraphError, OptionError,
-                          ParameterError, PassError, PluginError)
+from convc.errors import (
+    BackendError,
+    ConvcError,
+    DefinitionError,
+    GraphError,
+    OptionError,
+    ParameterError,
+    PassError,
+    PluginError,
+)
 from convc.ir import Graph, Node
 from convc.serialize import load, save
 from convc.types import TensorType
@@ -18,7 +26,7 @@ from convc.types import TensorType
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):  # noqa: ANN202  lazy, so `import convc` stays light
+def __getattr__(name: str):
     import importlib
 
     if name in ("models", "frontends"):

@@ -10,6 +10,7 @@ import importlib
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,6 +85,8 @@ def test_a_broken_pass_plugin_is_left_out_and_reported_once(plugin_site: Path) -
     assert broken.package == BROKEN_PACKAGE and "ImportError: needs libfoo" in broken.error
     with pytest.warns(PluginWarning) as caught:
         resolve_pipeline(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)
         resolve_pipeline(3)  # once per process, not per pipeline
     (warning,) = [w for w in caught if "broken_pass" in str(w.message)]
     text = str(warning.message)

@@ -13,9 +13,22 @@ from __future__ import annotations
 from convc.ops import tensor as _tensor  # noqa: F401  (registers the remaining schemas)
 from convc.ops.convolution import CONV_ATTRS, SPATIAL, conv_output_size
 from convc.ops.pooling import POOL_ATTRS, pool_output_size
-from convc.ops.schema import (ACTIVATION_OPS, BUFFER_SLOTS, CONV_ALGOS, EPILOGUE_ACTIVATIONS, SCHEMAS, Attrs,
-                              InvalidNode, OpSchema, Shape, epilogue_extra_inputs, fmt_dims, fmt_padding,
-                              register_op, schema_of)
+from convc.ops.schema import (
+                              ACTIVATION_OPS,
+                              BUFFER_SLOTS,
+                              CONV_ALGOS,
+                              EPILOGUE_ACTIVATIONS,
+                              SCHEMAS,
+                              Attrs,
+                              InvalidNode,
+                              OpSchema,
+                              Shape,
+                              epilogue_extra_inputs,
+                              fmt_dims,
+                              fmt_padding,
+                              register_op,
+                              schema_of,
+)
 
 __all__ = [
     "ACTIVATION_OPS", "BUFFER_SLOTS", "CONV_ALGOS", "CONV_ATTRS", "EPILOGUE_ACTIVATIONS", "POOL_ATTRS",

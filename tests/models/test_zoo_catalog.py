@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import convc.models
 import numpy as np
 import pytest
 from zoo_helpers import SMALL_OPTIONS, weightless
 
 import convc
-import convc.models
 from convc.errors import OptionError
 
 REQUIRED = ["lenet5", "alexnet", "zfnet", "vgg11", "vgg13", "vgg16", "vgg19", "nin", "googlenet", "resnet18",

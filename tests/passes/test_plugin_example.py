@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pass_check import assert_same_outputs, op_counts
 
 import convc
 from convc.compiler import optimize
 from convc.dsl import Network
 from convc.pass_manager import available_passes, resolve_pipeline
-from pass_check import assert_same_outputs, op_counts
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "convc-plugin-example"
 PACKAGE = "convc-plugin-example"
