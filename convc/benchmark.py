@@ -28,6 +28,7 @@ from convc.errors import BackendError, ConvcError, OptionError
 from convc.ir import Graph, Node
 from convc.numerics import budget, rel_err
 from convc.numerics_check import seeded_inputs
+from convc.progress import report
 from convc.registry import get_backend
 from convc.roofline import LayerTiming, layer_cost
 
@@ -277,25 +278,42 @@ def bench_one(net: Network, backend: str, dtype: str, inputs: list[np.ndarray], 
 def bench_model(build: Callable[[int], Network], backends: list[str], batches: list[int], dtype: str,
                 settings: TimingSettings | None = None, compile_options: dict[str, Any] | None = None,
                 progress: Callable[[BenchResult], None] | None = None) -> list[BenchResult]:
-    """Every backend at every batch size; outputs are compared with torch's (else NumPy's) output."""
+    """Every backend at every batch size; outputs are compared with torch's (else NumPy's) output.
+    Each case is reported to convc.progress before it runs. Interrupted (Ctrl-C), it raises
+    BenchInterrupted holding every case finished so far, compared as far as they go."""
     settings = settings or TimingSettings()
     results: list[BenchResult] = []
+    cases = len(batches) * len(backends)
     for batch in batches:
-        net = build(batch)
-        inputs = [x.astype(np.float32) for x in seeded_inputs(net.graph, settings.seed)]
-        outputs: dict[str, np.ndarray] = {}
         row: list[BenchResult] = []
-        for backend in backends:
-            result, output = bench_one(net, backend, dtype, inputs, settings, dict(compile_options or {}))
-            if output is not None:
-                outputs[backend] = output
-            row.append(result)
-            if progress is not None:
-                progress(result)
-            _release_cuda_memory()
+        outputs: dict[str, np.ndarray] = {}
+        try:
+            net = build(batch)
+            inputs = [x.astype(np.float32) for x in seeded_inputs(net.graph, settings.seed)]
+            for backend in backends:
+                report("benchmarking", len(results) + len(row), cases, f"{backend}, batch {batch}")
+                result, output = bench_one(net, backend, dtype, inputs, settings, dict(compile_options or {}))
+                if output is not None:
+                    outputs[backend] = output
+                row.append(result)
+                if progress is not None:
+                    progress(result)
+                _release_cuda_memory()
+        except KeyboardInterrupt:
+            compare(row, outputs, dtype)
+            raise BenchInterrupted(results + row) from None
         compare(row, outputs, dtype)
         results += row
+    report("benchmarking", cases, cases)
     return results
+
+
+class BenchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during bench_model; `results` holds the cases that finished."""
+
+    def __init__(self, results: list[BenchResult]) -> None:
+        super().__init__(f"interrupted after {len(results)} case(s)")
+        self.results = results
 
 
 def compare(row: list[BenchResult], outputs: dict[str, np.ndarray], dtype: str) -> None:

@@ -3,9 +3,10 @@
     convc bench resnet50 --backends triton,torch,torch-compile,numpy --batch 1,64 --dtype float16 \\
         --json bench.json --layers --plot roofline.png --markdown
 
-Exit status: 0, or 1 when a backend that ran gave outputs beyond the dtype's budget (fast but wrong);
-2 for a bad option (an unknown backend, a bad batch list). Backends that cannot run here are rows of the
-table with the reason.
+Exit status: 0; 1 when a requested case failed (a backend that can run here but failed to compile or
+run) or gave outputs beyond the dtype's budget (fast but wrong); 2 for a bad option (an unknown backend,
+a bad batch list); 130 when interrupted, after printing and writing (--json) the cases finished so far.
+Backends that cannot run here are rows of the table with the reason, not failures.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from convc.benchmark import (
+    BenchInterrupted,
     BenchResult,
     TimingSettings,
     bench_layers,
@@ -34,8 +36,10 @@ from convc.commands.common import (
     parse_input,
     split_list,
 )
+from convc.commands.ui import keep_whole, make_table
 from convc.device_profiles import MachineInfo, Peaks, describe_machine, find_profile
 from convc.errors import OptionError
+from convc.progress import report as progress_report
 from convc.registry import backend_names
 from convc.roofline import (
     LayerTiming,
@@ -49,13 +53,13 @@ from convc.serialize import atomic_write
 from convc.types import check_dtype
 
 DEFAULT_BACKENDS = "triton,torch,torch-compile,numpy"
-WIDE = 132  # piped output gets this width: rich's default of 80 columns would wrap every row of a table
 console = Console(highlight=False)
 PEAK_SOURCES = ("measure", "profile", "datasheet")
 
 
 def make_console() -> Console:
-    return Console(highlight=False, width=None if sys.stdout.isatty() else WIDE)
+    """The terminal's width, or COLUMNS (80 by default) when piped: the tables fit either."""
+    return Console(highlight=False)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -132,29 +136,37 @@ def run(args: argparse.Namespace) -> int:
     if not args.check_numerics:
         options["check_numerics"] = False  # the bench compares outputs itself; the per-pass check is slow
     machine = describe_machine()
-    with console.status("timing...") as status:
+    interrupted = False
+    try:
         results = bench_model(lambda b: load_model(args.model, b, input_shape), backends, batches, dtype,
-                              settings, options,
-                              progress=lambda r: status.update(f"timed {r.backend}, batch {r.batch}"))
+                              settings, options)
+    except BenchInterrupted as stop:  # keep what finished: the table and --json show it
+        results, interrupted = stop.results, True
     report: dict[str, Any] = {
         "model": args.model, "dtype": dtype, "machine": machine.to_dict(), "command": command_line(args),
         "settings": {"warmup": args.warmup, "repeat": args.repeat, "max_seconds": args.max_seconds,
                      "cuda_graphs": args.cuda_graphs, "seed": args.seed, "opt_level": args.opt_level,
                      "threads": cpu_threads()},
         "batches": batches, "backends": backends, "results": [r.to_dict() for r in results],
+        "interrupted": interrupted,
     }
-    console.print(results_table(results, args.model, dtype, machine), )
+    console.print(keep_whole(results_table(results, args.model, dtype, machine), "backend",
+                             words=("time (ms)", "batch", "vs torch", "images/s", "rel. err vs ref", "status"),
+                             width=console.width))
     for note in result_notes(results):
         console.print(note, markup=False, soft_wrap=True)
-    if args.layers or args.plot:
+    if (args.layers or args.plot) and not interrupted:
         report.update(run_layers(args, results, dtype, machine, layer_backends, settings))
     if args.markdown:
         sys.stdout.write(markdown(results, args.model, dtype, machine, report["command"]) + "\n")
     if args.json:
         atomic_write(args.json, (json.dumps(report, indent=1) + "\n").encode())
         console.print(f"wrote {args.json}")
-    wrong = [r for r in results if r.numerics_ok is False]
-    return 1 if wrong else 0
+    if interrupted:
+        console.print(f"[yellow]interrupted: {len(results)} of {len(batches) * len(backends)} cases ran[/]")
+        return 130
+    failed = [r for r in results if r.numerics_ok is False or r.status == "error"]
+    return 1 if failed else 0
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -194,9 +206,9 @@ def results_table(results: list[BenchResult], model: str, dtype: str, machine: M
     """One row per backend and batch; a backend that did not run shows its status and a numbered note,
     whose text `result_notes` gives (long reasons would wreck the table's columns)."""
     notes = note_numbers(results)
-    table = Table(title=title(model, dtype, machine))
-    for col in ("backend", "batch", "time (ms)", "images/s", "vs torch", "rel. err vs ref", "status"):
-        table.add_column(col, justify="left" if col in ("backend", "status") else "right", no_wrap=True)
+    table = make_table(title(model, dtype, machine), [
+        "backend", ("batch", "right"), ("time (ms)", "right"), ("images/s", "right"), ("vs torch", "right"),
+        ("rel. err vs ref", "right"), "status"])
     for r in results:
         if r.timing is None:
             colour = "yellow" if r.status == "unavailable" else "red"
@@ -272,16 +284,17 @@ def run_layers(args: argparse.Namespace, results: list[BenchResult], dtype: str,
     peaks: dict[str, Peaks] = {}
     timings: list[LayerTiming] = []
     failures: list[str] = []
-    with console.status("timing single layers...") as status:
-        for r in chosen:
-            if r.device not in peaks:
-                status.update(f"measuring the {r.device} roofs...")
-                peaks[r.device] = choose_peaks(args.peaks, r.device, dtype, machine)
-            status.update(f"timing the layers of {r.backend}, batch {r.batch}...")
-            got, failed = bench_layers(r.graph, r.backend, dtype, peaks[r.device], settings)
-            timings += got
-            failures += failed
-            console.print(layer_table(got, r, peaks[r.device]), )
+    for i, r in enumerate(chosen):
+        if r.device not in peaks:
+            progress_report("timing single layers", i, len(chosen), f"measuring the {r.device} roofs")
+            peaks[r.device] = choose_peaks(args.peaks, r.device, dtype, machine)
+        progress_report("timing single layers", i, len(chosen), f"{r.backend}, batch {r.batch}")
+        got, failed = bench_layers(r.graph, r.backend, dtype, peaks[r.device], settings)
+        timings += got
+        failures += failed
+        console.print(keep_whole(layer_table(got, r, peaks[r.device]), "node", width=console.width,
+                                 words=("time (ms)", "op", "floor (ms)", "% of floor", "bound", "FLOPs", "bytes")))
+    progress_report("timing single layers", len(chosen), len(chosen))
     for f in failures:
         console.print(f"[yellow]layer not timed: {f}[/]")
     if args.plot and timings:
@@ -307,7 +320,7 @@ def layer_table(timings: list[LayerTiming], r: BenchResult, peaks: Peaks) -> Tab
                         f"{_ms(whole)} ms, roofline floor {_ms(floor)} ms); * = worst ten by time above "
                         f"the floor\nroofs: {peaks} ({peaks.source})")
     for col in ("node", "op", "FLOPs", "bytes", "time (ms)", "TFLOP/s", "floor (ms)", "% of floor", "bound"):
-        table.add_column(col, justify="left" if col in ("node", "op", "bound") else "right", no_wrap=True)
+        table.add_column(col, justify="left" if col in ("node", "op", "bound") else "right")
     for t in timings:
         mark = "* " if t.cost.name in worst else ""
         table.add_row(mark + t.cost.name, t.cost.op, human(t.cost.flops), human(t.cost.bytes, "B"),

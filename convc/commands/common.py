@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -35,6 +36,16 @@ def add_dtype_arg(p: argparse.ArgumentParser, default: str = "float32") -> None:
     p.add_argument("--dtype", type=dtype_arg, default=default, metavar="DTYPE",
                    help=f"compute dtype (default {default}): float32, float16, bfloat16 or float64; also "
                         f"fp32/float, fp16/half, bf16, fp64/double")
+
+
+def check_backend_dtype(backend: str, dtype: str) -> None:
+    """--backend and --dtype together: an OptionError (exit 2) when the backend cannot compute in dtype."""
+    from convc.registry import get_backend
+
+    supported = get_backend(backend).capabilities.dtypes
+    if check_dtype(dtype) not in supported:
+        raise OptionError(f"--dtype {dtype}: backend '{backend}' computes in {', '.join(supported)}; choose "
+                          f"one of those or another --backend (see `convc backends`)")
 
 
 def add_backend_arg(p: argparse.ArgumentParser, default: str = "numpy", what: str = "") -> None:
@@ -97,6 +108,10 @@ def load_model(spec: str, batch: int | None = None, input_shape: tuple[int, ...]
         return load_saved_graph(spec, batch, input_shape)
     if spec.endswith(".onnx") or ".py:" in spec:
         from convc import frontends
+
+        path = spec.split(".py:")[0] + ".py" if ".py:" in spec else spec
+        if not Path(path).is_file():  # a command-line mistake (exit 2), before any import
+            raise OptionError(f"model file '{path}' does not exist")
 
         loader = getattr(frontends, "load_model", None)
         if loader is None:

@@ -12,6 +12,7 @@ from convc.commands.common import (
     add_compile_args,
     add_dtype_arg,
     add_model_args,
+    check_backend_dtype,
     compile_options,
     console,
     load_model,
@@ -57,6 +58,7 @@ def _interpreting() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_backend_dtype(args.backend, args.dtype)
     if args.json and not (args.target or _target(args)):
         raise OptionError("--json prints the static kernel report: give --target sm_90 (or sm_80) with it")
     target = _target(args)

@@ -8,6 +8,7 @@ from convc.commands.common import (
     add_compile_args,
     add_dtype_arg,
     add_model_args,
+    check_backend_dtype,
     compile_options,
     console,
     load_model,
@@ -30,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_backend_dtype(args.backend, args.dtype)
     net = load_model(args.model, args.batch, parse_input(args.input))
     opts = compile_options(args)
     _, ctx, _ = optimize(net, backend=args.backend, dtype=args.dtype, **opts)

@@ -6,11 +6,13 @@ import time
 
 import numpy as np
 
+from convc.commands.arrays import read_inputs, write_outputs
 from convc.commands.common import (
     add_backend_arg,
     add_compile_args,
     add_dtype_arg,
     add_model_args,
+    check_backend_dtype,
     compile_options,
     console,
     load_model,
@@ -28,7 +30,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_backend_arg(p)
     add_dtype_arg(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the random input")
-    p.add_argument("--repeat", type=int, default=1, help="timed runs after the first (median is shown)")
+    p.add_argument("--input-file", default=None, metavar="FILE",
+                   help="run on this input instead of a random one: a .npy array of the input's shape "
+                        "(batch axis included), or an .npz with one array per input name")
+    p.add_argument("--output", default=None, metavar="PATH",
+                   help="write the outputs: FILE.npy (one output) or a folder (one NAME.npy per output)")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="timed runs after the first, untimed one (median and min are shown)")
     p.add_argument("--summary", action="store_true", help="print the model's totals first")
     p.set_defaults(run=run)
 
@@ -40,6 +48,7 @@ def top5(out: np.ndarray) -> list[tuple[int, float]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_backend_dtype(args.backend, args.dtype)
     net = load_model(args.model, args.batch, parse_input(args.input))
     if args.summary:
         s = summarize(net.graph)
@@ -48,17 +57,28 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     model = convc_compile(net, backend=args.backend, dtype=args.dtype, **compile_options(args))
     compile_s = time.perf_counter() - t0
-    inputs = [x.astype(np.float32) for x in seeded_inputs(net.graph, args.seed)]
+    if args.input_file:
+        inputs = read_inputs(args.input_file, net.graph)
+    else:
+        inputs = [x.astype(np.float32) for x in seeded_inputs(net.graph, args.seed)]
     times = []
     outs: list[np.ndarray] = []
     for _ in range(1 + max(args.repeat, 0)):
         t0 = time.perf_counter()
         outs = model.run(*inputs)
         times.append(time.perf_counter() - t0)
-    run_s = float(np.median(times[1:])) if len(times) > 1 else times[0]
+    timed = times[1:] or times
     console.print(f"compiled for [bold]{args.backend}[/] ({args.dtype}, -O{args.opt_level}) in {compile_s:.2f} s")
     for name, out in zip(model.graph.outputs, outs):
         console.print(f"output %{name}: shape {tuple(out.shape)}")
         console.print("top-5: " + ", ".join(f"#{i} {v:.4g}" for i, v in top5(out)))
-    console.print(f"time: {run_s * 1e3:.1f} ms per batch of {net.graph.inputs[0].type.shape[0]}")
+    batch = net.graph.inputs[0].type.shape[0]
+    if len(timed) > 1:
+        console.print(f"time: median {np.median(timed) * 1e3:.1f} ms, min {min(timed) * 1e3:.1f} ms per batch "
+                      f"of {batch} ({len(timed)} timed runs after one untimed)")
+    else:
+        console.print(f"time: {timed[0] * 1e3:.1f} ms per batch of {batch}")
+    if args.output:
+        for path in write_outputs(args.output, list(model.graph.outputs), outs):
+            console.print(f"wrote {path}", markup=False)
     return 0
