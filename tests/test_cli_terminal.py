@@ -70,3 +70,22 @@ def test_compile_print_ir_is_not_rewrapped() -> None:
     assert max(len(line) for line in expected) > 40
     printed = done.stdout.splitlines()
     assert printed[:len(expected)] == expected
+
+
+def test_the_readmes_new_tour_commands_run_as_shown(tmp_path: Path) -> None:
+    import re
+
+    import numpy as np
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    wanted = ("convc backends", "convc run lenet5 --input-file", "convc --version")
+    lines = [line.split("#")[0].strip() for line in readme.splitlines()
+             if line.strip().startswith(wanted)]
+    assert len(lines) == 3
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 32, 32), np.float32))
+    for line in lines:
+        for args in {re.sub(r"\s*\[.*?\]", "", line), line.replace("[", "").replace("]", "")}:
+            done = subprocess.run([str(CONVC), *args.split()[1:]], cwd=tmp_path, capture_output=True,
+                                  text=True, timeout=300, check=False)
+            assert done.returncode == 0, (args, done.stderr)
+    assert np.load(tmp_path / "y.npy").shape == (1, 10)
