@@ -29,6 +29,7 @@ from convc.ir import Graph, Node
 from convc.numerics import budget
 from convc.ops import CONV_ALGOS, fmt_dims
 from convc.pass_manager import PassContext, convc_pass
+from convc.progress import track
 
 from convc.passes.conv_cost import COST_MODEL_VERSION, PROFILES, WINOGRAD_TILE, ConvShape, estimate
 from convc.passes.conv_cost_numpy import estimate_numpy
@@ -206,7 +207,10 @@ def choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
     changed = False
     to_measure = sum(1 for n in convs.values() if len(candidates(n, target)) > 1) if mode == "measure" else 0
     measured = 0
-    for node in convs.values():
+    # Measuring (-O3) takes seconds per layer: report each one (convc.progress; the CLI draws a bar).
+    steps = track(list(convs.values()), "measuring conv algorithms", lambda n: n.name) if mode == "measure" \
+        else convs.values()
+    for node in steps:
         cands = candidates(node, target)
         sig = signature(node, g)
         preset = node.attrs["algo"]

@@ -19,20 +19,21 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from convc.backend import Backend, CompiledModel
 from convc.backends.triton.autotune import Tuner
 from convc.backends.triton.common import INTERPRET, TORCH_DTYPES
+from convc.backends.triton.context import NodeContext
 from convc.backends.triton.geometry import spatial3
 from convc.backends.triton.launch import Launch
 from convc.backends.triton.layout import shape5, strided_copy_launch, strides_of_tensor, strides_of_view
-from convc.backends.triton.context import NodeContext
 from convc.backends.triton.lower import scratch_requests
 from convc.backends.triton.memory import MemoryPlan, plan_memory
 from convc.backends.triton.targets import gpu_target, local_target
+
+from convc.backend import Backend, CompiledModel
 from convc.errors import BackendError, OptionError
 from convc.ir import Graph
 from convc.ops import InvalidNode, schema_of
+from convc.progress import track
 from convc.types import TensorType
 
 OPTIONS = ("device", "tf32", "cuda_graphs", "autotune", "target")
@@ -158,7 +159,8 @@ class TritonModule(torch.nn.Module, CompiledModel):
             # Random bytes below 64 keep every fp16 / bf16 / fp32 value finite and at most ~2, so the
             # configurations are compared on real numbers, not on whatever the arena held.
             plan.arena.random_(0, 64)
-        tuned = [self.tuner.choose(launch, self.dtype) for launch in launches]
+        tuned = [self.tuner.choose(launch, self.dtype)
+                 for launch in track(launches, "autotuning Triton kernels", lambda launch: launch.node)]
         self.tuner.save()
         return tuned
 

@@ -29,8 +29,8 @@ def _load(path: Path) -> dict[str, np.ndarray] | np.ndarray:
         raise OptionError(f"--input-file {path}: not a readable .npy or .npz array file ({e})") from None
 
 
-def read_inputs(path: str | Path, graph: Graph) -> list[np.ndarray]:
-    """The arrays in `path` for the graph's inputs, as float32: one array (.npy) for a one-input graph, or
+def read_inputs(path: str | Path, graph: Graph, dtype: type = np.float32) -> list[np.ndarray]:
+    """The arrays in `path` for the graph's inputs, as `dtype`: one array (.npy) for a one-input graph, or
     an .npz with an array per input name. Shapes must equal the inputs' (batch axis included)."""
     path = Path(path)
     loaded = _load(path)
@@ -59,7 +59,7 @@ def read_inputs(path: str | Path, graph: Graph) -> list[np.ndarray]:
                 hint = "; add the batch axis (x[None])"
             raise OptionError(f"{where}: the array's shape {tuple(array.shape)} is not the input's "
                               f"{tuple(node.type.shape)}{hint}")
-        out.append(np.ascontiguousarray(array, dtype=np.float32))
+        out.append(np.ascontiguousarray(array, dtype=dtype))
     return out
 
 

@@ -101,6 +101,7 @@ def showing_progress(enabled: bool = True, console: Console | None = None) -> It
             return
         description = f"{event.task}: {event.current}" if event.current else event.task
         bars.update(task_id, completed=event.done, total=event.total, description=description)
+        bars.refresh()  # a step is slow (that is why it reports): show it now, not at the next tick
 
     with bars, reporting_to(draw):
         yield
