@@ -52,9 +52,9 @@ def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     monkeypatch.setattr(registry, "_BROKEN", {})
     monkeypatch.setattr(registry, "_WARNED", set())
     importlib.invalidate_caches()
-    registry.get_backend.cache_clear()
+    registry._load_backend.cache_clear()
     yield site
-    registry.get_backend.cache_clear()
+    registry._load_backend.cache_clear()
     importlib.invalidate_caches()
 
 
