@@ -23,7 +23,8 @@ from torch.fx.passes.operator_support import OperatorSupportBase
 
 from convc.dsl import Value
 from convc.errors import ConvcError
-from convc.frontends.fx_convert import FxImporter, Unusable, clean_path
+from convc.frontends.fx_convert import FxImporter, clean_path
+from convc.frontends.torch_context import Unusable
 from convc.types import TensorType, check_dtype
 
 

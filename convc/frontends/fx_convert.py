@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -21,66 +20,10 @@ from torch import fx
 
 from convc.dsl import Network, Value
 from convc.errors import ConvcError
-from convc.frontends.building import FrontendError, ImportedNetwork, Problems, bind_param, fresh_layer_name
+from convc.frontends import torch_functions, torch_modules
+from convc.frontends.building import ImportedNetwork, Problems, fresh_layer_name
+from convc.frontends.torch_context import Const, Ctx, Handler, Unusable, describe_value
 from convc.types import TensorType
-
-
-@dataclass(frozen=True)
-class Const:
-    """A tensor known at import time; `key` is its name in the source model (a state_dict key)."""
-
-    tensor: torch.Tensor
-    key: str | None = None
-
-
-@dataclass(frozen=True)
-class Unusable:
-    """A value convc cannot produce (a failed node's output, pooling indices); `why` says what it is."""
-
-    why: str
-    reported: bool = False  # True when the failure behind it is already in the problem list
-
-
-@dataclass
-class Ctx:
-    """What a handler needs: the network, this node's layer name and a description for errors."""
-
-    net: Network
-    name: str
-    where: str
-    reserved: set[str] = field(default_factory=set)
-
-    def fresh(self, suffix: str) -> str:
-        """A further layer name for a node that expands into several layers ('<name>.<suffix>')."""
-        return fresh_layer_name(self.net, f"{self.name}.{suffix}", self.reserved)
-
-    def value(self, v: Any, what: str = "input") -> Value:
-        if isinstance(v, Value):
-            return v
-        raise FrontendError(f"{what} must be a tensor computed by the model, got {_describe(v)}")
-
-    def const(self, v: Any, what: str) -> Const:
-        if isinstance(v, Const):
-            return v
-        if isinstance(v, Value):
-            raise FrontendError(f"{what} must be a parameter or constant, but it is computed at run time "
-                                f"(%{v.name}); convc layers take fixed weights")
-        raise FrontendError(f"{what} must be a tensor, got {_describe(v)}")
-
-    def bind(self, layer: Value, slot: str, c: Const | None) -> None:
-        if c is not None:
-            bind_param(self.net, layer, slot, c.key, c.tensor)
-
-
-Handler = Callable[..., Any]
-
-
-def _describe(v: Any) -> str:
-    if isinstance(v, Const):
-        return f"a constant of shape {tuple(v.tensor.shape)}"
-    if isinstance(v, Unusable):
-        return v.why
-    return f"{type(v).__name__} {v!r}"
 
 
 def target_name(target: Any) -> str:
@@ -152,8 +95,6 @@ class FxImporter:
     def __init__(self, gm: fx.GraphModule, *, input_types: Mapping[str, TensorType],
                  constants: Mapping[str, Any] | None = None, root: torch.nn.Module | None = None,
                  param_keys: Mapping[int, str] | None = None, name: str = "net", header: str = "") -> None:
-        from convc.frontends import torch_functions, torch_modules
-
         self.gm = gm
         self.root = root if root is not None else gm
         self.input_types = dict(input_types)
@@ -177,7 +118,7 @@ class FxImporter:
                 self.env[node] = self.convert(node)
         values = [o for o in outputs if isinstance(o, Value)]
         if not self.problems and len(values) != len(outputs):
-            bad = [_describe(o) for o in outputs if not isinstance(o, Value)]
+            bad = [describe_value(o) for o in outputs if not isinstance(o, Value)]
             self.problems.add("output", f"the model returns {', '.join(bad)}; convc graphs return tensors "
                                         f"computed from the inputs")
         self.problems.raise_if_any()

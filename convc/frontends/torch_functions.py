@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from convc.dsl import Value
 from convc.frontends.building import FrontendError
-from convc.frontends.fx_convert import Const, Ctx, Unusable
+from convc.frontends.torch_context import Const, Ctx, Unusable
 from convc.frontends.torch_shapes import (
     add,
     cat,

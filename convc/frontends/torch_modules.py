@@ -13,7 +13,7 @@ from torch import nn
 from convc.dsl import Value
 from convc.frontends import torch_functions as tf
 from convc.frontends.building import FrontendError
-from convc.frontends.fx_convert import Const, Ctx
+from convc.frontends.torch_context import Const, Ctx
 
 
 def _param(module: nn.Module, path: str, attr: str) -> Const | None:

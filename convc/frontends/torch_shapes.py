@@ -19,7 +19,7 @@ from convc.frontends.building import (
     reshape_as_flatten,
     resolve_target_shape,
 )
-from convc.frontends.fx_convert import Const, Ctx
+from convc.frontends.torch_context import Const, Ctx
 
 
 def flatten(ctx: Ctx, input: Any, start_dim: int = 0, end_dim: int = -1) -> Value:
