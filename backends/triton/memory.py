@@ -1,15 +1,18 @@
 """The activation memory planner: one arena per compiled variant, buffers reused by liveness.
+`plan_memory` runs four named stages:
 
-  1. identity, dropout and layout-free flattens are views of their input (no kernel, no memory); so is a
-     flatten of a map with spatial size > 1 that only linear layers read: its features stay in
-     channels-last (spatial, channel) order and those linears get weight columns permuted to match
+  1. `_find_views`: identity, dropout and layout-free flattens are views of their input (no kernel, no
+     memory); so is a flatten of a map with spatial size > 1 that only linear layers read: its features
+     stay in channels-last (spatial, channel) order and those linears get weight columns permuted to match
      (`channels_last_features`), instead of a transpose copy into NCHW order;
-  2. a channel concat's operands are written straight into their column slice of the concat's buffer
-     (walked from the last concat back, so nested concats nest their slices); an operand that cannot be
-     (already placed elsewhere, or read twice by one concat) is copied by the concat instead;
-  3. every remaining buffer, and each node's scratch (im2col columns, Winograd transforms), gets a live
-     interval [first write, last read]; buffers are placed greedily, largest first, at the lowest offset
-     that overlaps no buffer live at the same time.
+  2. `_slice_concat_operands`: a channel concat's operands are written straight into their column slice
+     of the concat's buffer (walked from the last concat back, so nested concats nest their slices); an
+     operand that cannot be (already placed elsewhere, or read twice by one concat) is copied by the concat
+     instead; `_unview_strided_flattens` then takes back the flatten views of maps left strided by a slice;
+  3. `_live_buffers` and `_scratch_buffers`: every remaining buffer, and each node's scratch (im2col
+     columns, Winograd transforms), gets a live interval [first write, last read]; `_place` puts them
+     greedily, largest first, at the lowest offset that overlaps no buffer live at the same time;
+  4. `_value_views` and `_scratch_views`: every value's View into the arena.
 
     plan = plan_memory(graph, "float16", "cuda", scratch={"conv2": [(4096, torch.float16)]})
     plan.views["conv1"]          # View into plan.arena
@@ -109,91 +112,107 @@ def _place(buffers: list[_Buffer]) -> int:
     return _align(total)
 
 
-def plan_memory(graph: Graph, dtype: str, device: str,
-                scratch: dict[str, list[tuple[int, torch.dtype]]] | None = None) -> MemoryPlan:
-    scratch = scratch or {}
-    order = [n for n in graph.nodes() if n.op != "param"]
-    index = {n.name: (0 if n.op == "input" else i + 1) for i, n in enumerate(order)}
-    end = len(order) + 1
+@dataclass
+class _Sharing:
+    """Which values share storage (stages 1 and 2): views of another value and concat column slices."""
 
-    aliases: dict[str, str] = {}
-    nhwc_flattens: dict[str, list[str]] = {}  # channels-last flatten -> it and its views
-    for node in order:
-        if node.op in ALIAS_OPS or (node.op == "flatten" and is_view_flatten(graph, node)):
-            aliases[node.name] = node.inputs[0]
-        elif (views := channels_last_flatten(graph, node)) is not None:
-            aliases[node.name] = node.inputs[0]
-            nhwc_flattens[node.name] = views
+    aliases: dict[str, str] = field(default_factory=dict)  # value -> the value whose view it is
+    nhwc_flattens: dict[str, list[str]] = field(default_factory=dict)  # channels-last flatten -> it and views
+    slices: dict[str, tuple[str, int]] = field(default_factory=dict)  # value -> (concat value, first column)
+    copies: dict[str, list[int]] = field(default_factory=dict)  # concat -> operand positions it copies
 
-    def root(v: str) -> str:
-        while v in aliases:
-            v = aliases[v]
+    def root(self, v: str) -> str:
+        """The value whose memory `v` views (itself if it is no view)."""
+        while v in self.aliases:
+            v = self.aliases[v]
         return v
 
-    slices: dict[str, tuple[str, int]] = {}
-    copies: dict[str, list[int]] = {}
+    def storage_root(self, v: str) -> str:
+        """The value that owns the buffer `v` lives in, through views and concat slices."""
+        v = self.root(v)
+        while v in self.slices:
+            v = self.root(self.slices[v][0])
+        return v
+
+
+def _find_views(graph: Graph, order: list[Node], sharing: _Sharing) -> None:
+    """Stage 1: identity, dropout and layout-free flattens view their input; so does a channels-last
+    flatten that only linear layers read."""
+    for node in order:
+        if node.op in ALIAS_OPS or (node.op == "flatten" and is_view_flatten(graph, node)):
+            sharing.aliases[node.name] = node.inputs[0]
+        elif (views := channels_last_flatten(graph, node)) is not None:
+            sharing.aliases[node.name] = node.inputs[0]
+            sharing.nhwc_flattens[node.name] = views
+
+
+def _slice_concat_operands(graph: Graph, order: list[Node], sharing: _Sharing) -> None:
+    """Stage 2: each channel concat's operands go into their column slice of its buffer, from the last
+    concat back so nested concats nest; an operand placed elsewhere already, or read twice, is copied."""
     for node in reversed(order):
         if node.op != "concat":
             continue
         operands = graph.activation_inputs(node)
         if node.attrs["axis"] != 1:
-            copies[node.name] = list(range(len(operands)))
+            sharing.copies[node.name] = list(range(len(operands)))
             continue
         start, seen, copied = 0, set(), []
         for i, operand in enumerate(operands):
-            r = root(operand)
-            if r in slices or r in seen:
+            r = sharing.root(operand)
+            if r in sharing.slices or r in seen:
                 copied.append(i)
             else:
-                slices[r] = (node.name, start)
+                sharing.slices[r] = (node.name, start)
                 seen.add(r)
             start += channels(graph.node(operand).type)
-        copies[node.name] = copied
+        sharing.copies[node.name] = copied
 
-    def storage_root(v: str) -> str:
-        v = root(v)
-        while v in slices:
-            v = root(slices[v][0])
-        return v
 
-    # A map written into a concat's column slice has rows ld > C apart: its features are not contiguous,
-    # so flattening it takes the copy after all.
-    for name in list(nhwc_flattens):
+def _unview_strided_flattens(graph: Graph, sharing: _Sharing) -> dict[str, tuple[int, ...]]:
+    """A map written into a concat's column slice has rows ld > C apart: its features are not contiguous,
+    so flattening it takes the copy after all. Returns the channels-last feature shapes that remain."""
+    for name in list(sharing.nhwc_flattens):
         src = graph.node(name).inputs[0]
-        if storage_root(src) != root(src):
-            del aliases[name], nhwc_flattens[name]
-    features = {v: graph.node(graph.node(f).inputs[0]).type.shape[1:] for f, views in nhwc_flattens.items()
-                for v in views}
+        if sharing.storage_root(src) != sharing.root(src):
+            del sharing.aliases[name], sharing.nhwc_flattens[name]
+    return {v: graph.node(graph.node(f).inputs[0]).type.shape[1:]
+            for f, views in sharing.nhwc_flattens.items() for v in views}
 
-    # Live intervals of every buffer: the union over the values that live in it.
+
+def _live_buffers(graph: Graph, order: list[Node], index: dict[str, int], end: int, sharing: _Sharing,
+                  dtype: str) -> dict[str, _Buffer]:
+    """Stage 3a: one buffer per storage root, live over the union of its values' [first write, last read]
+    (a graph output is read at `end`)."""
     item = ITEMSIZE[dtype]
-    tdtype = TORCH_DTYPES[dtype]
     buffers: dict[str, _Buffer] = {}
-    naive = 0
     for node in order:
-        naive += node.type.numel * item
-        key = storage_root(node.name)
+        key = sharing.storage_root(node.name)
         if key not in buffers:
             t = graph.node(key).type
-            buffers[key] = _Buffer(key, pixels(t) * channels(t) * item, tdtype, end, 0)
-    for node in order:
-        key = storage_root(node.name)
+            buffers[key] = _Buffer(key, pixels(t) * channels(t) * item, TORCH_DTYPES[dtype], end, 0)
         buf = buffers[key]
         buf.first = min(buf.first, index[node.name])
         reads = [index[u.name] for u in graph.users(node.name)]
         reads += [end] if node.name in graph.outputs else []
         buf.last = max(buf.last, index[node.name], *reads)
-    scratch_bufs: dict[str, list[_Buffer]] = {}
-    for name, requests in scratch.items():
-        scratch_bufs[name] = [_Buffer(f"{name}#scratch{j}", n * (torch.finfo(dt).bits // 8), dt, index[name],
-                                      index[name]) for j, (n, dt) in enumerate(requests)]
-    all_bufs = list(buffers.values()) + [b for bs in scratch_bufs.values() for b in bs]
-    total = _place(all_bufs)
-    arena = torch.empty(max(total, ALIGN), dtype=torch.uint8, device=device)
+    return buffers
 
-    def typed(buf: _Buffer) -> torch.Tensor:
-        return arena[buf.offset: buf.offset + buf.nbytes].view(buf.dtype)
 
+def _scratch_buffers(scratch: dict[str, list[tuple[int, torch.dtype]]],
+                     index: dict[str, int]) -> dict[str, list[_Buffer]]:
+    """Stage 3b: each node's scratch requests, live only while the node runs."""
+    return {name: [_Buffer(f"{name}#scratch{j}", n * (torch.finfo(dt).bits // 8), dt, index[name],
+                           index[name]) for j, (n, dt) in enumerate(requests)]
+            for name, requests in scratch.items()}
+
+
+def _typed(arena: torch.Tensor, buf: _Buffer) -> torch.Tensor:
+    return arena[buf.offset: buf.offset + buf.nbytes].view(buf.dtype)
+
+
+def _value_views(graph: Graph, order: list[Node], sharing: _Sharing, buffers: dict[str, _Buffer],
+                 arena: torch.Tensor) -> dict[str, View]:
+    """Stage 4: every value's View into the placed arena, through its views and slices."""
     views: dict[str, View] = {}
 
     def view_of(v: str) -> View:
@@ -201,27 +220,51 @@ def plan_memory(graph: Graph, dtype: str, device: str,
             return views[v]
         t = graph.node(v).type
         rows, cols = pixels(t), channels(t)
-        if v in nhwc_flattens:  # the contiguous [N * positions, C] matrix read as [N, positions * C]
-            src = view_of(aliases[v])
+        if v in sharing.nhwc_flattens:  # the contiguous [N * positions, C] matrix read as [N, positions * C]
+            src = view_of(sharing.aliases[v])
             if src.ld != src.cols or src.rows * src.cols != rows * cols:
                 raise BackendError(f"internal: flatten '{v}' cannot view a {src.rows}x{src.cols} map "
                                    f"with rows {src.ld} apart")
             view = View(src.storage, src.offset, rows, cols, cols)
-        elif v in aliases:
-            src = view_of(aliases[v])
+        elif v in sharing.aliases:
+            src = view_of(sharing.aliases[v])
             view = View(src.storage, src.offset, rows, cols, src.ld)
-        elif v in slices:
-            concat, start = slices[v]
+        elif v in sharing.slices:
+            concat, start = sharing.slices[v]
             view = view_of(concat).column_slice(start, cols)
         else:
-            view = View(typed(buffers[v]), 0, rows, cols, cols)
+            view = View(_typed(arena, buffers[v]), 0, rows, cols, cols)
         views[v] = view
         return view
 
     for node in order:
         view_of(node.name)
-    scratch_views = {name: [View(typed(b), 0, 1, b.nbytes // (torch.finfo(b.dtype).bits // 8),
-                                 b.nbytes // (torch.finfo(b.dtype).bits // 8)) for b in bs]
-                     for name, bs in scratch_bufs.items()}
-    return MemoryPlan(arena, views, scratch_views, copies, aliases, features, slices, total, naive,
-                      {b.key: b.offset for b in all_bufs})
+    return views
+
+
+def _scratch_views(scratch_bufs: dict[str, list[_Buffer]], arena: torch.Tensor) -> dict[str, list[View]]:
+    def flat(b: _Buffer) -> View:
+        n = b.nbytes // (torch.finfo(b.dtype).bits // 8)
+        return View(_typed(arena, b), 0, 1, n, n)
+    return {name: [flat(b) for b in bs] for name, bs in scratch_bufs.items()}
+
+
+def plan_memory(graph: Graph, dtype: str, device: str,
+                scratch: dict[str, list[tuple[int, torch.dtype]]] | None = None) -> MemoryPlan:
+    """The stages of the module docstring: views, concat slices, live intervals, placement, views."""
+    order = [n for n in graph.nodes() if n.op != "param"]
+    index = {n.name: (0 if n.op == "input" else i + 1) for i, n in enumerate(order)}
+    end = len(order) + 1
+    sharing = _Sharing()
+    _find_views(graph, order, sharing)
+    _slice_concat_operands(graph, order, sharing)
+    features = _unview_strided_flattens(graph, sharing)
+    buffers = _live_buffers(graph, order, index, end, sharing, dtype)
+    scratch_bufs = _scratch_buffers(scratch or {}, index)
+    all_bufs = list(buffers.values()) + [b for bs in scratch_bufs.values() for b in bs]
+    total = _place(all_bufs)
+    arena = torch.empty(max(total, ALIGN), dtype=torch.uint8, device=device)
+    naive = sum(node.type.numel for node in order) * ITEMSIZE[dtype]
+    views = _value_views(graph, order, sharing, buffers, arena)
+    return MemoryPlan(arena, views, _scratch_views(scratch_bufs, arena), sharing.copies, sharing.aliases,
+                      features, sharing.slices, total, naive, {b.key: b.offset for b in all_bufs})
