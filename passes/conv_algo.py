@@ -27,7 +27,7 @@ from convc.device_profiles import blas_threads
 from convc.errors import OptionError
 from convc.ir import Graph, Node
 from convc.numerics import budget
-from convc.ops import CONV_ALGOS, fmt_dims
+from convc.ops import CONV_ALGOS, CONV_OPS, fmt_dims
 from convc.pass_manager import PassContext, convc_pass
 from convc.progress import track
 
@@ -37,7 +37,6 @@ from convc.passes.cpu_profile import NumpyProfile, calibration_enabled, numpy_pr
 from convc.passes.conv_measure import measure, report_progress
 from convc.passes.plan import LayerPlan, Plan, PlanCache, load_plan_file, signature
 
-CONV_OPS = ("conv1d", "conv2d", "conv3d")
 # GPU targets (`target="sm_90"`, the CLI's --target) and the cost profile each one's plan uses.
 TARGET_PROFILES = {"sm_90": "h100", "sm_80": "a100"}
 WINOGRAD_NEEDS = "a conv2d with a 3x3 kernel, stride 1, dilation 1 and groups 1"

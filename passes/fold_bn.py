@@ -20,10 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from convc.ir import Graph, Node
+from convc.ops import LAYER_OPS
 from convc.numerics import add_pass_param, pass_param_dtype
 from convc.pass_manager import PassContext, convc_pass
 
-FOLDABLE_OPS = ("conv1d", "conv2d", "conv3d", "linear")
+FOLDABLE_OPS = LAYER_OPS
 
 
 def bn_affine(g: Graph, bn: Node) -> tuple[np.ndarray, np.ndarray]:

@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from convc.ir import Graph, Node
+from convc.ops import LAYER_OPS
 from convc.pass_manager import PassContext, convc_pass
 
-LAYER_OPS = ("conv1d", "conv2d", "conv3d", "linear")
 
 
 def activation_step(node: Node) -> tuple[Any, ...] | None:

@@ -12,6 +12,7 @@ from convc.backend import Backend, Capabilities, LoweringContext, LoweringTable,
 from convc.errors import BackendError
 from convc.interpreter import InterpretedModel, Step, kernel_lowerings
 from convc.ir import Graph, Node
+from convc.ops import CONV_ALGOS, CONV_OPS
 from convc.registry import get_backend
 
 
@@ -20,6 +21,17 @@ def test_every_builtin_backend_lowers_every_op_it_declares(name: str) -> None:
     backend = get_backend(name)
     assert isinstance(backend, Backend) and backend.build is not None
     assert backend.capabilities.ops <= {op for op, _ in backend.lowerings}
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch", "torch-compile", "triton"])
+def test_a_backend_s_conv_algorithms_are_named_by_convc_ops_and_lowered(name: str) -> None:
+    backend = get_backend(name)
+    algos = backend.capabilities.conv_algos
+    library_chooses = len(algos) == 1 and algos[0] not in CONV_ALGOS  # torch's "cudnn"
+    assert library_chooses or set(algos) <= set(CONV_ALGOS)
+    for op in CONV_OPS:
+        lowered = {a for o, a in backend.lowerings if o == op}
+        assert lowered == ({None} if library_chooses else set(algos))
 
 
 def relu_net() -> convc.Network:
@@ -49,8 +61,8 @@ def lower_add(node: Node, ctx: LoweringContext) -> Step:
 
 
 def build(backend: Backend[LoweringContext, Step], graph: Graph, *, dtype: str, **options: Any) -> Any:
-    return InterpretedModel(backend, graph, dtype, to_native=lambda a, d: np.asarray(a, d), to_numpy=np.asarray,
-                            cast=lambda a, d: np.asarray(a, d))
+    return InterpretedModel(backend, graph, dtype, to_native=lambda a, d: np.asarray(a, d),
+                            to_numpy=np.asarray, cast=lambda a, d: np.asarray(a, d))
 
 
 def test_a_backend_written_against_the_contract_runs_a_graph() -> None:

@@ -18,7 +18,7 @@ from convc.backend import Backend, Capabilities, LoweringContext
 from convc.errors import BackendError, OptionError
 from convc.interpreter import InterpretedModel, Step, kernel_lowerings
 from convc.ir import Graph, Node
-from convc.ops import CONV_ALGOS
+from convc.ops import CONV_ALGOS, CONV_OPS
 from convc.params import to_numpy
 from convc.types import numpy_dtype
 
@@ -34,8 +34,12 @@ KERNELS = {
 }
 
 
+# The algorithms of convc.ops.CONV_ALGOS that this backend has kernels for, in that order.
+NUMPY_CONV_ALGOS = tuple(a for a in CONV_ALGOS if ("conv2d", a) in KERNELS)
+
+
 def is_conv(node: Node) -> bool:
-    return node.op in ("conv1d", "conv2d", "conv3d")
+    return node.op in CONV_OPS
 
 
 def default_algo(node: Node, ctx: LoweringContext | None = None) -> str | None:
@@ -48,8 +52,8 @@ def algo_problem(node: Node) -> str | None:
     algo = node.attrs.get("algo")
     if not is_conv(node) or algo is None:
         return None
-    if algo not in CONV_ALGOS:
-        return f"node '{node.name}': conv algorithm {algo!r} is not one of {', '.join(CONV_ALGOS)}"
+    if algo not in NUMPY_CONV_ALGOS:
+        return f"node '{node.name}': conv algorithm {algo!r} is not one of {', '.join(NUMPY_CONV_ALGOS)}"
     if algo in conv_winograd.TILE_OF_ALGO:
         return conv_winograd.winograd_problem(node, algo)
     return None
@@ -74,7 +78,7 @@ def compile_graph(target: Backend[LoweringContext, Step], graph: Graph, *, dtype
 
 backend = Backend(
     "numpy",
-    Capabilities(ops=frozenset(op for op, _ in KERNELS), conv_algos=CONV_ALGOS, dtypes=DTYPES,
+    Capabilities(ops=frozenset(op for op, _ in KERNELS), conv_algos=NUMPY_CONV_ALGOS, dtypes=DTYPES,
                  fused_epilogue=True, devices=("cpu",)),
     kernel_lowerings(KERNELS),
     build=compile_graph,

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from convc.ir import Node
+from convc.ops import CONV_OPS
 
 from convc.backends.numpy_ref.conv_operands import ConvOperands
 
@@ -40,4 +41,4 @@ def conv_direct(node: Node, args: list[Any]) -> np.ndarray:
     return conv.finish(out.reshape(conv.out_shape))
 
 
-KERNELS = {(f"conv{nd}d", "direct"): conv_direct for nd in (1, 2, 3)}
+KERNELS = {(op, "direct"): conv_direct for op in CONV_OPS}

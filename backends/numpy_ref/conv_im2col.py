@@ -15,6 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from convc.ir import Node
+from convc.ops import CONV_OPS
 
 from convc.backends.numpy_ref.conv_operands import ConvOperands
 
@@ -48,4 +49,4 @@ def conv_im2col(node: Node, args: list[Any]) -> np.ndarray:
     return conv.finish(out.reshape(conv.out_shape))
 
 
-KERNELS = {(f"conv{nd}d", "im2col"): conv_im2col for nd in (1, 2, 3)}
+KERNELS = {(op, "im2col"): conv_im2col for op in CONV_OPS}

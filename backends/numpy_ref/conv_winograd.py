@@ -19,7 +19,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from convc.errors import BackendError
 from convc.ir import Node
-from convc.ops import fmt_dims
+from convc.ops import CONV_OPS, fmt_dims
 from convc.winograd import WINOGRAD_MATRICES, transform_filters
 
 from convc.backends.numpy_ref.conv_operands import ConvOperands
@@ -94,6 +94,6 @@ def conv_winograd_f4x3(node: Node, args: list[Any]) -> np.ndarray:
 # Registered for every conv rank so that a conv1d/conv3d asking for Winograd gets the reason, not
 # a bare "no kernel".
 KERNELS = {
-    **{(f"conv{nd}d", "winograd_2x2"): conv_winograd_f2x3 for nd in (1, 2, 3)},
-    **{(f"conv{nd}d", "winograd_4x4"): conv_winograd_f4x3 for nd in (1, 2, 3)},
+    **{(op, "winograd_2x2"): conv_winograd_f2x3 for op in CONV_OPS},
+    **{(op, "winograd_4x4"): conv_winograd_f4x3 for op in CONV_OPS},
 }

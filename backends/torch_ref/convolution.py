@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from convc.backend import LoweringKey
 from convc.interpreter import Kernel
 from convc.ir import Node
-from convc.ops import epilogue_extra_inputs
+from convc.ops import CONV_OPS, epilogue_extra_inputs
 
 
 ConvFn = Callable[..., torch.Tensor]
@@ -82,6 +82,6 @@ def linear(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 KERNELS: dict[LoweringKey, Kernel] = {
-    **{(f"conv{nd}d", None): convolution for nd in (1, 2, 3)},
+    **{(op, None): convolution for op in CONV_OPS},
     ("linear", None): linear,
 }

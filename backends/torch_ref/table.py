@@ -9,12 +9,11 @@ from __future__ import annotations
 from convc.backend import Backend, Capabilities, LoweringContext
 from convc.interpreter import Step, kernel_lowerings
 from convc.ir import Node
-from convc.ops import SCHEMAS
+from convc.ops import CONV_OPS, SCHEMAS
 
 from . import convolution, elementwise, normalization, pooling
 from .model import compile_eager, compile_with_torch_compile
 
-CONV_OPS = frozenset({"conv1d", "conv2d", "conv3d"})
 # Everything in the op-schema table except the graph boundary, which the runner handles itself.
 TORCH_OPS = frozenset(SCHEMAS) - {"input", "param"}
 LOWERINGS = kernel_lowerings({**convolution.KERNELS, **elementwise.KERNELS, **normalization.KERNELS,
@@ -32,7 +31,7 @@ class TorchBackend(Backend[LoweringContext, Step]):
 def _capabilities() -> Capabilities:
     return Capabilities(
         ops=TORCH_OPS,
-        conv_algos=("cudnn",),
+        conv_algos=("cudnn",),  # not one of convc.ops.CONV_ALGOS: cuDNN / oneDNN choose inside
         dtypes=("float32", "float64", "float16", "bfloat16"),
         fused_epilogue=True,
         devices=("cpu", "cuda"),

@@ -15,7 +15,7 @@ from convc.backend import Backend, Capabilities, CompiledModel, LoweringTable
 from convc.backends.triton import lower, lower_misc
 from convc.backends.triton.context import NodeContext
 from convc.backends.triton.launch import Launch
-from convc.backends.triton.lower import CONV_ALGOS, default_conv_algo
+from convc.backends.triton.lower import default_conv_algo
 from convc.backends.triton.module import TritonModule
 from convc.ir import Graph
 from convc.ops import SCHEMAS
@@ -32,7 +32,7 @@ backend: Backend[NodeContext, list[Launch]] = Backend(
     "triton",
     Capabilities(
         ops=frozenset(SCHEMAS) - {"input", "param"},
-        conv_algos=CONV_ALGOS,
+        conv_algos=("implicit_gemm", "im2col", "direct", "winograd_2x2", "winograd_4x4"),  # preferred first
         dtypes=("float32", "float16", "bfloat16"),
         fused_epilogue=True,
         devices=("cuda", "cpu"),

@@ -28,9 +28,8 @@ from convc.backends.triton.context import NodeContext
 from convc.backends.triton.launch import Launch, View
 from convc.backends.triton.packing import channels_last_columns, pack_conv_direct, pack_conv_gemm, pack_linear
 from convc.ir import Graph, Node
+from convc.ops import CONV_OPS
 
-CONV_OPS = ("conv1d", "conv2d", "conv3d")
-CONV_ALGOS = ("implicit_gemm", "im2col", "direct", "winograd_2x2", "winograd_4x4")
 LOWERINGS: LoweringTable[NodeContext, list[Launch]] = {}
 lowering = registrar(LOWERINGS)
 

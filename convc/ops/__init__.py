@@ -11,12 +11,11 @@ registers all of them in `SCHEMAS`.
 from __future__ import annotations
 
 from convc.ops import tensor as _tensor  # noqa: F401  (registers the remaining schemas)
-from convc.ops.convolution import CONV_ATTRS, SPATIAL, conv_output_size
+from convc.ops.convolution import CONV_ALGOS, CONV_ATTRS, CONV_OPS, SPATIAL, conv_output_size
 from convc.ops.pooling import POOL_ATTRS, pool_output_size
 from convc.ops.schema import (
                               ACTIVATION_OPS,
                               BUFFER_SLOTS,
-                              CONV_ALGOS,
                               EPILOGUE_ACTIVATIONS,
                               SCHEMAS,
                               Attrs,
@@ -30,8 +29,12 @@ from convc.ops.schema import (
                               schema_of,
 )
 
+# The ops with a weight and a fused epilogue (schema tag "layer"): what fold_bn and fuse_epilogue rewrite.
+LAYER_OPS = (*CONV_OPS, "linear")
+
 __all__ = [
-    "ACTIVATION_OPS", "BUFFER_SLOTS", "CONV_ALGOS", "CONV_ATTRS", "EPILOGUE_ACTIVATIONS", "POOL_ATTRS",
+    "ACTIVATION_OPS", "BUFFER_SLOTS", "CONV_ALGOS", "CONV_ATTRS", "CONV_OPS", "EPILOGUE_ACTIVATIONS",
+    "LAYER_OPS", "POOL_ATTRS",
     "SCHEMAS", "SPATIAL", "Attrs", "InvalidNode", "OpSchema", "Shape", "conv_output_size",
     "epilogue_extra_inputs",
     "fmt_dims", "fmt_padding", "pool_output_size", "register_op", "schema_of",

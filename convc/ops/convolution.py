@@ -94,6 +94,12 @@ def _conv_macs(ins: list[TensorType], out: TensorType, a: Attrs) -> int:
     return out.numel * (c // a["groups"]) * math.prod(a["kernel"])
 
 
+CONV_OPS = ("conv1d", "conv2d", "conv3d")  # one per spatial rank, 1 to 3
+# Every convolution algorithm convc has kernels for. A backend's Capabilities.conv_algos names the subset
+# it implements, in its order of preference. A backend whose library picks the algorithm itself declares
+# one name outside this tuple instead (torch: "cudnn"); plans record it, graphs never carry it.
+CONV_ALGOS = ("direct", "im2col", "implicit_gemm", "winograd_2x2", "winograd_4x4")
+
 CONV_ATTRS = {
     "out_channels": lambda v: is_int(v) and v > 0,
     "kernel": pos_ints,
@@ -106,9 +112,9 @@ CONV_ATTRS = {
     "epilogue": valid_epilogue,
 }
 
-for _nd in (1, 2, 3):
+for _nd, _op in enumerate(CONV_OPS, 1):
     register_op(OpSchema(
-        f"conv{_nd}d", CONV_ATTRS, _conv_infer(_nd),
+        _op, CONV_ATTRS, _conv_infer(_nd),
         num_inputs=lambda a: 1 + epilogue_extra_inputs(a),
         params=_conv_params, macs=_conv_macs, tags=frozenset({"conv", "layer"}),
         doc=f"{_nd}D convolution, optionally with a fused epilogue",

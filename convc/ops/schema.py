@@ -20,7 +20,6 @@ Shape = tuple[int, ...]
 # extra activation input (a residual); the others are activations with an optional parameter.
 EPILOGUE_ACTIVATIONS = {"relu": 0, "leaky_relu": 1, "sigmoid": 0, "tanh": 0, "elu": 1}
 ACTIVATION_OPS = ("relu", "leaky_relu", "sigmoid", "tanh", "elu")
-CONV_ALGOS = ("direct", "im2col", "winograd_2x2", "winograd_4x4")
 # Parameter slots that are statistics, not learned weights (torch calls them buffers and does not count
 # them in model.parameters(); summaries follow torch so counts match published ones).
 BUFFER_SLOTS = frozenset({"running_mean", "running_var"})

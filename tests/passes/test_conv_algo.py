@@ -12,7 +12,6 @@ from convc.compiler import optimize
 from convc.dsl import Network
 from convc.errors import OptionError
 from convc.numerics import budget
-from convc.ops import CONV_ALGOS
 from convc.pass_manager import PassContext
 from convc.passes.conv_algo import candidates, choose_conv_algo, pick
 from convc.passes.conv_cost import CPU, H100, PROFILES, ConvShape, estimate
@@ -43,7 +42,7 @@ def one_conv(ndim: int = 2, kernel: int = 3, **kw: object) -> Network:
 ], ids=["3x3", "3x3-pad", "stride2", "dilation2", "groups2", "5x5", "1x1", "conv1d", "conv3d"])
 def test_winograd_is_a_candidate_only_for_2d_3x3_stride1_dilation1_ungrouped(net: Network,
                                                                               expected: tuple) -> None:
-    assert candidates(net.graph.node("conv"), CONV_ALGOS) == expected
+    assert candidates(net.graph.node("conv"), ALL) == expected
 
 
 def small_cnn() -> Network:
@@ -63,7 +62,7 @@ def test_o2_picks_the_modelled_fastest_applicable_algorithm_for_every_conv() -> 
     assert [lp.layer for lp in plan.layers] == ["stem", "down", "pointwise", "temporal"]
     for lp in plan.layers:
         node = g.node(lp.layer)
-        assert set(lp.times) == set(candidates(node, CONV_ALGOS))
+        assert set(lp.times) == set(candidates(node, ALL))
         assert lp.algo == node.attrs["algo"] == min(lp.times, key=lp.times.get)
         assert lp.source == "modelled" and lp.budget == budget("float64", lp.algo)
         assert lp.reason.startswith("modelled: " + lp.algo)
