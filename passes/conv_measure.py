@@ -31,6 +31,8 @@ from convc.pass_manager import PassContext
 from convc.registry import get_backend
 from convc.types import TensorType
 
+from convc.passes.winograd_weights import winograd_weights
+
 Clock = Callable[[], float]
 
 
@@ -64,6 +66,16 @@ def one_layer_graph(node: Node, g: Graph, algo: str | None) -> Graph:
         sub.params[p] = g.params[p]
     sub.add(node.replace(inputs=tuple(names) + params, attrs={**node.attrs, "algo": algo}))
     sub.outputs = [node.name]
+    return sub
+
+
+def as_compiled(node: Node, g: Graph, algo: str, ctx: PassContext) -> Graph:
+    """The one-layer graph as the full pipeline would hand it to the backend: with its Winograd filters
+    transformed at compile time where the winograd_weights pass runs for this backend."""
+    sub = one_layer_graph(node, g, algo)
+    targets = winograd_weights.__convc_pass__.backends  # type: ignore[attr-defined]
+    if targets is None or ctx.backend_name in targets:
+        winograd_weights(sub, PassContext(backend=ctx.backend, dtype=ctx.dtype))
     return sub
 
 
@@ -127,7 +139,7 @@ def measure(node: Node, g: Graph, ctx: PassContext, candidates: tuple[str, ...],
     runs: dict[str, Callable[[], object]] = {}
     for algo in candidates:
         try:
-            model = ctx.backend.compile(one_layer_graph(node, g, algo), dtype=ctx.dtype)
+            model = ctx.backend.compile(as_compiled(node, g, algo, ctx), dtype=ctx.dtype)
             out = model.run(*inputs)[0]  # the warm-up run; `run` returns NumPy arrays (waits for a GPU)
         except ConvcError as e:  # the backend cannot run it after all: not a candidate
             failures[algo] = str(e)

@@ -130,3 +130,19 @@ def test_an_interrupted_o3_keeps_the_layers_it_measured(plan_cache_dir: Path,
     monkeypatch.setattr(conv_algo, "measure", lambda *a: (calls.append(a[0].name), real(*a))[1])
     optimize(three_layers(), opt_level=3, check_numerics=False)
     assert calls == ["b", "c"]  # a replayed from the cache
+
+
+def test_numpy_candidates_are_timed_with_winograd_filters_transformed_at_compile_time() -> None:
+    """As -O2/-O3 compile them (passes/winograd_weights.py); a backend that packs its own gets the
+    graph untouched."""
+    from convc.passes.conv_measure import as_compiled
+
+    g = three_layers().graph
+    node = g.node("b")
+    numpy_ctx = PassContext(backend=get_backend("numpy"))
+    sub = as_compiled(node, g, "winograd_4x4", numpy_ctx)
+    assert sub.node("b").attrs["weight_transformed"] and "b.weight" not in sub.params
+    assert "b.weight" in g.params  # the caller's graph is untouched
+    assert "weight_transformed" not in as_compiled(node, g, "im2col", numpy_ctx).node("b").attrs
+    torch_ctx = PassContext(backend=get_backend("torch"))
+    assert "weight_transformed" not in as_compiled(node, g, "winograd_4x4", torch_ctx).node("b").attrs
