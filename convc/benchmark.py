@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from convc.compiler import compile as convc_compile
-from convc.device_profiles import Peaks, cuda_available
+from convc.device_profiles import Peaks, cuda_available, set_blas_threads
 from convc.dsl import Network
 from convc.errors import BackendError, ConvcError, OptionError
 from convc.ir import Graph, Node
@@ -42,13 +42,15 @@ def torch_dtype(dtype: str) -> Any:
 
 
 def set_cpu_threads(n: int) -> None:
-    """torch's intra-op CPU threads. On a machine busier than its cores, OpenMP workers that spin at
-    barriers can make a 0.5 ms forward take 100+ ms; one thread gives stable numbers there."""
+    """torch's intra-op CPU threads and NumPy's BLAS threads (onnxruntime takes the same count through
+    `backend_options`). On a machine busier than its cores, OpenMP workers that spin at barriers can
+    make a 0.5 ms forward take 100+ ms; one thread gives stable numbers there."""
     if n < 1:
         raise OptionError(f"--threads {n}: must be at least 1")
     import torch
 
     torch.set_num_threads(n)
+    set_blas_threads(n)
 
 
 def cpu_threads() -> int:

@@ -214,6 +214,30 @@ def blas_threads() -> int:
     return os.cpu_count() or 1
 
 
+BLAS_SET_THREAD_SYMBOLS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                           "openblas_set_num_threads64_", "openblas_set_num_threads", "MKL_Set_Num_Threads")
+
+
+def set_blas_threads(n: int) -> bool:
+    """Sets the thread count of NumPy's BLAS (OpenBLAS or MKL) in this process; False if it cannot.
+
+        set_blas_threads(1)      # then blas_threads() == 1
+    """
+    import numpy  # noqa: F401  (loads the BLAS library)
+
+    for path in _loaded_blas_libraries():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for symbol in BLAS_SET_THREAD_SYMBOLS:
+            fn = getattr(lib, symbol, None)
+            if fn is not None:
+                fn(ctypes.c_int(n))
+                return True
+    return False
+
+
 def blas_version() -> str:
     """NumPy's BLAS as NumPy reports it, e.g. 'scipy-openblas 0.3.31.188.0'; 'unknown' if it cannot say."""
     import numpy as np

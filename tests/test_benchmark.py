@@ -251,3 +251,21 @@ def test_a_wrong_backend_output_fails_the_check_and_exit_code(monkeypatch: pytes
                           TimingSettings(warmup=0, repeat=3))
     numpy_row = next(r for r in results if r.backend == "numpy")
     assert numpy_row.numerics_ok is False and math.isfinite(numpy_row.rel_err) and numpy_row.rel_err > 0.1
+
+
+def test_threads_sets_torch_and_numpy_s_blas_alike() -> None:
+    """`convc bench --threads N`: torch, NumPy's BLAS (and onnxruntime, through its options) use N."""
+    import torch
+
+    from convc.device_profiles import blas_threads, set_blas_threads
+
+    before_torch, before_blas = torch.get_num_threads(), blas_threads()
+    try:
+        benchmark.set_cpu_threads(2)
+        assert torch.get_num_threads() == 2 and blas_threads() == 2
+        assert benchmark.backend_options("onnxruntime", "cpu", False) == {"threads": 2}
+        benchmark.set_cpu_threads(1)
+        assert blas_threads() == 1
+    finally:
+        torch.set_num_threads(before_torch)
+        set_blas_threads(before_blas)

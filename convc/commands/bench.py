@@ -79,8 +79,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "reduce-overhead)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="torch CPU threads (on a busy machine 1 avoids OpenMP's spinning; NumPy's BLAS "
-                        "follows OPENBLAS_NUM_THREADS / OMP_NUM_THREADS set before the run)")
+                   help="CPU threads of torch, NumPy's BLAS and onnxruntime alike (on a busy machine 1 "
+                        "avoids OpenMP's spinning)")
     p.add_argument("--json", default=None, metavar="FILE", help="write every number to FILE")
     p.add_argument("--layers", action="store_true",
                    help="time each node of the optimized graph alone and set it against the roofline")
