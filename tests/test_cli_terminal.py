@@ -89,3 +89,18 @@ def test_the_readmes_new_tour_commands_run_as_shown(tmp_path: Path) -> None:
                                   text=True, timeout=300, check=False)
             assert done.returncode == 0, (args, done.stderr)
     assert np.load(tmp_path / "y.npy").shape == (1, 10)
+
+
+def test_backends_and_bench_tables_fit_80_columns() -> None:
+    from convc.registry import backend_names, get_backend
+
+    listed = convc_piped("backends")
+    assert listed.returncode == 0 and "…" not in listed.stdout
+    assert_fits(listed.stdout)
+    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines() if line.strip()}
+    for name in backend_names():  # each backend whole, with its number of ops
+        assert rows[name][2] == str(len(get_backend(name).capabilities.ops))
+    bench = convc_piped("bench", "lenet5", "--backends", "numpy,torch,torch-compile", "--repeat", "2")
+    assert bench.returncode == 0, bench.stderr
+    assert_fits(bench.stdout)
+    assert all(f"\n{name} " in bench.stdout for name in ("numpy", "torch", "torch-compile"))

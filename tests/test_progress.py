@@ -3,6 +3,7 @@ only when stderr is a terminal."""
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,9 +64,10 @@ def test_check_reports_each_backend(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_the_bar_is_drawn_on_a_terminal_only() -> None:
     terminal = Console(file=io.StringIO(), force_terminal=True, width=80)
+    stdout = sys.stdout
     with showing_progress(console=terminal):
         for _ in track(["conv1", "conv2", "conv3"], "measuring conv algorithms"):
-            pass
+            assert sys.stdout is stdout  # what a command prints still goes to stdout, not the bar's stream
     drawn = terminal.file.getvalue()
     assert "measuring conv algorithms: conv2" in drawn and "1/3" in drawn
     piped = Console(file=io.StringIO(), width=80)

@@ -31,7 +31,7 @@ def where_it_runs(name: str, caps: Any) -> tuple[bool, str]:
         return False, f"no: {why_not}"
     if device == "cpu" and caps.devices and caps.devices[0] == "cuda":
         return True, "interpreted on the CPU (TRITON_INTERPRET=1): for checking, far too slow to time"
-    return True, f"yes, on {device}"
+    return True, f"yes, {device}"
 
 
 def describe(name: str, package: str) -> dict[str, Any]:
@@ -57,22 +57,22 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
-    table = make_table("convc backends", ["backend", "package", "conv algorithms", "dtypes", "devices",
-                                          "runs here"])
+    table = make_table("convc backends", ["backend", "package", ("ops", "right"), "conv algorithms", "dtypes",
+                                          "devices", "runs here"])
     notes: list[str] = []
     for r in rows:
         if "broken" in r:
             notes.append(f"{r['name']}: {r['broken']}")
-            table.add_row(r["name"], r["package"], "-", "-", "-", f"[red]broken [{len(notes)}][/]")
+            table.add_row(r["name"], r["package"], "-", "-", "-", "-", f"[red]broken [{len(notes)}][/]")
             continue
         if r["where"].startswith("yes"):
             here = f"[green]{r['where']}[/]"
         else:
             notes.append(f"{r['name']}: {r['where'].removeprefix('no: ')}")
             here = f"[yellow]{r['where'].split(':')[0].split(' ')[0]} [{len(notes)}][/]"
-        table.add_row(r["name"], r["package"], " ".join(r["conv_algos"]) or "-",
+        table.add_row(r["name"], r["package"], str(len(r["ops"])), " ".join(r["conv_algos"]) or "-",
                       " ".join(DTYPES.get(d, d) for d in r["dtypes"]), " ".join(r["devices"]), here)
-    console.print(keep_whole(table, "backend", words=("package", "conv algorithms", "dtypes", "runs here")))
+    console.print(keep_whole(table, "backend", words=("package", "ops", "conv algorithms", "dtypes", "runs here")))
     for i, note in enumerate(notes, 1):
         console.print(f"[{i}] {note}", markup=False)
     for r in rows:

@@ -87,21 +87,30 @@ def showing_progress(enabled: bool = True, console: Console | None = None) -> It
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # stdout is left alone (a table or JSON printed meanwhile goes where it was sent), and the bar is on
+    # screen only while a task runs, so what a command prints afterwards never mixes with it.
     bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True)
+                    console=console, transient=True, redirect_stdout=False, redirect_stderr=False)
     tasks: dict[str, int] = {}
 
     def draw(event: ProgressEvent) -> None:
         if event.task not in tasks:
+            if not tasks:
+                bars.start()
             tasks[event.task] = bars.add_task(event.task, total=event.total)
         task_id = tasks[event.task]
         if event.finished:
             bars.remove_task(task_id)
             del tasks[event.task]
+            if not tasks:
+                bars.stop()
             return
         description = f"{event.task}: {event.current}" if event.current else event.task
         bars.update(task_id, completed=event.done, total=event.total, description=description)
         bars.refresh()  # a step is slow (that is why it reports): show it now, not at the next tick
 
-    with bars, reporting_to(draw):
-        yield
+    try:
+        with reporting_to(draw):
+            yield
+    finally:
+        bars.stop()
