@@ -12,6 +12,7 @@ runs merge their entries into the file under a lock (convc/files.py). Under the 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import warnings
@@ -26,7 +27,7 @@ from convc.backends.triton import common
 from convc.backends.triton.common import INTERPRET, interpreter_block
 from convc.backends.triton.launch import Launch
 from convc.files import cache_dir, update_json
-from convc.numerics import budget, rel_err
+from convc.numerics import budget
 
 CACHE_VERSION = 1
 CACHE_FILE = "triton_autotune.json"
@@ -34,10 +35,20 @@ TUNABLE = {"conv_implicit_gemm": ("BLOCK_M", "BLOCK_N", "BLOCK_K"), "gemm": ("BL
            "conv_direct": ("BLOCK_M", "BLOCK_N")}
 LAUNCH_KEYS = ("num_warps", "num_stages")
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): the usual tensor-core tiles of Triton's matmul tutorial.
-_GEMM_TILES = [(128, 128, 32, 4, 3), (128, 64, 32, 4, 4), (64, 128, 32, 4, 4), (64, 64, 32, 4, 4),
-               (128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 32, 32, 4, 4), (32, 64, 32, 4, 4),
-               (128, 64, 64, 8, 3), (16, 64, 64, 4, 3)]
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages). fp16 / bf16 tiles feed wgmma (64+ rows) with
+# BLOCK_K 64 and 3-5 cp.async stages; the first four are the defaults, largest first, and every one was
+# checked free of spills for sm_90 by the static report (docs/triton.md). fp32 runs on FMA units: narrower
+# K blocks keep its operands in registers.
+_TENSOR_CORE_TILES = [(128, 128, 64, 4, 3), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
+                      (32, 64, 64, 4, 3), (16, 64, 64, 4, 3),
+                      (128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (128, 128, 64, 8, 3), (128, 128, 32, 4, 4),
+                      (64, 64, 32, 4, 5), (128, 64, 32, 4, 5)]
+_FP32_TILES = [(64, 64, 32, 4, 3), (128, 64, 32, 4, 3), (64, 128, 32, 4, 3), (32, 64, 32, 4, 3), (16, 64, 32, 4, 3),
+               (128, 128, 32, 8, 3), (64, 64, 16, 4, 4), (32, 32, 32, 4, 4)]
+# The rgb first layer's flat (position, channel) gather needs registers for every element's decode.
+_GATHER_TILES = [(128, 64, 32, 4, 4), (64, 64, 64, 4, 4), (64, 128, 32, 4, 4), (128, 128, 64, 8, 3),
+                 (64, 64, 32, 4, 5), (32, 64, 32, 4, 3)]
+FULL_WAVE_TILES = 132  # sm_90's SMs: a default tile is the largest one whose grid still fills them once
 _DIRECT_TILES = [(64, 32, 4), (128, 32, 4), (64, 64, 4), (32, 64, 4), (128, 16, 4), (256, 16, 8)]
 
 
@@ -50,16 +61,33 @@ def _fits(tile: int, size: int) -> bool:
     return tile <= max(16, triton.next_power_of_2(size))
 
 
-def candidate_configs(family: str, sizes: tuple[int, int, int]) -> list[dict[str, Any]]:
-    """GPU candidates for (M, N, K)-like sizes; the first is the default and the reference."""
+def _tiles(family: str, dtype: str, gather: bool) -> list[tuple[int, int, int, int, int]]:
+    if gather:
+        return _GATHER_TILES
+    return _FP32_TILES if dtype == "float32" else _TENSOR_CORE_TILES
+
+
+def candidate_configs(family: str, sizes: tuple[int, int, int], dtype: str = "float16",
+                      gather: bool = False) -> list[dict[str, Any]]:
+    """GPU candidates for (M, N, K)-like sizes; the first is the default and the reference: the largest
+    tile whose grid fills the GPU once (else the one with the most tiles)."""
     m, n, k = sizes
     if family == "conv_direct":
         tiles = [dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=w, num_stages=1) for bm, bn, w in _DIRECT_TILES
                  if _fits(bn, n)]
         return tiles or [dict(BLOCK_M=64, BLOCK_N=16, num_warps=4, num_stages=1)]
-    out = [dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=s) for bm, bn, bk, w, s in _GEMM_TILES
-           if _fits(bm, m) and _fits(bn, n) and _fits(bk, k)]
-    return out or [dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, num_warps=4, num_stages=2)]
+    out = [dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=s)
+           for bm, bn, bk, w, s in _tiles(family, dtype, gather) if _fits(bm, m) and _fits(bn, n) and _fits(bk, k)]
+    if not out:
+        return [dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, num_warps=4, num_stages=2)]
+
+    def grid(cfg: dict[str, Any]) -> int:
+        return triton.cdiv(m, cfg["BLOCK_M"]) * triton.cdiv(n, cfg["BLOCK_N"])
+
+    big = [c for c in out[:6] if c["BLOCK_M"] >= 64]  # wgmma tiles; split-K fills the GPU when few
+    defaults = big or out[:6]
+    first = next((c for c in defaults if grid(c) >= FULL_WAVE_TILES), max(defaults, key=grid))
+    return [first] + [c for c in out if c is not first]
 
 
 def interpreter_config(family: str, sizes: tuple[int, int, int]) -> dict[str, Any]:
@@ -73,10 +101,11 @@ def interpreter_config(family: str, sizes: tuple[int, int, int]) -> dict[str, An
     return dict(BLOCK_M=interpreter_block(m, common.INTERPRETER_TILE // max(bn, bk)), BLOCK_N=bn, BLOCK_K=bk)
 
 
-def default_config(family: str, sizes: tuple[int, int, int], dtype: str) -> dict[str, Any]:
+def default_config(family: str, sizes: tuple[int, int, int], dtype: str, gather: bool = False
+                   ) -> dict[str, Any]:
     if INTERPRET:
         return interpreter_config(family, sizes)
-    return candidate_configs(family, sizes)[0]
+    return candidate_configs(family, sizes, dtype, gather)[0]
 
 
 def _valid_entry(family: str, entry: Any) -> bool:
@@ -103,6 +132,35 @@ def _device_name() -> str:
     return torch.cuda.get_device_name()
 
 
+def device_rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """convc.numerics.rel_err computed where the tensors live (max |a - e| / max |e|, fp32 arithmetic on
+    the device; a non-finite value in `actual` gives inf): one scalar comes back, not the output."""
+    if actual.numel() == 0:
+        return 0.0
+    a = actual.float()
+    e = expected.float()
+    if not bool(torch.isfinite(a).all()):
+        return float("inf")
+    scale = max(float(e.abs().max()), 1e-30)
+    return float((a - e).abs().max()) / scale
+
+
+_SOURCE_HASHES: dict[int, str] = {}
+
+
+def source_hash(kernel: Any) -> str:
+    """A short hash of the kernel's source and every jit helper and constant it uses."""
+    if id(kernel) not in _SOURCE_HASHES:
+        from convc.backends.triton.emit import standalone_source
+
+        try:
+            text = standalone_source(kernel)
+        except (OSError, TypeError):  # no source to read (a stand-in kernel in a test)
+            text = getattr(kernel, "__name__", type(kernel).__name__)
+        _SOURCE_HASHES[id(kernel)] = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return _SOURCE_HASHES[id(kernel)]
+
+
 Bench = Callable[[Callable[[], None]], float]
 
 
@@ -122,7 +180,7 @@ class Tuner:
     """Chooses block configurations; `enabled=False` keeps the default (or a cached) configuration."""
 
     def __init__(self, enabled: bool, path: Path | None = None, bench: Bench | None = None,
-                 candidates: Callable[[str, tuple[int, int, int]], list[dict[str, Any]]] = candidate_configs) -> None:
+                 candidates: Callable[..., list[dict[str, Any]]] = candidate_configs) -> None:
         self.enabled = enabled
         self.path = path or cache_path()
         self.bench = bench or (wall_bench if INTERPRET else gpu_bench)
@@ -165,9 +223,11 @@ class Tuner:
 
     @staticmethod
     def key(launch: Launch, dtype: str) -> str:
+        """Family, kernel, sizes, dtype, constexprs, device, triton version and a hash of the kernel's
+        source with its helpers: a changed kernel never reuses a configuration tuned for the old one."""
         meta = ",".join(f"{k}={v}" for k, v in sorted(launch.meta.items()))
         return "|".join([launch.family or "", launch.name, repr(launch.tune_key), dtype, meta, _device_name(),
-                         triton.__version__])
+                         triton.__version__, source_hash(launch.kernel)])
 
     def choose(self, launch: Launch, dtype: str) -> Launch:
         if launch.family is None:
@@ -182,7 +242,8 @@ class Tuner:
             del self.entries[key]
         if not self.enabled:
             return launch
-        best = self.tune(launch, dtype, self.candidates(launch.family, launch.tune_key[:3]), key)
+        configs = self.candidates(launch.family, launch.tune_key[:3], dtype, bool(launch.meta.get("GATHER_K")))
+        best = self.tune(launch, dtype, configs, key)
         self.entries[key] = {"config": best, "node": launch.node}
         self.dirty = True
         return launch.with_config(best)
@@ -199,7 +260,7 @@ class Tuner:
         tolerance = budget(dtype)
         reference_run = launch.with_config(configs[0])
         reference_run()
-        reference = out.as_matrix().float().clone()
+        reference = out.as_matrix().clone()  # stays on the device, in the kernel's dtype
         timings: list[tuple[float, int]] = []
         for i, cfg in enumerate(configs):
             run = launch.with_config(cfg)
@@ -210,7 +271,7 @@ class Tuner:
                 self.rejected.append((key, cfg, float("inf")))
                 warnings.warn(f"convc: {launch.name} config {cfg} failed to run: {type(e).__name__}", stacklevel=2)
                 continue
-            err = rel_err(out.as_matrix().float().cpu().numpy(), reference.cpu().numpy())
+            err = device_rel_err(out.as_matrix(), reference)
             if err > tolerance:
                 self.rejected.append((key, cfg, err))
                 warnings.warn(f"convc: {launch.name} config {cfg} gave wrong results (error {err:.2e} against "

@@ -87,6 +87,20 @@ def window_origin(rm, OD, OH, OW, stride_d, stride_h, stride_w, pad_d, pad_h, pa
     return nb, od * stride_d - pad_d, oh * stride_h - pad_h, ow * stride_w - pad_w
 
 
+@triton.jit
+def grouped_tile(pid, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """A flat program id -> (row-tile, column-tile) in grouped order: programs launched together walk
+    GROUP_M row-tiles down one column-tile before moving right, so they share the column's weights (and
+    their rows' activations) in L2 instead of each streaming a different weight block."""
+    row_tiles = tl.cdiv(M, BLOCK_M)
+    col_tiles = tl.cdiv(N, BLOCK_N)
+    band = pid // (GROUP_M * col_tiles)  # which band of GROUP_M row-tiles
+    first_row = band * GROUP_M
+    rows_in_band = tl.minimum(row_tiles - first_row, GROUP_M)
+    within = pid % (GROUP_M * col_tiles)
+    return first_row + within % rows_in_band, within // rows_in_band
+
+
 def cdiv(a: int, b: int) -> int:
     return triton.cdiv(a, b)
 

@@ -84,6 +84,5 @@ def conv_im2col_launches(node: str, geo: ConvGeometry, x: View, cols: View, w: t
     gather = Launch(node, im2col_kernel, grid, args, {}, {"BLOCK_M": block_m, "BLOCK_C": block_c}, out=cols)
     b = w.reshape(geo.groups, k_g, geo.o_per_group)
     a = View(cols.storage, cols.offset, cols.rows, k_g, cols.ld)
-    product = gemm_launch(node, a, b, bias, y, residuals, codes, params, dot_mode, config,
-                          batches=geo.groups, stride_ag=k_g)
-    return [gather, product]
+    return [gather, *gemm_launch(node, a, b, bias, y, residuals, codes, params, dot_mode, config,
+                                 batches=geo.groups, stride_ag=k_g)]

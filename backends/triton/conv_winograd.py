@@ -39,6 +39,7 @@ TRANSFORMS: dict[int, tuple[list[list[float]], list[list[float]], list[list[floa
         [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]),
 }
 ALGO_TILE = {"winograd_2x2": 2, "winograd_4x4": 4}
+INPUT_BLOCK_P = 32  # rows per program of the input transform: 64 spills 5 KB per thread on sm_90 (F(4x4))
 
 
 @triton.jit
@@ -63,7 +64,8 @@ def winograd_input_kernel(
     kb = tl.load(kb_ptr + xi[:, None] * TT_PAD + xi[None, :])
     v = tl.dot(d.to(tl.float32), kb, input_precision="ieee")
     v_ok = p_ok[:, None] & (xi < TILE_IN * TILE_IN)[None, :]
-    tl.store(v_ptr + xi[None, :] * P + rp[:, None], v.to(v_ptr.dtype.element_ty), mask=v_ok)
+    # V holds t*t planes of P rows: past 2**31 elements for large layers (VGG-16 F(2x2) at batch 168).
+    tl.store(v_ptr + xi[None, :].to(tl.int64) * P + rp[:, None], v.to(v_ptr.dtype.element_ty), mask=v_ok)
 
 
 @triton.jit
@@ -85,7 +87,7 @@ def winograd_output_kernel(
     tw = tile % TW
     th = (tile // TW) % TH
     nb = tile // (TW * TH)
-    mv = tl.load(m_ptr + xi[None, :] * P + rp[:, None],
+    mv = tl.load(m_ptr + xi[None, :].to(tl.int64) * P + rp[:, None],
                  mask=p_ok[:, None] & (xi < TILE_IN * TILE_IN)[None, :], other=0.0)
     ka = tl.load(ka_ptr + xi[:, None] * MM_PAD + u[None, :])
     acc = tl.dot(mv.to(tl.float32), ka, input_precision="ieee")
@@ -175,7 +177,7 @@ def conv_winograd_launches(node: str, plan: WinogradPlan, x: View, v: View, mws:
     p_in = plan.tiles * geo.c
     p_out = plan.tiles * geo.o
     # Rows per program; a row's transform is one [TT_PAD]-wide tile row.
-    block_in = interpreter_block(p_in, common.INTERPRETER_TILE // plan.tt_pad) if INTERPRET else 64
+    block_in = interpreter_block(p_in, common.INTERPRETER_TILE // plan.tt_pad) if INTERPRET else INPUT_BLOCK_P
     block_out = interpreter_block(p_out, common.INTERPRETER_TILE // plan.tt_pad) if INTERPRET else 64
 
     def grid_in(cfg: dict[str, Any]) -> tuple[int, ...]:
@@ -186,8 +188,8 @@ def conv_winograd_launches(node: str, plan: WinogradPlan, x: View, v: View, mws:
                       geo.pad_lo[1], geo.pad_lo[2], x.ld), consts, {"BLOCK_P": block_in})
     a = View(v.storage, v.offset, plan.tiles, geo.c, geo.c)
     c = View(mws.storage, mws.offset, plan.tiles, geo.o, geo.o)
-    products = gemm_launch(node, a, u, None, c, [], (0, 0, 0, 0), (0.0,) * 4, dot_mode, config,
-                           batches=tt, stride_ag=plan.tiles * geo.c, separate_outputs=True)
+    [products] = gemm_launch(node, a, u, None, c, [], (0, 0, 0, 0), (0.0,) * 4, dot_mode, config,
+                             batches=tt, stride_ag=plan.tiles * geo.c, separate_outputs=True)
     r0 = residuals[0] if residuals else y
     r1 = residuals[1] if len(residuals) > 1 else y
 

@@ -23,7 +23,8 @@ from convc.serialize import atomic_write
 if TYPE_CHECKING:
     from convc.backends.triton.module import TritonModule
 
-HELPERS = (epilogue._apply_step, epilogue.apply_epilogue, common.dot_acc, common.window_origin)
+HELPERS = (epilogue._apply_step, epilogue.apply_epilogue, epilogue.finish_tile, common.dot_acc,
+           common.window_origin, common.grouped_tile)
 
 
 def _source(jit_fn: Any) -> str:

@@ -90,3 +90,19 @@ def apply_epilogue(acc, rows, cols, mask, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, 
     acc = _apply_step(acc, E2, p2, r0_ptr, r0_offs, r1_ptr, r1_offs, mask)
     acc = _apply_step(acc, E3, p3, r0_ptr, r0_offs, r1_ptr, r1_offs, mask)
     return acc
+
+
+@triton.jit
+def finish_tile(acc, rm, ch, m_ok, n_ok, bias_ptr, y_ptr, ld_y, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
+                HAS_BIAS: tl.constexpr, E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr, E3: tl.constexpr,
+                WIDE: tl.constexpr):
+    """The tail every GEMM-like kernel shares: acc [BLOCK_M, BLOCK_N] fp32 for pixels `rm` and output
+    channels `ch` gets the bias, the epilogue steps and one store in y's dtype at y[rm * ld_y + ch].
+    WIDE: row offsets in 64 bits (a matrix of 2**31 elements or more)."""
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + ch, mask=n_ok, other=0.0)[None, :]
+    mask = m_ok[:, None] & n_ok[None, :]
+    rows = rm.to(tl.int64) if WIDE else rm
+    acc = apply_epilogue(acc, rows[:, None], ch[None, :], mask, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
+                         E0, E1, E2, E3)
+    tl.store(y_ptr + rows[:, None] * ld_y + ch[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)

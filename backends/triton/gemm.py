@@ -1,11 +1,11 @@
 """Batched GEMM with the fused epilogue: the linear layer, the product half of im2col convolution and the
 16 / 36 transform-domain products of Winograd convolution.
 
-Per batch entry g (grid axis 2):  C_g[M, N] = A_g[M, K] @ B_g[K, N]  (+ bias, activations, residuals)
+Per batch entry g (grid axis 1; axis 0 walks the output tiles in grouped order):  C_g[M, N] = A_g[M, K] @ B_g[K, N]  (+ bias, activations, residuals)
 A rows are `lda` apart and batches `stride_ag` apart; B is packed [G, K, N]; C columns of batch g start at
 g * stride_cg, so a grouped conv's groups land side by side in one output row.
 
-    launch = gemm_launch("fc1", a, b, bias, c, residuals, codes, params, dot_mode, config)
+    [launch] = gemm_launch("fc1", a, b, bias, c, residuals, codes, params, dot_mode, config)
 """
 from __future__ import annotations
 
@@ -15,53 +15,78 @@ import torch
 import triton
 import triton.language as tl
 
-from convc.backends.triton.common import dot_acc
-from convc.backends.triton.epilogue import apply_epilogue, epilogue_meta
+from convc.backends.triton.common import dot_acc, grouped_tile
+from convc.backends.triton.epilogue import epilogue_meta, finish_tile
 from convc.backends.triton.launch import Launch, View
+from convc.backends.triton.split_k import split_k_reduce_launch
 from convc.errors import BackendError
+
+GROUP_M = 8  # row-tiles per band of the grouped (L2-friendly) tile order
+WIDE_EXTENT = 2**31  # element offsets from here on need 64-bit arithmetic
 
 
 @triton.jit
 def gemm_kernel(
+    # pointers: A, packed B, bias, C, residuals
     a_ptr, b_ptr, bias_ptr, c_ptr, r0_ptr, r1_ptr,
+    # sizes of one product
     M, N, K,
-    lda, stride_ag, stride_bg, ldc, stride_cg, ld_r0, ld_r1, p0, p1, p2, p3,
+    # strides: A rows and batches, B batches, C rows and batches, residual rows
+    lda, stride_ag, stride_bg, ldc, stride_cg, ld_r0, ld_r1,
+    # epilogue step parameters
+    p0, p1, p2, p3,
+    # meta: bias, tensor-core mode, epilogue step codes (epilogue.py), tile and tile order
     HAS_BIAS: tl.constexpr, DOT_MODE: tl.constexpr,
     E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr, E3: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    SPLIT_K: tl.constexpr, WIDE: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    batch = tl.program_id(2)
+    """C[g][m, n] = epilogue(bias + sum_k A[g][m, k] * B[g][k, n]) for one [BLOCK_M, BLOCK_N] tile of batch
+    entry g = program_id(1); A is row-major with row stride lda, B is [G, K, N] contiguous, C's batch g
+    starts stride_cg elements into each row block. WIDE: offsets in 64 bits (im2col's A and Winograd's
+    separate outputs pass 2**31 elements for large layers). SPLIT_K > 1: program (.., .., s) sums every
+    SPLIT_K-th K block into c_ptr = fp32 partials [SPLIT_K, M, ldc] for split_k.py's reduction."""
+    pid_m, pid_n = grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    batch = tl.program_id(1)
+    split = tl.program_id(2)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = tl.arange(0, BLOCK_K)
     m_ok = rm < M
     n_ok = rn < N
 
-    a_rows = a_ptr + batch * stride_ag + rm.to(tl.int64)[:, None] * lda  # im2col's A can pass 2**31 elements
+    if WIDE:
+        a_rows = a_ptr + batch.to(tl.int64) * stride_ag + rm.to(tl.int64)[:, None] * lda
+    else:
+        a_rows = a_ptr + batch * stride_ag + rm[:, None] * lda
     b_cols = b_ptr + batch * stride_bg + rn[None, :]
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
+    for k0 in range(split * BLOCK_K, K, BLOCK_K * SPLIT_K):
         kk = k0 + rk
         k_ok = kk < K
         a = tl.load(a_rows + kk[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
         b = tl.load(b_cols + kk[:, None] * N, mask=k_ok[:, None] & n_ok[None, :], other=0.0)
         acc = dot_acc(a, b, acc, DOT_MODE)
 
-    ch = batch * stride_cg + rn
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + ch, mask=n_ok, other=0.0)[None, :]
-    mask = m_ok[:, None] & n_ok[None, :]
-    acc = apply_epilogue(acc, rm[:, None], ch[None, :], mask, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
-                         E0, E1, E2, E3)
-    tl.store(c_ptr + rm[:, None] * ldc + ch[None, :], acc.to(c_ptr.dtype.element_ty), mask=mask)
+    # Batch g's columns: g * stride_cg (side by side for a grouped conv; Winograd's separate outputs put
+    # them stride_cg = M * ldc elements apart).
+    ch = (batch.to(tl.int64) if WIDE else batch) * stride_cg + rn
+    if SPLIT_K > 1:
+        rows = split * M + rm
+        if WIDE:
+            rows = rows.to(tl.int64)
+        tl.store(c_ptr + rows[:, None] * ldc + ch[None, :], acc, mask=m_ok[:, None] & n_ok[None, :])
+    else:
+        finish_tile(acc, rm, ch, m_ok, n_ok, bias_ptr, c_ptr, ldc, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
+                    HAS_BIAS, E0, E1, E2, E3, WIDE)
 
 
 def gemm_launch(node: str, a: View, b: torch.Tensor, bias: torch.Tensor | None, c: View, residuals: list[View],
                 codes: tuple[int, ...], params: tuple[float, ...], dot_mode: int, config: dict[str, Any], *,
-                batches: int = 1, stride_ag: int = 0, separate_outputs: bool = False) -> Launch:
-    """Binds C = A @ B (+ epilogue) for `batches` independent products.
+                batches: int = 1, stride_ag: int = 0, separate_outputs: bool = False, split_k: int = 1,
+                partials: View | None = None) -> list[Launch]:
+    """Binds C = A @ B (+ epilogue) for `batches` independent products: one launch, or with split_k > 1
+    the split product into `partials` (fp32, split_k x M x batches * N) and split_k.py's reduction.
 
     `a` is batch 0's [M, K] matrix (batch g starts stride_ag elements later). By default the batches' outputs
     sit side by side in the columns of `c` (a grouped conv); with `separate_outputs`, `c` is batch 0's [M, N]
@@ -74,16 +99,29 @@ def gemm_launch(node: str, a: View, b: torch.Tensor, bias: torch.Tensor | None, 
         raise BackendError(f"node '{node}': output {c.rows}x{c.cols} does not fit {batches} x {m}x{n}")
     if separate_outputs and (residuals or bias is not None or any(codes)):
         raise BackendError(f"node '{node}': separate batch outputs take no bias or epilogue")
+    split = split_k > 1 and partials is not None
+    if split_k > 1 and (partials is None or separate_outputs
+                        or partials.rows * partials.cols < split_k * m * batches * n):
+        raise BackendError(f"node '{node}': split-K {split_k} needs an fp32 buffer of {split_k} x {m} x "
+                           f"{batches * n} and side-by-side outputs")
     stride_cg = m * c.ld if separate_outputs else n
     r0 = residuals[0] if residuals else c
     r1 = residuals[1] if len(residuals) > 1 else c
-    args = (a.ptr, b, bias if bias is not None else b, c.ptr, r0.ptr, r1.ptr, m, n, k,
-            a.ld, stride_ag, k * n, c.ld, stride_cg, r0.ld, r1.ld, *params)
-    meta = {"HAS_BIAS": bias is not None, "DOT_MODE": dot_mode, **epilogue_meta(codes)}
+    target, ldc = (partials.ptr, batches * n) if split and partials is not None else (c.ptr, c.ld)
+    args = (a.ptr, b, bias if bias is not None else b, target, r0.ptr, r1.ptr, m, n, k,
+            a.ld, stride_ag, k * n, ldc, stride_cg, r0.ld, r1.ld, *params)
+    extents = (m * a.ld + batches * stride_ag, m * c.ld + batches * stride_cg, batches * k * n,
+               split_k * m * ldc)
+    meta = {"HAS_BIAS": bias is not None, "DOT_MODE": dot_mode, **epilogue_meta(codes), "GROUP_M": GROUP_M,
+            "SPLIT_K": split_k, "WIDE": max(extents) >= WIDE_EXTENT}
 
     def grid(cfg: dict[str, Any]) -> tuple[int, ...]:
-        return (triton.cdiv(m, cfg["BLOCK_M"]), triton.cdiv(n, cfg["BLOCK_N"]), batches)
+        return (triton.cdiv(m, cfg["BLOCK_M"]) * triton.cdiv(n, cfg["BLOCK_N"]), batches, split_k)
 
     out = View(c.storage, c.offset, m * batches, n, c.ld) if separate_outputs and c.ld == n else c
-    return Launch(node, gemm_kernel, grid, args, meta, dict(config), family="gemm", out=out,
-                  tune_key=(m, n, k, batches, str(b.dtype)))
+    # A split launch writes partial sums that depend on how BLOCK_K cuts K: it keeps its configuration.
+    product = Launch(node, gemm_kernel, grid, args, meta, dict(config), family=None if split else "gemm",
+                     out=None if split else out, tune_key=(m, n, k, batches, split_k, str(b.dtype)))
+    if not split or partials is None:
+        return [product]
+    return [product, split_k_reduce_launch(node, partials, split_k, bias, c, residuals, codes, params)]

@@ -16,10 +16,15 @@ import torch
 
 from convc.backend import LoweringContext, LoweringTable, registrar
 from convc.backends.triton.autotune import default_config
-from convc.backends.triton.common import TORCH_DTYPES
+from convc.backends.triton.common import TORCH_DTYPES, cdiv
 from convc.backends.triton.conv_direct import conv_direct_launch
 from convc.backends.triton.conv_im2col import conv_im2col_launches, im2col_columns
-from convc.backends.triton.conv_implicit_gemm import conv_implicit_gemm_launch
+from convc.backends.triton.conv_implicit_gemm import (
+    conv_implicit_gemm_launches,
+    gather_k,
+    split_k_for,
+    tile_sizes,
+)
 from convc.backends.triton.conv_winograd import ALGO_TILE, WinogradPlan, check_winograd, conv_winograd_launches
 from convc.backends.triton.epilogue import encode_epilogue
 from convc.backends.triton.gemm import gemm_launch
@@ -27,6 +32,7 @@ from convc.backends.triton.geometry import ConvGeometry
 from convc.backends.triton.context import NodeContext
 from convc.backends.triton.launch import Launch, View
 from convc.backends.triton.packing import channels_last_columns, pack_conv_direct, pack_conv_gemm, pack_linear
+from convc.backends.triton.split_k import split_k_factor
 from convc.ir import Graph, Node
 from convc.ops import CONV_OPS
 
@@ -40,14 +46,14 @@ def default_conv_algo(node: Node, ctx: LoweringContext) -> str | None:
 
 
 def resolve_conv_algo(node: Node, graph: Graph) -> str:
-    """The node's algo, or for None: direct for depthwise / narrow grouped layers and 1-4 channel inputs
-    (a tensor-core K block would be mostly empty), implicit GEMM otherwise."""
+    """The node's algo, or for None: direct for depthwise / narrow grouped layers (a tensor-core K block
+    would be mostly empty), implicit GEMM otherwise (an RGB input gathers K flat: conv_implicit_gemm.py)."""
     algo = node.attrs.get("algo")
     if algo is not None:
         return algo
     x = graph.node(node.inputs[0]).type
     c_per_group = x.shape[1] // node.attrs["groups"]
-    if c_per_group < 16 and (node.attrs["groups"] > 1 or c_per_group <= 4):
+    if c_per_group < 16 and node.attrs["groups"] > 1:
         return "direct"
     return "implicit_gemm"
 
@@ -58,17 +64,60 @@ def _geometry(node: Node, ctx: NodeContext) -> ConvGeometry:
 
 def _config(ctx: NodeContext, family: str, sizes: tuple[int, int, int]) -> dict[str, Any]:
     """The untuned configuration for (M, N, K); the tuner may replace it later."""
-    return default_config(family, sizes, ctx.dtype)
+    return default_config(family, sizes, ctx.dtype)  # (the implicit GEMM's own: implicit_gemm_schedule)
+
+
+def unit_window(geo: ConvGeometry) -> bool:
+    """A 1x1 (x1) kernel with stride 1 and no padding: the conv is a plain GEMM on the input matrix."""
+    return geo.kernel_volume == 1 and geo.stride == (1, 1, 1) and geo.pad_lo == (0, 0, 0) and \
+        (geo.od, geo.oh, geo.ow) == (geo.d, geo.h, geo.w)
+
+
+def gemm_schedule(geo: ConvGeometry, dtype: str) -> tuple[dict[str, Any], int]:
+    """(untuned tile configuration, split-K factor) of a unit-window conv run as a GEMM."""
+    cfg = default_config("gemm", (geo.out_pixels, geo.o_per_group, geo.c_per_group), dtype)
+    tiles = cdiv(geo.out_pixels, cfg["BLOCK_M"]) * cdiv(geo.o_per_group, cfg["BLOCK_N"]) * geo.groups
+    return cfg, split_k_factor(tiles, cdiv(geo.c_per_group, cfg["BLOCK_K"]), cfg["BLOCK_M"] * cfg["BLOCK_N"])
+
+
+def _partials(ctx: NodeContext, split_k: int, rows: int, cols: int) -> View | None:
+    """The planned fp32 partial-sum buffer of a split-K conv (split_k x rows x cols), or None."""
+    if split_k == 1:
+        return None
+    scratch = ctx.plan.scratch[ctx.node.name][0]
+    return View(scratch.storage, scratch.offset, split_k * rows, cols, cols)
+
+
+def _as_gemm(node: Node, ctx: NodeContext, geo: ConvGeometry) -> list[Launch]:
+    """A unit-window conv as the batched GEMM (one batch entry per group) reading the input in place."""
+    w = ctx.pack("gemm", lambda: pack_conv_gemm(ctx.param("weight"), geo.groups, ctx.torch_dtype, ctx.device))
+    codes, params = encode_epilogue(node)
+    x = ctx.x
+    a = View(x.storage, x.offset, x.rows, geo.c_per_group, x.ld)
+    cfg, split_k = gemm_schedule(geo, ctx.dtype)
+    return gemm_launch(node.name, a, w.reshape(geo.groups, geo.c_per_group, geo.o_per_group), ctx.bias(), ctx.out,
+                       ctx.residuals(), codes, params, ctx.dot_mode, cfg, batches=geo.groups,
+                       stride_ag=geo.c_per_group, split_k=split_k,
+                       partials=_partials(ctx, split_k, geo.out_pixels, geo.o))
+
+
+def implicit_gemm_schedule(geo: ConvGeometry, dtype: str) -> tuple[dict[str, Any], int]:
+    """(untuned tile configuration, split-K factor) of an implicit-GEMM conv."""
+    cfg = default_config("conv_implicit_gemm", tile_sizes(geo), dtype, gather_k(geo))
+    return cfg, split_k_for(geo, cfg)
 
 
 @lowering(CONV_OPS, "implicit_gemm")
 def lower_conv_implicit_gemm(node: Node, ctx: NodeContext) -> list[Launch]:
     geo = _geometry(node, ctx)
+    if unit_window(geo):
+        return _as_gemm(node, ctx, geo)
     w = ctx.pack("gemm", lambda: pack_conv_gemm(ctx.param("weight"), geo.groups, ctx.torch_dtype, ctx.device))
     codes, params = encode_epilogue(node)
-    cfg = _config(ctx, "conv_implicit_gemm", (geo.out_pixels, geo.o_per_group, geo.c_per_group))
-    return [conv_implicit_gemm_launch(node.name, geo, ctx.x, w, ctx.bias(), ctx.out, ctx.residuals(), codes,
-                                      params, ctx.dot_mode, cfg)]
+    cfg, split_k = implicit_gemm_schedule(geo, ctx.dtype)
+    return conv_implicit_gemm_launches(node.name, geo, ctx.x, w, ctx.bias(), ctx.out, ctx.residuals(), codes,
+                                       params, ctx.dot_mode, cfg, split_k,
+                                       _partials(ctx, split_k, geo.out_pixels, geo.o))
 
 
 @lowering(CONV_OPS, "direct")
@@ -83,6 +132,8 @@ def lower_conv_direct(node: Node, ctx: NodeContext) -> list[Launch]:
 @lowering(CONV_OPS, "im2col")
 def lower_conv_im2col(node: Node, ctx: NodeContext) -> list[Launch]:
     geo = _geometry(node, ctx)
+    if unit_window(geo):  # the input already is the column matrix: no copy
+        return _as_gemm(node, ctx, geo)
     w = ctx.pack("gemm", lambda: pack_conv_gemm(ctx.param("weight"), geo.groups, ctx.torch_dtype, ctx.device))
     codes, params = encode_epilogue(node)
     width = im2col_columns(geo)
@@ -127,7 +178,7 @@ def lower_linear(node: Node, ctx: NodeContext) -> list[Launch]:
     codes, params = encode_epilogue(node)
     x = ctx.x
     cfg = _config(ctx, "gemm", (x.rows, node.attrs["out_features"], x.cols))
-    return [gemm_launch(node.name, x, w, ctx.bias(), ctx.out, ctx.residuals(), codes, params, ctx.dot_mode, cfg)]
+    return gemm_launch(node.name, x, w, ctx.bias(), ctx.out, ctx.residuals(), codes, params, ctx.dot_mode, cfg)
 
 
 def scratch_requests(node: Node, graph: Graph, dtype: str) -> list[tuple[int, torch.dtype]]:
@@ -136,6 +187,13 @@ def scratch_requests(node: Node, graph: Graph, dtype: str) -> list[tuple[int, to
         return []
     algo = resolve_conv_algo(node, graph)
     geo = ConvGeometry.of(node, graph.node(node.inputs[0]).type)
+    if algo in ("im2col", "implicit_gemm"):
+        schedule = gemm_schedule if unit_window(geo) else implicit_gemm_schedule
+        split_k = schedule(geo, dtype)[1]
+        if split_k > 1:  # fp32 partial sums
+            return [(split_k * geo.out_pixels * geo.o, torch.float32)]
+        if algo == "implicit_gemm" or unit_window(geo):
+            return []
     if algo == "im2col":
         return [(geo.out_pixels * im2col_columns(geo), TORCH_DTYPES[dtype])]
     if algo in ALGO_TILE:

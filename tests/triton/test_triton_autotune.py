@@ -103,7 +103,7 @@ def _tuner_init_with(configs: list[dict[str, Any]]) -> Any:
     original = Tuner.__init__
 
     def init(self: Tuner, enabled: bool, path: Path | None = None, bench: Any = None, candidates: Any = None) -> None:
-        original(self, enabled, path, bench, lambda family, sizes: list(configs))
+        original(self, enabled, path, bench, lambda family, sizes, *rest: list(configs))
     return init
 
 
@@ -137,3 +137,33 @@ def test_gpu_candidates_start_with_the_reference_and_fit_the_problem() -> None:
     assert all(min(c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"]) >= 16 for c in configs)  # tl.dot minimum
     tiny = candidate_configs("gemm", (1, 10, 4096))
     assert tiny and all(c["BLOCK_M"] == 16 and c["BLOCK_N"] == 16 for c in tiny)
+
+
+def test_device_rel_err_matches_the_numpy_budget_check() -> None:
+    rng = np.random.default_rng(5)
+    expected = rng.normal(size=(7, 9)).astype(np.float32)
+    actual = expected + rng.normal(scale=1e-3, size=expected.shape).astype(np.float32)
+    for dtype in (torch.float32, torch.float16):
+        a, e = torch.from_numpy(actual).to(dtype), torch.from_numpy(expected).to(dtype)
+        assert autotune.device_rel_err(a, e) == pytest.approx(rel_err(a.double().numpy(), e.double().numpy()),
+                                                              rel=1e-6)
+    poisoned = torch.from_numpy(actual).clone()
+    poisoned[3, 4] = float("nan")
+    assert autotune.device_rel_err(poisoned, torch.from_numpy(expected)) == float("inf")
+
+
+def test_the_cache_key_changes_with_the_kernel_source() -> None:
+    def kernel_a(x: Any) -> None:  # stand-ins with different bodies
+        return None
+
+    def kernel_b(x: Any) -> None:
+        x = x + 1
+
+    storage = torch.zeros(4)
+    out = View(storage, 0, 2, 2, 2)
+    keys = []
+    for kernel in (kernel_a, kernel_b):
+        launch = Launch("n", kernel, lambda cfg: (1,), (), {}, dict(CONFIGS[0]), family="gemm", out=out,
+                        tune_key=(2, 2, 2))
+        keys.append(Tuner.key(launch, "float32"))
+    assert keys[0].split("|")[:2] == ["gemm", "kernel_a"] and keys[0].rsplit("|", 1)[1] != keys[1].rsplit("|", 1)[1]

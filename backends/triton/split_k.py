@@ -1,0 +1,86 @@
+"""Split-K: when a layer's output tiles alone would leave most SMs idle, several programs share each
+tile's K loop. Each writes fp32 partial sums [SPLIT_K, M, N]; `split_k_reduce_kernel` adds them up and
+applies the bias and the epilogue in one pass before the store.
+
+    split = split_k_factor(tiles=100, k_steps=72, tile_elements=128 * 128)    # -> 3
+    launch = split_k_reduce_launch(node, partials, split, bias, y, residuals, codes, params)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from convc.backends.triton.common import INTERPRET
+from convc.backends.triton.epilogue import epilogue_meta, finish_tile
+from convc.backends.triton.launch import Launch, View
+
+SMS = 132  # sm_90 (H100 SXM / H200): the machine split-K fills
+# Split-K is on for the GPU; the interpreter gains nothing from more programs (tests turn it on).
+ENABLED = not INTERPRET
+MIN_STEPS_PER_SPLIT = 4  # K steps each split keeps, so the pipeline still has a loop to overlap
+MAX_SPLIT_K = 16
+WIDE_EXTENT = 2**31
+
+
+def resident_ctas(tile_elements: int) -> int:
+    """CTAs of a tensor-core tile that fit on one SM, as the static report finds them for the default
+    tiles (128x128 and 128x64: 2, 64x64: 3, smaller: 4)."""
+    return 2 if tile_elements >= 8192 else 3 if tile_elements >= 4096 else 4
+
+
+def split_k_factor(tiles: int, k_steps: int, tile_elements: int) -> int:
+    """How many programs share each tile's K loop: 1 when the tiles fill one wave of resident CTAs,
+    else enough to approach one wave while every split keeps MIN_STEPS_PER_SPLIT steps."""
+    wave = SMS * resident_ctas(tile_elements)
+    if not ENABLED or tiles >= wave:
+        return 1
+    return max(1, min(triton.cdiv(wave, tiles), k_steps // MIN_STEPS_PER_SPLIT, MAX_SPLIT_K))
+
+
+@triton.jit
+def split_k_reduce_kernel(
+    # pointers: fp32 partial sums [SPLIT_K, M, N], bias, output, residuals
+    part_ptr, bias_ptr, y_ptr, r0_ptr, r1_ptr,
+    # sizes and strides
+    M, N, ld_y, ld_r0, ld_r1,
+    # epilogue step parameters
+    p0, p1, p2, p3,
+    # meta
+    HAS_BIAS: tl.constexpr, E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr, E3: tl.constexpr,
+    SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WIDE: tl.constexpr,
+):
+    """y[m, n] = epilogue(bias[n] + sum_s part[s, m, n]) over a [BLOCK_M, BLOCK_N] tile."""
+    rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_ok = rm < M
+    n_ok = rn < N
+    mask = m_ok[:, None] & n_ok[None, :]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for s in range(SPLIT_K):
+        rows = s * M + rm
+        if WIDE:
+            rows = rows.to(tl.int64)
+        acc += tl.load(part_ptr + rows[:, None] * N + rn[None, :], mask=mask, other=0.0)
+    finish_tile(acc, rm, rn, m_ok, n_ok, bias_ptr, y_ptr, ld_y, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
+                HAS_BIAS, E0, E1, E2, E3, WIDE)
+
+
+def split_k_reduce_launch(node: str, partials: View, split_k: int, bias: torch.Tensor | None, y: View,
+                          residuals: list[View], codes: tuple[int, ...], params: tuple[float, ...]) -> Launch:
+    """The reduction of `split_k` partial-sum planes (each y.rows x y.cols fp32, packed) into y."""
+    m, n = y.rows, y.cols
+    r0 = residuals[0] if residuals else y
+    r1 = residuals[1] if len(residuals) > 1 else y
+    args = (partials.ptr, bias if bias is not None else partials.ptr, y.ptr, r0.ptr, r1.ptr, m, n, y.ld, r0.ld,
+            r1.ld, *params)
+    meta = {"HAS_BIAS": bias is not None, **epilogue_meta(codes), "SPLIT_K": split_k,
+            "WIDE": split_k * m * n >= WIDE_EXTENT or m * y.ld >= WIDE_EXTENT}
+    block = {"BLOCK_M": 32, "BLOCK_N": min(128, triton.next_power_of_2(n)), "num_warps": 4}
+
+    def grid(cfg: dict[str, Any]) -> tuple[int, ...]:
+        return (triton.cdiv(m, cfg["BLOCK_M"]), triton.cdiv(n, cfg["BLOCK_N"]))
+
+    return Launch(node, split_k_reduce_kernel, grid, args, meta, block, out=y)

@@ -1,0 +1,75 @@
+"""The static sm_90 report of the zoo's main CNNs in fp16, checked against what a Hopper-class kernel
+needs: zero spills, one pipelined main loop (the kernel's outermost loop) per conv kernel, wgmma in every
+fp16 conv tile of 64+ rows, and no conv layer under half a wave at batch 64. Run without TRITON_INTERPRET;
+each distinct kernel variant is compiled once. Prints one line per failure, then a summary line.
+
+    python tests/triton/hopper_report_check.py [resnet18 ...] [--batches 1,64,256]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.pop("TRITON_INTERPRET", None)
+
+import convc  # noqa: E402
+import convc.models  # noqa: E402
+from convc.backends.triton.static_report import static_report  # noqa: E402
+from convc.backends.triton.targets import GPU_TARGETS  # noqa: E402
+
+MODELS = ("resnet50", "vgg16", "resnet18", "alexnet", "googlenet")
+CONV_KERNELS = ("conv_implicit_gemm_kernel", "gemm_kernel", "conv_direct_kernel")
+MAIN_LOOP_KERNELS = ("conv_implicit_gemm_kernel", "gemm_kernel")
+
+
+def problems(report: dict, batch: int, convs: set[str]) -> list[str]:
+    """Every way the report falls short, one line each."""
+    out = []
+    waves: dict[str, float] = {}
+    for k in report["kernels"]:
+        where = f"{report['model']} b{batch} {k['layer']} {k['function']} {k['config']}"
+        if k["spills"]:
+            out.append(f"{where}: spills {k['spills']} bytes per thread")
+        if k["layer"] not in convs or k["function"] not in CONV_KERNELS:
+            continue
+        if k["function"] in MAIN_LOOP_KERNELS and (k["pipelined_loops"], k["pipelined_depth"]) != (1, 1):
+            out.append(f"{where}: {k['pipelined_loops']} pipelined loops at depth {k['pipelined_depth']}, "
+                       f"wanted one main loop")
+        if k["function"] in MAIN_LOOP_KERNELS and k["config"].get("BLOCK_M", 0) >= 64 and not k["wgmma"]:
+            out.append(f"{where}: a {k['config']['BLOCK_M']}-row fp16 tile without wgmma")
+        waves[k["layer"]] = max(waves.get(k["layer"], 0.0), k["waves"] or 0.0)
+    if batch == 64:
+        out += [f"{report['model']} b64 {layer}: {w:.2f} of a wave" for layer, w in waves.items() if w < 0.5]
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("models", nargs="*", default=list(MODELS))
+    parser.add_argument("--batches", default="1,64,256")
+    args = parser.parse_args(argv)
+    target = GPU_TARGETS["sm_90"]
+    failures: list[str] = []
+    kernels = 0
+    start = time.perf_counter()
+    for name in args.models:
+        for batch in (int(b) for b in args.batches.split(",")):
+            net = convc.models.get(name, batch=batch, init=False)
+            model = convc.compile(net, backend="triton", dtype="float16", target=target.name)
+            convs = {n.name for n in model.graph.nodes(("conv1d", "conv2d", "conv3d"))}
+            report = static_report(model, target)  # type: ignore[arg-type]
+            kernels += len(report["kernels"])
+            failures += problems(report, batch, convs)
+    for line in failures:
+        print("FAILED", line)
+    from convc.backends.triton import aot
+
+    print(f"checked {kernels} launches ({len(aot._COMPILED)} distinct kernels) in "
+          f"{time.perf_counter() - start:.0f} s: {len(failures)} problems")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
