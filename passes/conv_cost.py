@@ -40,6 +40,9 @@ class DeviceProfile:
     filters_pretransformed: bool
     # Calls a direct conv makes per kernel offset (0: one fused GPU kernel does the whole conv).
     direct_calls_per_offset: int
+    # True where the dense transform matrices are zero-padded to a power of two of at least 16 (Triton's
+    # tl.dot: F(4x4)'s 36 x 36 kron(B, B) runs as 64 x 64, 4096 MACs per tile and channel).
+    padded_transforms: bool = False
 
 
 def _per_dtype(fp32: float, fp64: float, half: float) -> dict[str, float]:
@@ -69,10 +72,12 @@ CPU = DeviceProfile("cpu", gemm_macs_per_s=_per_dtype(20e9, 10e9, 2e9),
 # taken to reach 0.7 of the GEMM rate. Launch overhead ~5 us.
 _H100_GEMM = _per_dtype(33.5e12, 33.5e12, 399e12)
 _H100_CUDA_CORES = _per_dtype(33.5e12, 17e12, 33.5e12)
+# The Triton Winograd kernels apply kron(M, M) as one fp32 tl.dot per block of tiles, padded to powers of
+# two (backends/triton/conv_winograd.py): the model counts those dense, padded products.
 H100 = DeviceProfile("h100", gemm_macs_per_s=_H100_GEMM, direct_macs_per_s=_H100_CUDA_CORES,
                      transform_macs_per_s=_H100_CUDA_CORES, bytes_per_s=3.0e12, implicit_gemm_efficiency=0.7,
-                     call_overhead_s=5e-6, dense_transforms=False, filters_pretransformed=True,
-                     direct_calls_per_offset=0)
+                     call_overhead_s=5e-6, dense_transforms=True, filters_pretransformed=True,
+                     direct_calls_per_offset=0, padded_transforms=True)
 # H200: the same GH100 compute; HBM3e at 4.8 TB/s (datasheet), derated by H100's measured/datasheet
 # ratio (3.0 / 3.35) to ~4.3 TB/s.
 H200 = dataclasses.replace(H100, name="h200", bytes_per_s=4.3e12)
@@ -156,6 +161,25 @@ def estimate(shape: ConvShape, algo: str, profile: DeviceProfile, dtype: str) ->
     return phase(shape.macs, (x + w + y) * size, rate, profile)
 
 
+def _padded(n: int) -> int:
+    return max(16, 1 << (n - 1).bit_length())
+
+
+def transform_macs(shape: ConvShape, m: int, profile: DeviceProfile) -> tuple[int, int, int]:
+    """(input, output, filter) transform multiply-adds of F(m x m, 3x3) as `profile`'s backend does them."""
+    alpha = m + 2
+    a2 = alpha * alpha
+    tiles = shape.batch * math.ceil(shape.out_spatial[0] / m) * math.ceil(shape.out_spatial[1] / m)
+    c, k = shape.in_channels, shape.out_channels
+    if profile.dense_transforms and profile.padded_transforms:  # [rows, pad(a2)] @ [pad(a2), pad(.)]
+        return (_padded(a2) ** 2 * c * tiles, _padded(a2) * _padded(m * m) * k * tiles, a2 * 9 * k * c)
+    if profile.dense_transforms:  # kron(M, M) applied to every flattened tile
+        return a2 * a2 * c * tiles, a2 * m * m * k * tiles, a2 * 9 * k * c
+    # M X M^T as two small products
+    return (2 * alpha ** 3 * c * tiles, (a2 * m + alpha * m * m) * k * tiles,
+            (3 * alpha * 3 + alpha * 3 * alpha) * k * c)
+
+
 def winograd_estimate(shape: ConvShape, m: int, profile: DeviceProfile, dtype: str) -> float:
     """F(m x m, 3x3): input transform, weight transform, alpha^2 GEMMs, output transform."""
     size = ITEMSIZE[dtype]
@@ -166,11 +190,7 @@ def winograd_estimate(shape: ConvShape, m: int, profile: DeviceProfile, dtype: s
     tiles = shape.batch * math.ceil(shape.out_spatial[0] / m) * math.ceil(shape.out_spatial[1] / m)
     c, k = shape.in_channels, shape.out_channels
     x, w, y = shape.elements()
-    if profile.dense_transforms:  # kron(M, M) applied to every flattened tile
-        in_macs, out_macs, w_macs = a2 * a2 * c * tiles, a2 * m * m * k * tiles, a2 * 9 * k * c
-    else:  # M X M^T as two small products
-        in_macs, out_macs, w_macs = 2 * alpha ** 3 * c * tiles, (a2 * m + alpha * m * m) * k * tiles, \
-            (3 * alpha * 3 + alpha * 3 * alpha) * k * c
+    in_macs, out_macs, w_macs = transform_macs(shape, m, profile)
     gathered, transformed_in, transformed_out = a2 * c * tiles, a2 * c * tiles, a2 * k * tiles
     filters = 0.0 if profile.filters_pretransformed else phase(w_macs, (w + a2 * k * c) * size, slow, profile)
     return (phase(in_macs, (x + gathered + transformed_in) * size, slow, profile) + filters

@@ -187,13 +187,10 @@ def scratch_requests(node: Node, graph: Graph, dtype: str) -> list[tuple[int, to
         return []
     algo = resolve_conv_algo(node, graph)
     geo = ConvGeometry.of(node, graph.node(node.inputs[0]).type)
-    if algo in ("im2col", "implicit_gemm"):
+    if unit_window(geo) and algo in ("im2col", "implicit_gemm") or algo == "implicit_gemm":
         schedule = gemm_schedule if unit_window(geo) else implicit_gemm_schedule
-        split_k = schedule(geo, dtype)[1]
-        if split_k > 1:  # fp32 partial sums
-            return [(split_k * geo.out_pixels * geo.o, torch.float32)]
-        if algo == "implicit_gemm" or unit_window(geo):
-            return []
+        split_k = schedule(geo, dtype)[1]  # > 1: fp32 partial sums
+        return [(split_k * geo.out_pixels * geo.o, torch.float32)] if split_k > 1 else []
     if algo == "im2col":
         return [(geo.out_pixels * im2col_columns(geo), TORCH_DTYPES[dtype])]
     if algo in ALGO_TILE:

@@ -30,7 +30,7 @@ COLUMNS = ("layer", "kernel", "tile", "regs", "spill", "smem KB", "CTA/SM", "pip
 
 def _tile(config: dict[str, Any]) -> str:
     dims = [str(config[k]) for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K") if k in config]
-    launch = f" w{config['num_warps']}s{config['num_stages']}" if "num_warps" in config else ""
+    launch = f" w{config['num_warps']}s{config.get('num_stages', 3)}" if "num_warps" in config else ""
     return "x".join(dims) + launch
 
 

@@ -55,7 +55,7 @@ def test_a_corrupt_autotune_entry_is_dropped_and_tuned_again(cache_dir: Path, bl
         {"version": autotune.CACHE_VERSION, "entries": {key: {"config": bad}}}))
     timed: list[dict[str, Any]] = []
     tuner = autotune.Tuner(enabled=True, bench=lambda run: timed.append(run.config) or 1.0,
-                           candidates=lambda family, sizes: [dict(c) for c in CONFIGS])
+                           candidates=lambda family, sizes, *rest: [dict(c) for c in CONFIGS])
     with pytest.warns(UserWarning) if block_m == 65536 else nullcontext():
         chosen = tuner.choose(launch, "float32")
     assert chosen.config in CONFIGS and timed == CONFIGS  # measured again, the corrupt one never launched
