@@ -66,6 +66,7 @@ class TimingSettings:
     max_seconds: float = 5.0  # per case: stop repeating after this long (never before MIN_RUNS runs)
     cuda_graphs: bool = False
     seed: int = 0
+    autotune: bool = True  # False: the Triton backend runs its default tile configurations
 
 
 MIN_RUNS = 3
@@ -142,7 +143,7 @@ def placement(backend: str, dtype: str, interpreted_ok: bool = False) -> tuple[s
     return None, f"runs on {', '.join(caps.devices)}, none of which is here"
 
 
-def backend_options(backend: str, device: str, cuda_graphs: bool) -> dict[str, Any]:
+def backend_options(backend: str, device: str, cuda_graphs: bool, autotune: bool = True) -> dict[str, Any]:
     """Compile options that make each known backend run at its best on `device`. The torch baselines get
     channels-last on CUDA (cuDNN's fast layout for fp16); unknown (plugin) backends get none."""
     if backend in ("torch", "torch-compile"):
@@ -151,7 +152,8 @@ def backend_options(backend: str, device: str, cuda_graphs: bool) -> dict[str, A
             opts["mode"] = "reduce-overhead"
         return opts
     if backend == "triton":
-        return {"device": device, "cuda_graphs": True} if cuda_graphs else {"device": device}
+        opts = {"device": device, "cuda_graphs": True} if cuda_graphs else {"device": device}
+        return opts if autotune else {**opts, "autotune": False}
     if backend == "onnxruntime":  # the same intra-op thread count as torch (--threads sets both)
         return {"threads": cpu_threads()}
     return {}
@@ -263,7 +265,7 @@ def bench_one(net: Network, backend: str, dtype: str, inputs: list[np.ndarray], 
     try:
         t0 = time.perf_counter()
         model = convc_compile(net, backend=backend, dtype=dtype, **compile_options,
-                              **backend_options(backend, device, settings.cuda_graphs))
+                              **backend_options(backend, device, settings.cuda_graphs, settings.autotune))
         compile_s = time.perf_counter() - t0
         runner = make_runner(model, backend, device, dtype, inputs)
         output = runner.first_output()  # also the first call: torch.compile and autotuners work here
@@ -375,7 +377,7 @@ def bench_layers(graph: Graph, backend: str, dtype: str, peaks: Peaks, settings:
         try:
             g = single_node_graph(graph, node)
             model = convc_compile(g, backend=backend, dtype=dtype, opt_level=0, check_numerics=False,
-                                  **backend_options(backend, device, settings.cuda_graphs))
+                                  **backend_options(backend, device, settings.cuda_graphs, settings.autotune))
             inputs = [x.astype(np.float32) for x in seeded_inputs(g, settings.seed)]
             runner = make_runner(model, backend, device, dtype, inputs)
             with runner.context():

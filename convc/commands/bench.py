@@ -82,6 +82,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="CPU threads of torch, NumPy's BLAS and onnxruntime alike (on a busy machine 1 "
                         "avoids OpenMP's spinning)")
     p.add_argument("--json", default=None, metavar="FILE", help="write every number to FILE")
+    p.add_argument("--jsonl", default=None, metavar="FILE",
+                   help="append each result to FILE as one JSON line the moment it is timed")
+    p.add_argument("--no-autotune", dest="autotune", action="store_false",
+                   help="triton: run the default tile configurations (no tuning)")
     p.add_argument("--layers", action="store_true",
                    help="time each node of the optimized graph alone and set it against the roofline")
     p.add_argument("--layer-backends", default=None, metavar="LIST",
@@ -131,15 +135,22 @@ def run(args: argparse.Namespace) -> int:
         set_cpu_threads(args.threads)
     input_shape = parse_input(args.input)
     load_model(args.model, batches[0], input_shape)  # a bad model name fails now, not after minutes of timing
-    settings = TimingSettings(args.warmup, args.repeat, args.max_seconds, args.cuda_graphs, args.seed)
+    settings = TimingSettings(args.warmup, args.repeat, args.max_seconds, args.cuda_graphs, args.seed,
+                              args.autotune)
     options = compile_options(args)
     if not args.check_numerics:
         options["check_numerics"] = False  # the bench compares outputs itself; the per-pass check is slow
     machine = describe_machine()
+    def write_row(r: BenchResult) -> None:
+        if args.jsonl:  # one line per result as it is timed: kept even if the run is cut short
+            row = {"model": args.model, "dtype": dtype, "autotune": args.autotune, **r.to_dict()}
+            with open(args.jsonl, "a") as f:
+                f.write(json.dumps(row, default=str) + "\n")
+
     interrupted = False
     try:
         results = bench_model(lambda b: load_model(args.model, b, input_shape), backends, batches, dtype,
-                              settings, options)
+                              settings, options, progress=write_row)
     except BenchInterrupted as stop:  # keep what finished: the table and --json show it
         results, interrupted = stop.results, True
     report: dict[str, Any] = {
