@@ -40,7 +40,7 @@ LAUNCH_KEYS = ("num_warps", "num_stages")
 # checked free of spills for sm_90 by the static report (docs/triton.md). fp32 runs on FMA units: narrower
 # K blocks keep its operands in registers.
 _TENSOR_CORE_TILES = [(128, 128, 64, 4, 3), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
-                      (32, 64, 64, 4, 3), (16, 64, 64, 4, 3),
+                      (32, 64, 32, 4, 3), (16, 64, 32, 4, 3),
                       (128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (128, 128, 64, 8, 3), (128, 128, 32, 4, 4),
                       (64, 64, 32, 4, 5), (128, 64, 32, 4, 5)]
 _FP32_TILES = [(64, 64, 32, 4, 3), (128, 64, 32, 4, 3), (64, 128, 32, 4, 3), (32, 64, 32, 4, 3), (16, 64, 32, 4, 3),

@@ -26,29 +26,30 @@ INTERPRETER_TILE = 1 << 18  # elements of one program's largest tile
 TORCH_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16,
                                         "bfloat16": torch.bfloat16}
 
-# DOT_MODE constexpr: how tl.dot treats its operands.
-DOT_NATIVE = 0  # fp16 / bf16 operands straight to the tensor cores
-DOT_IEEE = 1  # fp32 operands, full-precision product
-DOT_TF32 = 2  # fp32 operands rounded to tf32 (only when the user asks for tf32=True)
-DOT_UPCAST = 3  # bf16 operands widened to fp32 first: the CPU interpreter computes bf16 dots wrongly
+# DOT_MODE constexpr: how tl.dot treats its operands (constexprs, so the jit helper below can name them).
+DOT_NATIVE = tl.constexpr(0)  # fp16 / bf16 operands straight to the tensor cores
+DOT_IEEE = tl.constexpr(1)  # fp32 operands, full-precision product
+DOT_TF32 = tl.constexpr(2)  # fp32 operands rounded to tf32 (only when the user asks for tf32=True)
+DOT_UPCAST = tl.constexpr(3)  # bf16 operands widened to fp32 first: the interpreter computes bf16 dots wrongly
 
 
 def dot_mode(dtype: str, tf32: bool = False) -> int:
+    """The DOT_MODE of a kernel computing in `dtype` (a plain int, for launch metadata)."""
     if dtype == "float32":
-        return DOT_TF32 if tf32 else DOT_IEEE
+        return int((DOT_TF32 if tf32 else DOT_IEEE).value)
     if dtype == "bfloat16" and INTERPRET:
-        return DOT_UPCAST
-    return DOT_NATIVE
+        return int(DOT_UPCAST.value)
+    return int(DOT_NATIVE.value)
 
 
 @triton.jit
 def dot_acc(a, b, acc, DOT_MODE: tl.constexpr):
     """acc + a @ b with fp32 accumulation."""
-    if DOT_MODE == 1:
+    if DOT_MODE == DOT_IEEE:
         acc = tl.dot(a, b, acc, input_precision="ieee")
-    elif DOT_MODE == 2:
+    elif DOT_MODE == DOT_TF32:
         acc = tl.dot(a, b, acc, input_precision="tf32")
-    elif DOT_MODE == 3:
+    elif DOT_MODE == DOT_UPCAST:
         acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
     else:
         acc = tl.dot(a, b, acc)

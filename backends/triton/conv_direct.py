@@ -17,7 +17,7 @@ import triton.language as tl
 
 from convc.backends.triton.common import window_origin
 
-from convc.backends.triton.epilogue import apply_epilogue, epilogue_meta
+from convc.backends.triton.epilogue import epilogue_meta, finish_tile
 from convc.backends.triton.geometry import ConvGeometry
 from convc.backends.triton.launch import Launch, View
 from convc.errors import BackendError
@@ -25,14 +25,23 @@ from convc.errors import BackendError
 
 @triton.jit
 def conv_direct_kernel(
+    # pointers: input, packed weight [KD, KH, KW, C/g, O], bias, output, residuals
     x_ptr, w_ptr, bias_ptr, y_ptr, r0_ptr, r1_ptr,
+    # sizes: output pixels, channels per group in, channels out (all, per group), volumes
     M, C_g, O, O_g, D, H, W, OD, OH, OW, KD, KH, KW,
+    # window: stride, low padding and dilation per axis
     stride_d, stride_h, stride_w, pad_d, pad_h, pad_w, dil_d, dil_h, dil_w,
-    ld_x, ld_y, ld_r0, ld_r1, p0, p1, p2, p3,
+    # strides: elements between consecutive pixels of x, y and the residuals
+    ld_x, ld_y, ld_r0, ld_r1,
+    # epilogue step parameters
+    p0, p1, p2, p3,
+    # meta: bias, epilogue step codes (epilogue.py), tile
     HAS_BIAS: tl.constexpr,
     E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr, E3: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
+    """y[m, o] = epilogue(bias[o] + sum over the window and o's group of x * w) with fp32 FMAs for one
+    [BLOCK_M pixels, BLOCK_N output channels] tile; no tensor cores (few channels per group)."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -62,12 +71,8 @@ def conv_direct_kernel(
                     wv = tl.load(w_row + c * O, mask=n_ok, other=0.0).to(tl.float32)
                     acc += xv * wv[None, :]
 
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + rn, mask=n_ok, other=0.0)[None, :]
-    mask = m_ok[:, None] & n_ok[None, :]
-    acc = apply_epilogue(acc, rm[:, None], rn[None, :], mask, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
-                         E0, E1, E2, E3)
-    tl.store(y_ptr + rm[:, None] * ld_y + rn[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
+    finish_tile(acc, rm, rn, m_ok, n_ok, bias_ptr, y_ptr, ld_y, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
+                HAS_BIAS, E0, E1, E2, E3, False)
 
 
 def conv_direct_launch(node: str, geo: ConvGeometry, x: View, w: torch.Tensor, bias: torch.Tensor | None,

@@ -50,7 +50,12 @@ def _target(args: argparse.Namespace) -> str | None:
         return args.target
     from convc.device_profiles import cuda_available
 
-    return None if cuda_available() or _interpreting() else "sm_90"
+    if cuda_available():  # the local GPU's own target
+        import torch
+
+        major, minor = torch.cuda.get_device_capability()
+        return f"sm_{major}{minor}"
+    return None if _interpreting() else "sm_90"
 
 
 def _interpreting() -> bool:
