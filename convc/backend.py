@@ -170,14 +170,61 @@ class CompiledModel:
         raise NotImplementedError
 
 
+def input_value_problem(value: Any) -> str | None:
+    """Why `value` cannot be a run-time input (meta tensor, complex, text, objects, booleans), or None.
+
+    Tensors that require grad are accepted: convc runs inference, so they are read as if detached."""
+    device = getattr(getattr(value, "device", None), "type", None)
+    if device == "meta":
+        return "it is a meta-device tensor, which holds no data; create it on 'cpu' or 'cuda'"
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        return None
+    if hasattr(value, "is_complex"):  # a torch tensor
+        kind = "c" if value.is_complex() else ("b" if str(dtype) == "torch.bool" else "f")
+    else:
+        kind = np.dtype(dtype).kind if isinstance(dtype, np.dtype) else "f"
+    reasons = {"c": f"it holds complex values ({dtype}); convc computes with real numbers",
+               "b": f"it holds booleans ({dtype}); pass real numbers", "U": f"it holds text ({dtype})",
+               "S": f"it holds bytes ({dtype})", "O": "it holds Python objects (dtype object)",
+               "V": f"it holds records ({dtype})", "M": f"it holds dates ({dtype})",
+               "m": f"it holds time spans ({dtype})"}
+    return reasons.get(kind)
+
+
 def check_inputs(graph: Graph, inputs: tuple[Any, ...], backend: str) -> None:
-    """Raises a BackendError naming the graph input whose count, shape or rank differs."""
+    """Raises a BackendError naming the graph input whose count, shape, rank or kind of value is wrong."""
     expected = graph.inputs
     if len(inputs) != len(expected):
         raise BackendError(f"graph '{graph.name}' takes {len(expected)} input(s) "
                            f"({', '.join(n.name for n in expected)}), got {len(inputs)}")
     for node, value in zip(expected, inputs):
+        why = input_value_problem(value)
+        if why is not None:
+            raise BackendError(f"input '{node.name}' of graph '{graph.name}' on backend '{backend}': {why}")
         shape = tuple(getattr(value, "shape", ()))
         if shape != node.type.shape:
             raise BackendError(f"input '{node.name}' of graph '{graph.name}' on backend '{backend}': "
                                f"expected shape {node.type.shape}, got {shape}")
+
+
+def numpy_inputs(graph: Graph, inputs: tuple[Any, ...], backend: str) -> list[np.ndarray]:
+    """What `run()` takes, as NumPy arrays: tensors are detached and copied to the host; values no backend
+    can compute with are refused first, naming the input (see input_value_problem)."""
+    from convc.params import to_numpy
+
+    names = [n.name for n in graph.inputs] + [f"#{i}" for i in range(len(graph.inputs), len(inputs))]
+    arrays = []
+    for name, value in zip(names, inputs):
+        why = input_value_problem(value)
+        if why is None:
+            try:
+                arr = to_numpy(value)
+            except (TypeError, ValueError) as e:
+                why = f"it cannot be read as an array ({type(e).__name__}: {e})"
+            else:
+                why = input_value_problem(arr)
+        if why is not None:
+            raise BackendError(f"input '{name}' of graph '{graph.name}' on backend '{backend}': {why}")
+        arrays.append(arr)
+    return arrays

@@ -13,11 +13,14 @@ from typing import Any
 
 from convc.backend import CompiledModel
 from convc.dsl import Network
-from convc.errors import OptionError
+from convc.errors import ConvcError, OptionError, PluginError
 from convc.ir import Graph
+from convc.limits import check_graph
 from convc.pass_manager import PassContext, PassManager, resolve_pipeline
-from convc.registry import get_backend
+from convc.registry import backend_origin, get_backend
 from convc.types import check_dtype
+
+ALGO_PASS = "choose_conv_algo"  # the pass that reads --algo and --plan
 
 
 def as_graph(model: Network | Graph) -> Graph:
@@ -51,14 +54,30 @@ def optimize(model: Network | Graph, backend: str = "numpy", dtype: str = "float
     `pass_options` are per-pass settings by pass name; `algo` and `plan` fill choose_conv_algo's."""
     graph = as_graph(model).copy()
     graph.verify()
+    check_graph(graph, check_dtype(dtype))  # before any pass or backend allocates for it
     target = get_backend(backend)
     ctx = PassContext(backend=target, dtype=check_dtype(dtype), opt_level=opt_level,
                       check_numerics=check_numerics, seed=seed, device=device or "cpu",
                       options=pass_settings(pass_options, algo, plan))
     pipeline = resolve_pipeline(opt_level, passes, disable, backend=target.name)
+    _check_algorithm_options(algo, plan, pipeline, opt_level)
     manager = PassManager(pipeline, timing=timing, dump_ir=dump_ir)
     manager.run(graph, ctx)
     return graph, ctx, manager
+
+
+def _check_algorithm_options(algo: Any, plan: Any, pipeline: list[Any], opt_level: int) -> None:
+    """--algo and --plan only mean something to the algorithm pass: without it they are refused."""
+    given = [flag for flag, value in (("--algo", algo), ("--plan", plan)) if value]
+    if given and ALGO_PASS not in {p.name for p in pipeline}:
+        raise OptionError(f"{' and '.join(given)} would be ignored: the conv algorithm pass {ALGO_PASS} is not in "
+                          f"the pipeline at -O{opt_level} with these --passes/--disable options; use -O2 or "
+                          f"-O3 and keep {ALGO_PASS}, or drop {' and '.join(given)}")
+
+
+def _plugin_failure(backend: str, graph: Graph, error: Exception) -> PluginError:
+    return PluginError(f"backend '{backend}' from package '{backend_origin(backend)}' failed to compile graph "
+                       f"'{graph.name}': {type(error).__name__}: {error}")
 
 
 def compile(model: Network | Graph, backend: str = "numpy", dtype: str = "float32", opt_level: int = 2,
@@ -76,7 +95,15 @@ def compile(model: Network | Graph, backend: str = "numpy", dtype: str = "float3
     graph, ctx, manager = optimize(model, backend, dtype, opt_level, passes, disable, algo, plan,
                                    check_numerics, timing, dump_ir, device=str(device) if device else None,
                                    pass_options=pass_options)
-    compiled = get_backend(backend).compile(graph, dtype=dtype, **backend_options)
+    target = get_backend(backend)
+    try:
+        compiled = target.compile(graph, dtype=dtype, **backend_options)
+    except ConvcError:
+        raise
+    except Exception as e:
+        if backend_origin(backend) == "convc":
+            raise  # convc's own backend failing is a bug in convc: keep its traceback
+        raise _plugin_failure(backend, graph, e) from e
     compiled.pass_records = manager.records
     compiled.results = dict(ctx.results)
     return compiled

@@ -22,6 +22,7 @@ import numpy as np
 
 from convc.errors import DefinitionError
 from convc.ir import Graph, Node
+from convc.limits import check_shape
 from convc.ops import ACTIVATION_OPS, InvalidNode, schema_of
 from convc.params import load_params
 from convc.types import TensorType, check_dtype
@@ -52,15 +53,50 @@ class Value:
         return f"%{self.name} : {self.type}"
 
 
+def as_int(v: Any) -> int | None:
+    """`v` as an int when it is an integer (Python or NumPy, never a bool), else None."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        return None
+    return int(v)
+
+
 def _tuple(v: IntOrTuple, n: int, what: str, where: str) -> tuple[int, ...]:
-    if isinstance(v, bool):
+    single = as_int(v)
+    if single is not None:
+        return (single,) * n
+    t = tuple(as_int(i) for i in v) if isinstance(v, (Sequence, np.ndarray)) and not isinstance(v, str) else ()
+    if len(t) != n or any(i is None for i in t):
         raise DefinitionError(f"{where}: {what} must be an int or {n} ints, got {v!r}")
-    if isinstance(v, int):
-        return (v,) * n
-    t = tuple(v)
-    if len(t) != n or not all(isinstance(i, int) and not isinstance(i, bool) for i in t):
-        raise DefinitionError(f"{where}: {what} must be an int or {n} ints, got {v!r}")
-    return t
+    return t  # type: ignore[return-value]
+
+
+def _positive_int(v: Any, what: str, where: str) -> int:
+    i = as_int(v)
+    if i is None or i <= 0:
+        raise DefinitionError(f"{where}: {what}={v!r} must be a positive int")
+    return i
+
+
+def _flag(v: Any, what: str, where: str) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        raise DefinitionError(f"{where}: {what}={v!r} must be True or False")
+    return bool(v)
+
+
+def _real(v: Any, what: str, where: str) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(v):
+        raise DefinitionError(f"{where}: {what}={v!r} must be a finite real number")
+    return float(v)
+
+
+def _axis(v: Any, rank: int, what: str, where: str) -> int:
+    """An axis in [-rank, rank) as its non-negative index; anything else is refused (never wrapped)."""
+    i = as_int(v)
+    if i is None or not -rank <= i < rank:
+        raise DefinitionError(f"{where}: {what}={v!r} is out of range for a rank-{rank} input "
+                              f"(valid: {-rank} to {rank - 1})")
+    return i % rank
 
 
 def resolve_padding(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ...],
@@ -78,8 +114,8 @@ def resolve_padding(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ..
             return tuple(pads)
         raise DefinitionError(f"{where}: padding {padding!r} is not valid; use an int, a tuple, "
                               f"'same' or 'valid'")
-    if isinstance(padding, int) and not isinstance(padding, bool):
-        pairs = ((padding, padding),) * n
+    if as_int(padding) is not None:
+        pairs = ((as_int(padding), as_int(padding)),) * n
     else:
         try:
             items = tuple(padding)
@@ -88,11 +124,12 @@ def resolve_padding(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ..
         if len(items) != n:
             raise DefinitionError(f"{where}: padding {padding!r} must be an int, {n} ints, {n} (low, high) "
                                   f"pairs, 'same' or 'valid'")
-        pairs = tuple((p, p) if isinstance(p, int) else tuple(p) for p in items)
-    if not all(len(p) == 2 and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in p)
-               for p in pairs):
+        pairs = tuple((p, p) if as_int(p) is not None else
+                      tuple(p) if isinstance(p, (Sequence, np.ndarray)) and not isinstance(p, str) else (p,)
+                      for p in items)
+    if not all(len(p) == 2 and all(as_int(i) is not None and i >= 0 for i in p) for p in pairs):
         raise DefinitionError(f"{where}: padding {padding!r} must be non-negative integers")
-    return tuple(tuple(p) for p in pairs)
+    return tuple((as_int(lo), as_int(hi)) for lo, hi in pairs)
 
 
 class Network:
@@ -153,9 +190,7 @@ class Network:
         """Infers the type, creates the parameters, adds the node; errors name the layer."""
         full = self._layer_name(op, name)
         where = f"{op} '{full}'"
-        for v in inputs:
-            if not isinstance(v, Value) or v.net is not self:
-                raise DefinitionError(f"{where}: operand {v!r} is not a value of network '{self.name}'")
+        self._check_operands(inputs, where)
         if full in self.graph:
             raise DefinitionError(f"{where}: a layer of that name already exists")
         schema = schema_of(op)
@@ -165,6 +200,9 @@ class Network:
             slots = schema.params(types, attrs)
         except InvalidNode as e:
             raise DefinitionError(f"{where}: {e}") from None
+        if self.init:  # refused before a byte is allocated
+            for slot, shape in slots.items():
+                check_shape(tuple(shape), "float32", f"{where}: parameter '{full}.{slot}' {tuple(shape)}")
         param_names = []
         for slot, shape in slots.items():
             pname = f"{full}.{slot}"
@@ -172,6 +210,11 @@ class Network:
             param_names.append(pname)
         self.graph.add(Node(full, op, tuple(v.name for v in inputs) + tuple(param_names), attrs, out))
         return Value(self, full, out)
+
+    def _check_operands(self, inputs: Sequence[Any], where: str) -> None:
+        for v in inputs:
+            if not isinstance(v, Value) or v.net is not self:
+                raise DefinitionError(f"{where}: operand {v!r} is not a value of network '{self.name}'")
 
     def _init_param(self, pname: str, slot: str, shape: tuple[int, ...], how: str | None) -> np.ndarray:
         if not self.init:
@@ -196,16 +239,18 @@ class Network:
 
     # ------------------------------------------------------------------ graph boundary
     def input(self, shape: Sequence[int], dtype: str = "float32", name: str = "x") -> Value:
-        shape = tuple(shape)
-        if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
-            raise DefinitionError(f"input '{name}': shape {shape} must be positive integers")
+        dims = tuple(as_int(d) for d in shape) if isinstance(shape, (Sequence, np.ndarray)) else ()
+        if not dims or not all(d is not None and d > 0 for d in dims):
+            raise DefinitionError(f"input '{name}': shape {shape!r} must be positive integers")
+        shape = dims  # type: ignore[assignment]
         dtype = check_dtype(dtype, what=f"input '{name}' dtype")
         return self._emit("input", [], {"shape": shape, "dtype": dtype}, name)
 
     def output(self, *values: Value) -> Network:
         for v in values:
-            if v.name not in self.graph:
-                raise DefinitionError(f"output {v!r} is not a value of network '{self.name}'")
+            if not isinstance(v, Value) or v.net is not self or v.name not in self.graph:
+                owner = f" (it belongs to another network named '{v.net.name}')" if isinstance(v, Value) else ""
+                raise DefinitionError(f"output {v!r} is not a value of network '{self.name}'{owner}")
             self.graph.outputs.append(v.name)
         return self
 
@@ -221,14 +266,12 @@ class Network:
         for what, t in (("kernel", k), ("stride", s), ("dilation", d)):
             if any(i <= 0 for i in t):
                 raise DefinitionError(f"{where}: {what} {t} must be positive")
-        if not isinstance(groups, int) or groups <= 0:
-            raise DefinitionError(f"{where}: groups={groups!r} must be a positive int")
-        if not isinstance(out_channels, int) or out_channels <= 0:
-            raise DefinitionError(f"{where}: out_channels={out_channels!r} must be a positive int")
+        groups = _positive_int(groups, "groups", where)
+        out_channels = _positive_int(out_channels, "out_channels", where)
         spatial = x.shape[2:] if len(x.shape) == ndim + 2 else (1,) * ndim
         pad = resolve_padding(padding, k, s, d, spatial, where)
         attrs = {"out_channels": out_channels, "kernel": k, "stride": s, "padding": pad, "dilation": d,
-                 "groups": groups, "bias": bool(bias), "algo": None, "epilogue": ()}
+                 "groups": groups, "bias": _flag(bias, "bias", where), "algo": None, "epilogue": ()}
         return self._emit(op, [x], attrs, name)
 
     def conv1d(self, x: Value, out_channels: int, kernel: IntOrTuple, **kw: Any) -> Value:
@@ -253,9 +296,10 @@ class Network:
             raise DefinitionError(f"{where}: kernel {k} and stride {s} must be positive")
         if any(i < 0 for i in p):
             raise DefinitionError(f"{where}: padding {p} must be non-negative")
-        attrs: dict[str, Any] = {"kernel": k, "stride": s, "padding": p, "ceil_mode": bool(ceil_mode)}
+        attrs: dict[str, Any] = {"kernel": k, "stride": s, "padding": p,
+                                 "ceil_mode": _flag(ceil_mode, "ceil_mode", where)}
         if kind == "avg":
-            attrs["count_include_pad"] = bool(count_include_pad)
+            attrs["count_include_pad"] = _flag(count_include_pad, "count_include_pad", where)
         return self._emit(op, [x], attrs, name)
 
     def max_pool1d(self, x: Value, kernel: IntOrTuple, **kw: Any) -> Value:
@@ -284,17 +328,17 @@ class Network:
 
     # ------------------------------------------------------------------ normalization
     def batch_norm(self, x: Value, eps: float = 1e-5, name: str | None = None) -> Value:
-        if not isinstance(eps, (int, float)) or eps <= 0:
+        if _real(eps, "eps", self._where("batch_norm", name)) <= 0:
             raise DefinitionError(f"{self._where('batch_norm', name)}: eps={eps!r} must be positive")
         return self._emit("batch_norm", [x], {"eps": float(eps)}, name,
                           init={"weight": "ones", "bias": "zeros"})
 
     def lrn(self, x: Value, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0,
             name: str | None = None) -> Value:
-        if not isinstance(size, int) or size <= 0:
-            raise DefinitionError(f"{self._where('lrn', name)}: size={size!r} must be a positive int")
-        return self._emit("lrn", [x], {"size": size, "alpha": float(alpha), "beta": float(beta),
-                                        "k": float(k)}, name)
+        where = self._where("lrn", name)
+        return self._emit("lrn", [x], {"size": _positive_int(size, "size", where),
+                                        "alpha": _real(alpha, "alpha", where), "beta": _real(beta, "beta", where),
+                                        "k": _real(k, "k", where)}, name)
 
     # ------------------------------------------------------------------ elementwise
     def activation(self, x: Value, kind: str, name: str | None = None, **kw: Any) -> Value:
@@ -308,7 +352,8 @@ class Network:
         return self._emit("relu", [x], {}, name)
 
     def leaky_relu(self, x: Value, negative_slope: float = 0.01, name: str | None = None) -> Value:
-        return self._emit("leaky_relu", [x], {"negative_slope": float(negative_slope)}, name)
+        slope = _real(negative_slope, "negative_slope", self._where("leaky_relu", name))
+        return self._emit("leaky_relu", [x], {"negative_slope": slope}, name)
 
     def sigmoid(self, x: Value, name: str | None = None) -> Value:
         return self._emit("sigmoid", [x], {}, name)
@@ -317,20 +362,20 @@ class Network:
         return self._emit("tanh", [x], {}, name)
 
     def elu(self, x: Value, alpha: float = 1.0, name: str | None = None) -> Value:
-        return self._emit("elu", [x], {"alpha": float(alpha)}, name)
+        return self._emit("elu", [x], {"alpha": _real(alpha, "alpha", self._where("elu", name))}, name)
 
     def maxout(self, x: Value, k: int, name: str | None = None) -> Value:
-        if not isinstance(k, int) or k <= 0:
-            raise DefinitionError(f"{self._where('maxout', name)}: k={k!r} must be a positive int")
-        return self._emit("maxout", [x], {"k": k}, name)
+        return self._emit("maxout", [x], {"k": _positive_int(k, "k", self._where("maxout", name))}, name)
 
     def dropout(self, x: Value, p: float = 0.5, name: str | None = None) -> Value:
-        if not isinstance(p, (int, float)) or not 0 <= p < 1:
+        if not 0 <= _real(p, "p", self._where("dropout", name)) < 1:
             raise DefinitionError(f"{self._where('dropout', name)}: rate p={p!r} must be in [0, 1)")
         return self._emit("dropout", [x], {"p": float(p)}, name)
 
     def softmax(self, x: Value, axis: int = 1, name: str | None = None) -> Value:
-        return self._emit("softmax", [x], {"axis": axis % max(len(x.shape), 1)}, name)
+        self._check_operands([x], self._where("softmax", name))
+        axis = _axis(axis, len(x.shape), "axis", self._where("softmax", name))
+        return self._emit("softmax", [x], {"axis": axis}, name)
 
     def add(self, a: Value, b: Value, name: str | None = None) -> Value:
         return self._emit("add", [a, b], {}, name)
@@ -342,18 +387,21 @@ class Network:
         values = list(values)
         if not values:
             raise DefinitionError(f"{self._where('concat', name)}: needs at least one operand")
-        return self._emit("concat", values, {"axis": axis % len(values[0].shape)}, name)
+        self._check_operands(values, self._where("concat", name))
+        rank = len(values[0].shape)
+        return self._emit("concat", values, {"axis": _axis(axis, rank, "axis", self._where("concat", name))},
+                          name)
 
     # ------------------------------------------------------------------ dense
     def flatten(self, x: Value, start_dim: int = 1, name: str | None = None) -> Value:
-        return self._emit("flatten", [x], {"start_dim": start_dim}, name)
+        self._check_operands([x], self._where("flatten", name))
+        start = _axis(start_dim, max(len(x.shape), 1), "start_dim", self._where("flatten", name))
+        return self._emit("flatten", [x], {"start_dim": start}, name)
 
     def linear(self, x: Value, out_features: int, bias: bool = True, name: str | None = None) -> Value:
-        if not isinstance(out_features, int) or out_features <= 0:
-            raise DefinitionError(f"{self._where('linear', name)}: out_features={out_features!r} must be a "
-                                  f"positive int")
-        return self._emit("linear", [x], {"out_features": out_features, "bias": bool(bias),
-                                          "epilogue": ()}, name)
+        where = self._where("linear", name)
+        return self._emit("linear", [x], {"out_features": _positive_int(out_features, "out_features", where),
+                                          "bias": _flag(bias, "bias", where), "epilogue": ()}, name)
 
     # ------------------------------------------------------------------ parameters
     def state_dict(self) -> dict[str, np.ndarray]:

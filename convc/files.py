@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,3 +65,24 @@ def cache_dir() -> Path:
         raise OptionError(f"cache folder {base} (CONVC_CACHE_DIR) exists and is not a folder; point "
                           f"CONVC_CACHE_DIR at a folder or remove the file")
     return base
+
+
+def check_output_path(path: str | Path, what: str, *, folder: bool = False) -> Path:
+    """Refuses, before any work is done, an output path that cannot be written: a folder where a file
+    belongs (or the reverse), a file where a parent folder belongs, a folder without write permission."""
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise OptionError(f"{what} {p}: exists and is not a folder")
+    if not folder and p.is_dir():
+        raise OptionError(f"{what} {p}: is a folder; name a file")
+    ancestor = p if folder else p.parent
+    while not ancestor.exists() and ancestor.parent != ancestor:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OptionError(f"{what} {p}: {ancestor} is a file, not a folder")
+    try:  # a real probe: permissions, read-only mounts and pseudo file systems all answer it truthfully
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as e:
+        raise OptionError(f"{what} {p}: cannot write in the folder {ancestor} ({e.strerror or e})") from None
+    return p

@@ -16,7 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from convc.backend import Backend, CompiledModel, LoweringContext, LoweringKey, LoweringTable, check_inputs
+from convc.backend import (
+    Backend,
+    CompiledModel,
+    LoweringContext,
+    LoweringKey,
+    LoweringTable,
+    check_inputs,
+    numpy_inputs,
+)
 from convc.errors import BackendError
 from convc.ir import Graph, Node
 
@@ -101,7 +109,7 @@ class InterpretedModel(CompiledModel):
         return {k: self._to_numpy(v) for k, v in env.items()}
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        native = [self._to_native(np.asarray(x), self.dtype) for x in inputs]
+        native = [self._to_native(x, self.dtype) for x in numpy_inputs(self.graph, inputs, self.backend)]
         out = self(*native)
         outs = out if isinstance(out, tuple) else (out,)
         return [self._to_numpy(o) for o in outs]

@@ -10,13 +10,21 @@ from typing import Any
 
 import numpy as np
 
-from convc.errors import PassError
+from convc.errors import OptionError, PassError
 from convc.ir import Graph
 from convc.numerics import budget, rel_err
 from convc.registry import get_backend
 
 
 def seeded_inputs(graph: Graph, seed: int = 0) -> list[np.ndarray]:
+    """Standard-normal float64 inputs from `seed` (a non-negative int); sizes past the memory limit are
+    refused before they are drawn."""
+    from convc.limits import check_shape
+
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise OptionError(f"seed {seed!r} must be a non-negative integer")
+    for n in graph.inputs:
+        check_shape(n.type.shape, "float64", f"input '{n.name}' {n.type.shape}")
     rng = np.random.default_rng(seed)
     return [rng.standard_normal(n.type.shape) for n in graph.inputs]
 

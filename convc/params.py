@@ -23,12 +23,37 @@ def to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def _array_problem(key: str, value: Any) -> tuple[np.ndarray | None, str | None]:
+    """(array, None), or (None, why `value` cannot be the parameter `key`)."""
+    device = getattr(getattr(value, "device", None), "type", None)
+    if device == "meta":
+        return None, f"{key}: a meta-device tensor holds no data; load real weights"
+    try:
+        arr = to_numpy(value)
+    except (TypeError, ValueError, RuntimeError) as e:
+        return None, f"{key}: cannot be read as an array ({type(e).__name__}: {e})"
+    if arr.dtype.kind == "c":
+        return None, f"{key}: complex ({arr.dtype}) values; convc parameters are real"
+    if arr.dtype.kind != "f":
+        return None, f"{key}: dtype {arr.dtype}; expected a floating-point array"
+    return arr, None
+
+
 def load_params(graph: Graph, mapping: Mapping[str, Any]) -> None:
-    """Replaces `graph.params` values from `mapping` (strict: the key sets must match)."""
+    """Replaces `graph.params` values from `mapping` (strict: the key sets must match).
+
+    Everything is checked before anything is replaced: on error the graph keeps all its old values."""
     incoming = {k: v for k, v in mapping.items() if not k.endswith(IGNORED_SUFFIXES)}
     missing = sorted(set(graph.params) - set(incoming))
     unexpected = sorted(set(incoming) - set(graph.params))
-    arrays = {k: to_numpy(v) for k, v in incoming.items() if k in graph.params}
+    arrays: dict[str, np.ndarray] = {}
+    bad_values = []
+    for k in sorted(set(incoming) & set(graph.params)):
+        arr, why = _array_problem(k, incoming[k])
+        if why is not None:
+            bad_values.append(why)
+        else:
+            arrays[k] = arr  # type: ignore[assignment]
     wrong = sorted(
         f"{k}: got {tuple(a.shape)}, expected {tuple(graph.params[k].shape)}"
         for k, a in arrays.items() if tuple(a.shape) != tuple(graph.params[k].shape)
@@ -39,12 +64,13 @@ def load_params(graph: Graph, mapping: Mapping[str, Any]) -> None:
             f"{k} {tuple(graph.params[k].shape)}" for k in missing))
     if unexpected:
         problems.append("unexpected keys: " + ", ".join(
-            f"{k} {tuple(np.shape(to_numpy(incoming[k])))}" for k in unexpected))
+            f"{k} {tuple(np.shape(incoming[k]))}" for k in unexpected))
     if wrong:
         problems.append("wrong shapes: " + "; ".join(wrong))
+    if bad_values:
+        problems.append("bad values: " + "; ".join(bad_values))
     if problems:
-        raise ParameterError(f"cannot load parameters into '{graph.name}':\n  " + "\n  ".join(problems))
-    for k, a in arrays.items():
-        if not np.issubdtype(a.dtype, np.floating):
-            raise ParameterError(f"parameter {k} has dtype {a.dtype}; expected a floating-point array")
-        graph.params[k] = a.astype(graph.params[k].dtype, copy=True)
+        raise ParameterError(f"cannot load parameters into '{graph.name}' (nothing was loaded):\n  "
+                             + "\n  ".join(problems))
+    converted = {k: a.astype(graph.params[k].dtype, copy=True) for k, a in arrays.items()}
+    graph.params.update(converted)

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import inspect
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convc.errors import ConvcError, GraphError, OptionError, PassError, PluginError
+from convc.errors import ConvcError, GraphError, OptionError, PassError, PluginError, PluginWarning
 from convc.ir import Graph
-from convc.registry import PASSES_GROUP, broken, discover, leave_out, load_or_leave_out, warn_broken
+from convc.registry import PASSES_GROUP, broken, clashes, discover, leave_out, load_or_leave_out, warn_broken
 
 PassFn = Callable[[Graph, "PassContext"], bool]
 
@@ -88,10 +89,34 @@ def available_passes() -> dict[str, RegisteredPass]:
         if not isinstance(info, PassInfo):
             leave_out(PASSES_GROUP, plugin, "it is not a function decorated with @convc_pass")
             continue
+        if _taken(found, info.name, plugin):
+            continue
         found[info.name] = RegisteredPass(fn, _with_origin(info, plugin.package))
+    for why in clashes(PASSES_GROUP).values():  # the first package's pass is used: say so
+        warnings.warn(PluginWarning(why), stacklevel=2)
     for name, fn in _LOCAL.items():
+        _refuse_clash(found, name, "<script>")
         found[name] = RegisteredPass(fn, _with_origin(fn.__convc_pass__, "<script>"))  # type: ignore
     return found
+
+
+def _taken(found: dict[str, RegisteredPass], name: str, plugin: Any) -> bool:
+    """A plugin pass whose name another package's pass has is left out (and warned about): which one ran
+    would otherwise depend on install order."""
+    other = found.get(name)
+    if other is None or other.info.origin == plugin.package:
+        return False
+    leave_out(PASSES_GROUP, plugin, f"its pass name '{name}' is taken by a pass from package "
+                                    f"'{other.info.origin}'; rename the pass")
+    return True
+
+
+def _refuse_clash(found: dict[str, RegisteredPass], name: str, origin: str) -> None:
+    """A pass registered in this process may not take the name of an installed one."""
+    other = found.get(name)
+    if other is not None and other.info.origin != origin:
+        raise PluginError(f"pass '{name}' from package '{origin}' has the name of a pass from package "
+                          f"'{other.info.origin}'; a plugin must choose a name of its own")
 
 
 def _with_origin(info: PassInfo, origin: str) -> PassInfo:
@@ -168,6 +193,9 @@ def resolve_pipeline(opt_level: int = 2, passes: Sequence[str] | None = None,
         if replace:
             names = []
         names += [p.lstrip("+") for p in passes]
+    both = sorted({p.lstrip("+") for p in passes or ()} & set(disable))
+    if both:
+        raise OptionError(f"pass(es) {', '.join(both)} named in both --passes and --disable; keep each in one")
     for n in disable:
         if n not in reg and n not in out_of_order:
             raise OptionError(f"--disable: unknown pass {n!r}; known passes: {', '.join(sorted(reg))}")
@@ -253,8 +281,8 @@ class PassManager:
         if self.dump_ir is None:
             return
         from convc.printer import to_dot, to_text
-        from convc.serialize import atomic_write
+        from convc.serialize import write_output
 
         stem = self.dump_ir / f"{index:02d}_{name}"
-        atomic_write(stem.with_suffix(".txt"), to_text(graph).encode())
-        atomic_write(stem.with_suffix(".dot"), to_dot(graph).encode())
+        write_output(stem.with_suffix(".txt"), to_text(graph).encode(), "dump_ir")
+        write_output(stem.with_suffix(".dot"), to_dot(graph).encode(), "dump_ir")

@@ -43,14 +43,29 @@ class Plugin:
                               f"to load: {type(e).__name__}: {e}") from e
 
 
+_CLASHES: dict[tuple[str, str], str] = {}
+
+
 def discover(group: str) -> dict[str, Plugin]:
-    """Every entry point of `group`, by name (the first distribution wins on a name clash)."""
+    """Every entry point of `group`, by name. When two packages register one name the first is kept and
+    the clash recorded (`clashes`): asking for that backend is then a PluginError naming both."""
     found: dict[str, Plugin] = {}
+    for key in [k for k in _CLASHES if k[0] == group]:  # what is installed now decides
+        del _CLASHES[key]
     for ep in entry_points(group=group):
         dist = getattr(ep, "dist", None)
         package = dist.metadata["Name"] if dist is not None else "?"
-        found.setdefault(ep.name, Plugin(ep.name, ep.value, package, ep))
+        first = found.setdefault(ep.name, Plugin(ep.name, ep.value, package, ep))
+        if first.package != package:  # the same distribution seen twice (an egg-info beside it) is no clash
+            _CLASHES[(group, ep.name)] = (f"'{ep.name}' in {group} is registered by both package "
+                                          f"'{first.package}' ({first.value}) and package '{package}' "
+                                          f"({ep.value}); uninstall one or rename its entry point")
     return found
+
+
+def clashes(group: str) -> dict[str, str]:
+    """Names of `group` that two packages register, with a message naming both (after `discover`)."""
+    return {name: why for (g, name), why in _CLASHES.items() if g == group}
 
 
 _LOCAL_BACKENDS: dict[str, Any] = {}
@@ -133,7 +148,19 @@ def get_backend(name: str) -> Any:
     the known ones."""
     if name in _LOCAL_BACKENDS:
         return _LOCAL_BACKENDS[name]
+    discover(BACKENDS_GROUP)
+    if (BACKENDS_GROUP, name) in _CLASHES:
+        raise PluginError(_CLASHES[(BACKENDS_GROUP, name)])
     return _load_backend(name)
+
+
+def backend_origin(name: str) -> str:
+    """The package that registers backend `name` ('convc' for the built-in ones, '<script>' for one from
+    register_backend, '?' when unknown)."""
+    if name in _LOCAL_BACKENDS:
+        return "<script>"
+    plugin = discover(BACKENDS_GROUP).get(name)
+    return plugin.package if plugin is not None else "?"
 
 
 @cache

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from convc.backend import Backend, CompiledModel, check_inputs
+from convc.backend import Backend, CompiledModel, check_inputs, numpy_inputs
 from convc.errors import BackendError, OptionError
 from convc.ir import Graph
 
@@ -166,7 +166,7 @@ class TorchModel(CompiledModel):
         return outs[0] if len(outs) == 1 else outs
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        out = self(*(np.asarray(x) for x in inputs))
+        out = self(*numpy_inputs(self.graph, inputs, self.backend))
         return [to_numpy(o) for o in (out if isinstance(out, tuple) else (out,))]
 
     def trace(self, *inputs: np.ndarray) -> dict[str, np.ndarray]:

@@ -29,7 +29,7 @@ from convc.backends.triton.lower import scratch_requests
 from convc.backends.triton.memory import MemoryPlan, plan_memory
 from convc.backends.triton.targets import gpu_target, local_target
 
-from convc.backend import Backend, CompiledModel
+from convc.backend import Backend, CompiledModel, numpy_inputs
 from convc.errors import BackendError, OptionError
 from convc.ir import Graph
 from convc.ops import InvalidNode, schema_of
@@ -234,8 +234,8 @@ class TritonModule(torch.nn.Module, CompiledModel):
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        xs = tuple(torch.from_numpy(np.ascontiguousarray(np.asarray(a, np.float32))).to(
-            device=self.device, dtype=self.torch_dtype) for a in inputs)
+        xs = tuple(torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(
+            device=self.device, dtype=self.torch_dtype) for a in numpy_inputs(self.graph, inputs, "triton"))
         out = self(*xs)
         outs = out if isinstance(out, tuple) else (out,)
         return [o.float().cpu().numpy() if o.dtype == torch.bfloat16 else o.cpu().numpy() for o in outs]

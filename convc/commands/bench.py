@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -34,11 +35,13 @@ from convc.commands.common import (
     human,
     load_model,
     parse_input,
+    seed,
     split_list,
 )
 from convc.commands.ui import keep_whole, make_table
 from convc.device_profiles import MachineInfo, Peaks, describe_machine, find_profile
 from convc.errors import OptionError
+from convc.files import check_output_path
 from convc.progress import report as progress_report
 from convc.registry import backend_names
 from convc.roofline import (
@@ -49,7 +52,7 @@ from convc.roofline import (
     plot_roofline,
     worst_layers,
 )
-from convc.serialize import atomic_write
+from convc.serialize import write_output
 from convc.types import check_dtype
 
 DEFAULT_BACKENDS = "triton,torch,torch-compile,numpy"
@@ -77,7 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cuda-graphs", action="store_true",
                    help="capture CUDA graphs where a backend can (triton cuda_graphs, torch.compile "
                         "reduce-overhead)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random input")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads of torch, NumPy's BLAS and onnxruntime alike (on a busy machine 1 "
                         "avoids OpenMP's spinning)")
@@ -133,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
         parse_peaks(args.peaks)  # a typo fails now, not after the whole-model timings
     if args.threads is not None:
         set_cpu_threads(args.threads)
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:  # an unwritable report must fail now, not after minutes of timing
+            check_output_path(path, flag)
     input_shape = parse_input(args.input)
     load_model(args.model, batches[0], input_shape)  # a bad model name fails now, not after minutes of timing
     settings = TimingSettings(args.warmup, args.repeat, args.max_seconds, args.cuda_graphs, args.seed,
@@ -171,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     if args.markdown:
         sys.stdout.write(markdown(results, args.model, dtype, machine, report["command"]) + "\n")
     if args.json:
-        atomic_write(args.json, (json.dumps(report, indent=1) + "\n").encode())
+        write_output(Path(args.json), (json.dumps(report, indent=1) + "\n").encode(), "--json")
         console.print(f"wrote {args.json}")
     if interrupted:
         console.print(f"[yellow]interrupted: {len(results)} of {len(batches) * len(backends)} cases ran[/]")

@@ -14,11 +14,12 @@ from convc.commands.common import (
     console,
     load_model,
     parse_input,
+    seed,
     split_list,
 )
 from convc.commands.ui import keep_whole, make_table
 from convc.compiler import compile as convc_compile
-from convc.errors import ConvcError, PluginError
+from convc.errors import ConvcError, OptionError, PluginError
 from convc.numerics import budget, rel_err
 from convc.numerics_check import seeded_inputs
 from convc.progress import track
@@ -35,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "that "
                         "can run here (the others are listed as unavailable)")
     add_dtype_arg(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random input (default 0)")
     p.set_defaults(run=run)
 
 
@@ -44,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     dtype = check_dtype(args.dtype)
     every = args.backends.strip() == "all"
     backends = backend_names() if every else split_list(args.backends)
+    if not backends:
+        raise OptionError(f"--backends {args.backends!r} names no backend; give a comma-separated list such as "
+                          f"numpy,torch, or 'all'")
     inputs = seeded_inputs(net.graph, args.seed)
     # The reference: the graph as written, unoptimized, in float64 on the NumPy backend.
     reference = convc_compile(net, backend="numpy", dtype="float64", opt_level=0).run(*inputs)

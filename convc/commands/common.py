@@ -11,6 +11,7 @@ from rich.console import Console
 
 from convc.dsl import Network
 from convc.errors import OptionError
+from convc.files import check_output_path
 from convc.types import check_dtype
 
 console = Console(highlight=False)
@@ -74,6 +75,8 @@ def split_list(text: str | None) -> list[str]:
 
 
 def compile_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.plan and not Path(args.plan).exists():  # it will be written: say now if it cannot be
+        check_output_path(args.plan, "--plan")
     return {
         "opt_level": args.opt_level,
         "passes": split_list(args.passes) or None,
@@ -82,6 +85,17 @@ def compile_options(args: argparse.Namespace) -> dict[str, Any]:
         "plan": args.plan,
         "check_numerics": True if args.check_numerics else "plugins",
     }
+
+
+def seed(text: str) -> int:
+    """argparse type of --seed: a non-negative integer (NumPy's generators take no negative seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; seeds are integers from 0")
+    return value
 
 
 def parse_input(text: str | None) -> tuple[int, ...] | None:

@@ -22,6 +22,7 @@ from convc.commands.common import (
 from convc.commands.ui import keep_whole, make_table
 from convc.compiler import compile as convc_compile
 from convc.errors import OptionError
+from convc.files import check_output_path
 from convc.printer import to_text
 
 
@@ -64,6 +65,9 @@ def _interpreting() -> bool:
 
 def run(args: argparse.Namespace) -> int:
     check_backend_dtype(args.backend, args.dtype)
+    for flag, folder in (("--dump-ir", args.dump_ir), ("--emit", args.emit)):
+        if folder:  # say it before compiling, not after
+            check_output_path(folder, flag, folder=True)
     if args.json and not (args.target or _target(args)):
         raise OptionError("--json prints the static kernel report: give --target sm_90 (or sm_80) with it")
     target = _target(args)

@@ -17,6 +17,7 @@ from convc.commands.common import (
     console,
     load_model,
     parse_input,
+    seed,
 )
 from convc.compiler import compile as convc_compile
 from convc.numerics_check import seeded_inputs
@@ -29,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_compile_args(p)
     add_backend_arg(p)
     add_dtype_arg(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random input")
     p.add_argument("--input-file", default=None, metavar="FILE",
                    help="run on this input instead of a random one: a .npy array of the input's shape "
                         "(batch axis included), or an .npz with one array per input name")

@@ -86,6 +86,21 @@ def param_array(value: Any, copy: bool = True) -> np.ndarray:
     return np.ascontiguousarray(arr.astype(np.float64 if arr.dtype == np.float64 else np.float32, copy=copy))
 
 
+def _unusable_weight(value: Any) -> str | None:
+    """Why `value` cannot be a weight (complex, no data, not numbers), or None."""
+    if getattr(getattr(value, "device", None), "type", None) == "meta":
+        return "is a meta-device tensor, which holds no data; load the weights before importing"
+    if hasattr(value, "is_complex"):  # a torch tensor
+        kind = "c" if value.is_complex() else "f"
+    else:
+        kind = np.asarray(value).dtype.kind
+    if kind == "c":
+        return f"holds complex values ({value.dtype}); convc computes with real numbers"
+    if kind not in "fiub":
+        return f"holds {value.dtype} values, not numbers"
+    return None
+
+
 def bind_param(net: Network, layer: Value, slot: str, key: str | None, value: Any, copy: bool = True) -> None:
     """Gives parameter `slot` of `layer` the real array `value`, stored under `key` (the source model's
     name for it, e.g. a state_dict key). A key already bound to the same array is shared (tied weights);
@@ -95,6 +110,9 @@ def bind_param(net: Network, layer: Value, slot: str, key: str | None, value: An
     current = graph.param_input(node, slot)
     if current is None:
         raise FrontendError(f"{node.op} '{layer.name}' has no parameter slot {slot!r}")
+    why = _unusable_weight(value)
+    if why is not None:
+        raise FrontendError(f"{node.op} '{layer.name}': {slot} {why}")
     arr = param_array(value, copy)
     expected = graph.node(current).type.shape
     if tuple(arr.shape) != expected:

@@ -93,8 +93,7 @@ class OnnxImporter:
         self.model, self.opset = upgraded(load_onnx_model(model))
         graph = self.model.graph
         self.name = name or graph.name or "onnx_model"
-        self.consts: dict[str, np.ndarray] = {
-            t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+        self.consts: dict[str, np.ndarray] = {t.name: initializer_array(onnx, t) for t in graph.initializer}
         self.initializer_names = set(self.consts)
         self.consts.update({k: np.array(v) for k, v in (constants or {}).items()})  # copies: ours to keep
         self.inputs = [i for i in graph.input if i.name not in self.consts]
@@ -226,6 +225,24 @@ class OnnxImporter:
             else:
                 raise FrontendError(f"graph output '{out.name}' is "
                                     f"{'missing' if v is None else 'not a float tensor'}")
+
+
+def initializer_array(onnx: Any, tensor: Any) -> np.ndarray:
+    """An initializer as a NumPy array, refused by name when its size is beyond the memory limit, its data
+    disagrees with its dims, or its values are complex."""
+    from convc.limits import check_bytes
+
+    where = f"initializer '{tensor.name}' (dims {list(tensor.dims)})"
+    if any(d < 0 for d in tensor.dims):
+        raise FrontendError(f"{where}: negative dimensions")
+    check_bytes(int(np.prod(tensor.dims, dtype=object)) * 8, where)
+    try:
+        array = onnx.numpy_helper.to_array(tensor)
+    except (ValueError, TypeError) as e:  # e.g. 'cannot reshape array of size 5 into shape (2,3)'
+        raise FrontendError(f"{where}: its data does not match its dims ({e})") from None
+    if np.iscomplexobj(array):
+        raise FrontendError(f"{where}: complex values ({array.dtype}); convc computes with real numbers")
+    return array
 
 
 class _Missing:

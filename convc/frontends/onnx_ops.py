@@ -160,7 +160,10 @@ def concat(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
 def softmax(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
     x = ctx.value(ins[0], "input")
     rank = len(x.shape)
-    axis = int(attrs.get("axis", 1 if ctx.opset < 13 else -1)) % rank
+    axis = int(attrs.get("axis", 1 if ctx.opset < 13 else -1))
+    if not -rank <= axis < rank:  # ONNX allows [-rank, rank - 1]; anything else is a broken model
+        raise FrontendError(f"axis {axis} is out of range for a rank-{rank} input (valid: {-rank} to {rank - 1})")
+    axis %= rank
     if ctx.opset < 13 and math.prod(x.shape[axis + 1:]) != 1:
         raise FrontendError(f"Softmax before opset 13 normalizes axes {axis}..{rank - 1} of {x.shape} "
                             f"together (as one 2D row); convc's softmax takes one axis (re-export with "

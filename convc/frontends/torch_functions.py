@@ -87,6 +87,10 @@ def linear(ctx: Ctx, input: Any, weight: Any, bias: Any = None) -> Value:
 def batch_norm(ctx: Ctx, input: Any, running_mean: Any, running_var: Any, weight: Any = None,
                bias: Any = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Value:
     x = ctx.value(input)
+    if training is True:  # torch then normalizes with this batch's statistics, not the running ones
+        raise FrontendError("batch_norm(training=True) normalizes with the statistics of each batch and "
+                            "updates the running ones; convc imports inference graphs: call it with "
+                            "training=False (or put the model in eval mode)")
     if running_mean is None or running_var is None:
         raise FrontendError("batch norm without running statistics (track_running_stats=False) uses batch "
                             "statistics; convc imports inference graphs, which need running_mean/var")

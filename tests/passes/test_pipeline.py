@@ -12,7 +12,7 @@ import pytest
 import convc
 from convc.compiler import optimize
 from convc.dsl import Network
-from convc.errors import PassError, PluginError
+from convc.errors import OptionError, PassError, PluginError
 from convc.ir import Graph, Node
 from convc.pass_manager import (PassContext, available_passes, convc_pass, register_pass, resolve_pipeline,
                                 unregister_pass)
@@ -107,8 +107,10 @@ def test_a_plugin_that_raises_is_a_plugin_error_naming_it(plugins: list[str]) ->
     with pytest.raises(PluginError, match=r"pass 'explode' from package '<script>' raised KeyError.*"
                                           r"--disable explode"):
         optimize(cnn(), passes=["+explode"])
-    # Disabled, it is skipped and the rest of the pipeline runs.
-    _, _, manager = optimize(cnn(), passes=["+explode"], disable=["explode"])
+    # Added and disabled at once is a contradiction, said as such rather than resolved silently.
+    with pytest.raises(OptionError, match="explode named in both --passes and --disable"):
+        optimize(cnn(), passes=["+explode"], disable=["explode"])
+    _, _, manager = optimize(cnn(), disable=["explode"])  # disabled, the rest of the pipeline runs
     assert [r.name for r in manager.records] == BUILT_IN
 
 
