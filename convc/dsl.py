@@ -395,7 +395,11 @@ class Network:
     # ------------------------------------------------------------------ dense
     def flatten(self, x: Value, start_dim: int = 1, name: str | None = None) -> Value:
         self._check_operands([x], self._where("flatten", name))
-        start = _axis(start_dim, max(len(x.shape), 1), "start_dim", self._where("flatten", name))
+        start = as_int(start_dim)
+        if start is None:
+            raise DefinitionError(f"{self._where('flatten', name)}: start_dim={start_dim!r} must be an int")
+        if -len(x.shape) <= start < 0:  # counted from the end, as torch.flatten does
+            start += len(x.shape)
         return self._emit("flatten", [x], {"start_dim": start}, name)
 
     def linear(self, x: Value, out_features: int, bias: bool = True, name: str | None = None) -> Value:

@@ -91,7 +91,8 @@ def test_bias_must_be_a_bool(bias: object) -> None:
     (lambda n, x: n.lrn(x, size=2.0, name="l"), "size"),
     (lambda n, x: n.max_pool2d(x, 2, ceil_mode="yes", name="l"), "ceil_mode"),
     (lambda n, x: n.maxout(x, k=1.5, name="l"), "k=1.5"),
-    (lambda n, x: n.flatten(x, start_dim=7, name="l"), "start_dim=7"),
+    (lambda n, x: n.flatten(x, start_dim=7, name="l"), "start_dim 7"),
+    (lambda n, x: n.flatten(x, start_dim=1.0, name="l"), "start_dim=1.0"),
 ])
 def test_bad_scalar_arguments_are_named(call: object, culprit: str) -> None:
     net, x = net_and_x()
