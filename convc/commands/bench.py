@@ -80,7 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cuda-graphs", action="store_true",
                    help="capture CUDA graphs where a backend can (triton cuda_graphs, torch.compile "
                         "reduce-overhead)")
-    p.add_argument("--seed", type=seed, default=0, help="seed of the random input")
+    p.add_argument("--seed", type=seed, default=0, metavar="N", help="seed of the random input")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads of torch, NumPy's BLAS and onnxruntime alike (on a busy machine 1 "
                         "avoids OpenMP's spinning)")

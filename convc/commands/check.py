@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "that "
                         "can run here (the others are listed as unavailable)")
     add_dtype_arg(p)
-    p.add_argument("--seed", type=seed, default=0, help="seed of the random input (default 0)")
+    p.add_argument("--seed", type=seed, default=0, metavar="N", help="seed of the random input (default 0)")
     p.set_defaults(run=run)
 
 

@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_compile_args(p)
     add_backend_arg(p)
     add_dtype_arg(p)
-    p.add_argument("--seed", type=seed, default=0, help="seed of the random input")
+    p.add_argument("--seed", type=seed, default=0, metavar="N", help="seed of the random input")
     p.add_argument("--input-file", default=None, metavar="FILE",
                    help="run on this input instead of a random one: a .npy array of the input's shape "
                         "(batch axis included), or an .npz with one array per input name")
