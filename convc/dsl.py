@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from convc.dsl_layers import ModernLayers
 from convc.errors import DefinitionError
 from convc.ir import Graph, Node
 from convc.limits import check_shape
@@ -132,8 +133,8 @@ def resolve_padding(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ..
     return tuple((as_int(lo), as_int(hi)) for lo, hi in pairs)
 
 
-class Network:
-    """Builds a Graph layer by layer; `net.graph` is the result."""
+class Network(ModernLayers):
+    """Builds a Graph layer by layer; `net.graph` is the result (more layers in dsl_layers.py)."""
 
     def __init__(self, name: str = "net", seed: int = 0, init: bool = True) -> None:
         """`init=False` builds the structure only: every parameter is a read-only zero broadcast that

@@ -23,6 +23,15 @@ def to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def trailing_ones_stripped(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """(O, C, 1, 1) -> (O, C): a weight convc keeps as a 1x1 conv or per-channel scale where the source
+    model has a linear layer or a (C, 1, 1) scale loads under the source's key and shape."""
+    shape = tuple(shape)
+    while shape and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
 def _array_problem(key: str, value: Any) -> tuple[np.ndarray | None, str | None]:
     """(array, None), or (None, why `value` cannot be the parameter `key`)."""
     device = getattr(getattr(value, "device", None), "type", None)
@@ -40,7 +49,8 @@ def _array_problem(key: str, value: Any) -> tuple[np.ndarray | None, str | None]
 
 
 def load_params(graph: Graph, mapping: Mapping[str, Any]) -> None:
-    """Replaces `graph.params` values from `mapping` (strict: the key sets must match).
+    """Replaces `graph.params` values from `mapping` (strict: the key sets must match; shapes must match
+    up to trailing size-1 axes, and are reshaped to the graph's).
 
     Everything is checked before anything is replaced: on error the graph keeps all its old values."""
     incoming = {k: v for k, v in mapping.items() if not k.endswith(IGNORED_SUFFIXES)}
@@ -56,7 +66,8 @@ def load_params(graph: Graph, mapping: Mapping[str, Any]) -> None:
             arrays[k] = arr  # type: ignore[assignment]
     wrong = sorted(
         f"{k}: got {tuple(a.shape)}, expected {tuple(graph.params[k].shape)}"
-        for k, a in arrays.items() if tuple(a.shape) != tuple(graph.params[k].shape)
+        for k, a in arrays.items()
+        if trailing_ones_stripped(a.shape) != trailing_ones_stripped(graph.params[k].shape)
     )
     problems = []
     if missing:
@@ -72,5 +83,6 @@ def load_params(graph: Graph, mapping: Mapping[str, Any]) -> None:
     if problems:
         raise ParameterError(f"cannot load parameters into '{graph.name}' (nothing was loaded):\n  "
                              + "\n  ".join(problems))
-    converted = {k: a.astype(graph.params[k].dtype, copy=True) for k, a in arrays.items()}
+    converted = {k: a.astype(graph.params[k].dtype, copy=True).reshape(graph.params[k].shape)
+                 for k, a in arrays.items()}
     graph.params.update(converted)

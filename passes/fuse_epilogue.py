@@ -24,8 +24,12 @@ from convc.pass_manager import PassContext, convc_pass
 
 def activation_step(node: Node) -> tuple[Any, ...] | None:
     """The epilogue step an activation node becomes, or None for any other node."""
-    if node.op in ("relu", "sigmoid", "tanh"):
+    if node.op in ("relu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "silu"):
         return (node.op,)
+    if node.op == "gelu":
+        return ("gelu_tanh",) if node.attrs["approximate"] == "tanh" else ("gelu",)
+    if node.op == "clip":
+        return ("clip", node.attrs["min"], node.attrs["max"])
     if node.op == "leaky_relu":
         return ("leaky_relu", node.attrs["negative_slope"])
     if node.op == "elu":

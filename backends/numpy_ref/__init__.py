@@ -23,7 +23,7 @@ from convc.params import to_numpy
 from convc.types import numpy_dtype
 
 from convc.backends.numpy_ref import (
-    conv_direct, conv_im2col, conv_winograd, elementwise, linear, normalization, pooling,
+    conv_direct, conv_im2col, conv_winograd, elementwise, layout, linear, normalization, pooling,
 )
 
 DTYPES = ("float32", "float64")
@@ -31,6 +31,7 @@ DEFAULT_CONV_ALGO = "im2col"
 KERNELS = {
     **conv_direct.KERNELS, **conv_im2col.KERNELS, **conv_winograd.KERNELS,
     **pooling.KERNELS, **elementwise.KERNELS, **normalization.KERNELS, **linear.KERNELS,
+    **layout.KERNELS,
 }
 
 

@@ -1,4 +1,4 @@
-"""Elementwise and shape ops: activations, softmax, maxout, add, concat, bias_add, flatten, dropout,
+"""Elementwise and shape ops: activations, softmax, maxout, add, mul, concat, bias_add, flatten, dropout,
 identity. Each returns a new array (or a view) and leaves its operands untouched.
 """
 from __future__ import annotations
@@ -7,10 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from convc.backends.numpy_ref.epilogue import apply_activation_
 
 from convc.ir import Node
-
-from convc.backends.numpy_ref.epilogue import apply_activation_
 
 
 def _activation(kind: str, arg_attr: str | None = None) -> Callable[[Node, list[Any]], np.ndarray]:
@@ -38,6 +37,20 @@ def maxout(node: Node, args: list[Any]) -> np.ndarray:
     x = args[0]
     k = node.attrs["k"]
     return x.reshape((x.shape[0], x.shape[1] // k, k) + x.shape[2:]).max(axis=2)
+
+
+def clip(node: Node, args: list[Any]) -> np.ndarray:
+    return apply_activation_(args[0].copy(), "clip", (node.attrs["min"], node.attrs["max"]))
+
+
+def gelu(node: Node, args: list[Any]) -> np.ndarray:
+    kind = "gelu_tanh" if node.attrs["approximate"] == "tanh" else "gelu"
+    return apply_activation_(args[0].copy(), kind)
+
+
+def mul(node: Node, args: list[Any]) -> np.ndarray:
+    """a * b, one of them broadcast over the other's size-1 axes (squeeze-excitation's (N, C, 1, 1))."""
+    return np.multiply(args[0], args[1])
 
 
 def add(node: Node, args: list[Any]) -> np.ndarray:
@@ -69,6 +82,12 @@ KERNELS = {
     ("sigmoid", None): _activation("sigmoid"),
     ("tanh", None): _activation("tanh"),
     ("elu", None): _activation("elu", "alpha"),
+    ("hardswish", None): _activation("hardswish"),
+    ("hardsigmoid", None): _activation("hardsigmoid"),
+    ("silu", None): _activation("silu"),
+    ("clip", None): clip,
+    ("gelu", None): gelu,
+    ("mul", None): mul,
     ("softmax", None): softmax,
     ("maxout", None): maxout,
     ("add", None): add,

@@ -8,6 +8,7 @@ because the interpreter may still hand them to later nodes.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,16 +47,68 @@ def elu_(x: np.ndarray, alpha: float) -> np.ndarray:
     return x
 
 
+def clip_(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return np.clip(x, lo, hi, out=x)  # NaN stays NaN, as in torch.clamp
+
+
+def hardsigmoid_(x: np.ndarray) -> np.ndarray:
+    x += 3
+    np.clip(x, 0, 6, out=x)
+    x /= 6
+    return x
+
+
+def hardswish_(x: np.ndarray) -> np.ndarray:
+    gate = hardsigmoid_(x.copy())
+    x *= gate
+    return x
+
+
+def silu_(x: np.ndarray) -> np.ndarray:
+    x *= sigmoid_(x.copy())
+    return x
+
+
+# math.erf is correctly rounded in float64; NumPy has no erf of its own, so the exact GELU applies it
+# element by element (slow, but this backend is the reference, and only GELU networks pay for it).
+_ERF = np.frompyfunc(math.erf, 1, 1)
+
+
+def gelu_(x: np.ndarray) -> np.ndarray:
+    """x * Phi(x) = x / 2 * (1 + erf(x / sqrt(2)))."""
+    phi = _ERF(x.astype(np.float64) / math.sqrt(2.0)).astype(np.float64)
+    phi += 1
+    phi *= 0.5
+    x *= phi.astype(x.dtype)
+    return x
+
+
+def gelu_tanh_(x: np.ndarray) -> np.ndarray:
+    """x / 2 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3))), torch's approximate="tanh"."""
+    inner = x * x
+    inner *= 0.044715 * x
+    inner += x
+    inner *= math.sqrt(2.0 / math.pi)
+    np.tanh(inner, out=inner)
+    inner += 1
+    inner *= 0.5
+    x *= inner
+    return x
+
+
+_UNARY = {"relu": relu_, "sigmoid": sigmoid_, "tanh": tanh_, "hardswish": hardswish_,
+          "hardsigmoid": hardsigmoid_, "silu": silu_, "gelu": gelu_, "gelu_tanh": gelu_tanh_}
+
+
 def apply_activation_(x: np.ndarray, kind: str, args: Sequence[float] = ()) -> np.ndarray:
-    """Applies activation `kind` in place and returns `x`."""
-    if kind == "relu":
-        return relu_(x)
+    """Applies activation `kind` (an epilogue step's name) in place and returns `x`."""
+    if kind in _UNARY:
+        with np.errstate(invalid="ignore", over="ignore"):  # -inf * 0 is NaN in torch as well
+            return _UNARY[kind](x)
+    if kind == "clip":
+        return clip_(x, args[0], args[1])
     if kind == "leaky_relu":
         return leaky_relu_(x, args[0])
-    if kind == "sigmoid":
-        return sigmoid_(x)
-    if kind == "tanh":
-        return tanh_(x)
     if kind == "elu":
         return elu_(x, args[0])
     raise BackendError(f"unknown activation {kind!r}")

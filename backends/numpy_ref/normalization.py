@@ -1,4 +1,5 @@
-"""Normalization: inference batch norm, per-channel scale_shift, and local response norm (LRN)
+"""Normalization: inference batch norm, per-channel scale_shift, layer norm over channels, and local
+response norm (LRN)
 exactly as torch.nn.functional.local_response_norm computes it.
 """
 from __future__ import annotations
@@ -56,7 +57,21 @@ def lrn(node: Node, args: list[Any]) -> np.ndarray:
     return x / denominator
 
 
+def layer_norm(node: Node, args: list[Any]) -> np.ndarray:
+    """Per position over the channels (axis 1): (x - mean) / sqrt(var + eps) * weight + bias, with the
+    biased variance, as torch's layer_norm computes it; statistics in float64 whatever the dtype."""
+    x, weight, bias = args
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=1, keepdims=True)
+    centered = x64 - mean
+    var = np.mean(np.square(centered), axis=1, keepdims=True)
+    centered /= np.sqrt(var + node.attrs["eps"])
+    out = scale_shift_channels(centered, weight.astype(np.float64), bias.astype(np.float64))
+    return out.astype(x.dtype, copy=False)
+
+
 KERNELS = {
+    ("layer_norm", None): layer_norm,
     ("batch_norm", None): batch_norm,
     ("scale_shift", None): scale_shift,
     ("lrn", None): lrn,

@@ -82,7 +82,27 @@ def global_max_pool(node: Node, args: list[Any]) -> np.ndarray:
     return x.max(axis=tuple(range(2, x.ndim)), keepdims=True)
 
 
+def adaptive_windows(size: int, out: int) -> np.ndarray:
+    """The (out, size) matrix that averages input positions [floor(i * size / out), ceil((i + 1) * size /
+    out)) into output position i, torch's adaptive pooling windows."""
+    matrix = np.zeros((out, size))
+    for i in range(out):
+        lo, hi = (i * size) // out, -(-((i + 1) * size) // out)
+        matrix[i, lo:hi] = 1.0 / (hi - lo)
+    return matrix
+
+
+def adaptive_avg_pool(node: Node, args: list[Any]) -> np.ndarray:
+    """A window is a product of per-axis intervals, so its mean is the per-axis means applied in turn."""
+    out = args[0]
+    for axis, target in enumerate(node.attrs["output_size"], start=2):
+        matrix = adaptive_windows(out.shape[axis], target).astype(out.dtype)
+        out = np.moveaxis(np.tensordot(out, matrix, axes=([axis], [1])), -1, axis)
+    return np.ascontiguousarray(out)
+
+
 KERNELS = {
+    ("adaptive_avg_pool", None): adaptive_avg_pool,
     **{(f"max_pool{nd}d", None): max_pool for nd in (1, 2, 3)},
     **{(f"avg_pool{nd}d", None): avg_pool for nd in (1, 2, 3)},
     ("global_avg_pool", None): global_avg_pool,

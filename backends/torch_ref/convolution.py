@@ -18,6 +18,11 @@ from convc.ops import CONV_OPS, epilogue_extra_inputs
 
 
 ConvFn = Callable[..., torch.Tensor]
+# Epilogue steps of the mobile-net activations, shared with their standalone kernels (elementwise.py).
+MODERN_ACTIVATIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "clip": torch.clamp, "hardswish": F.hardswish, "hardsigmoid": F.hardsigmoid, "silu": F.silu,
+    "gelu": F.gelu, "gelu_tanh": lambda y: F.gelu(y, approximate="tanh"),
+}
 CONV_FUNCTIONS: dict[int, ConvFn] = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
@@ -40,6 +45,8 @@ def apply_epilogue(y: torch.Tensor, steps: tuple[tuple[Any, ...], ...],
             y = torch.tanh(y)
         elif kind == "elu":
             y = F.elu(y, step[1])
+        elif kind in MODERN_ACTIVATIONS:
+            y = MODERN_ACTIVATIONS[kind](y, *step[1:])
         else:  # the verifier rejects unknown steps, so reaching this is a convc bug
             raise AssertionError(f"unknown epilogue step {step!r}")
     return y

@@ -1,4 +1,5 @@
-"""Activations, maxout, softmax and the shape ops (add, bias_add, concat, flatten, dropout, identity)."""
+"""Activations, maxout, softmax, mul and the shape ops (add, bias_add, concat, flatten, dropout, identity,
+channel_shuffle, slice)."""
 from __future__ import annotations
 
 import torch
@@ -36,6 +37,49 @@ def tanh(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
 @kernel("elu")
 def elu(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return F.elu(args[0], node.attrs["alpha"])
+
+
+@kernel("clip")
+def clip(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return torch.clamp(args[0], node.attrs["min"], node.attrs["max"])
+
+
+@kernel("hardswish")
+def hardswish(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return F.hardswish(args[0])
+
+
+@kernel("hardsigmoid")
+def hardsigmoid(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return F.hardsigmoid(args[0])
+
+
+@kernel("silu")
+def silu(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return F.silu(args[0])
+
+
+@kernel("gelu")
+def gelu(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return F.gelu(args[0], approximate=node.attrs["approximate"])
+
+
+@kernel("mul")
+def mul(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    return args[0] * args[1]
+
+
+@kernel("channel_shuffle")
+def channel_shuffle(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    x = args[0]
+    g = node.attrs["groups"]
+    return x.unflatten(1, (g, x.shape[1] // g)).transpose(1, 2).flatten(1, 2)
+
+
+@kernel("slice")
+def slice_(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    a = node.attrs
+    return args[0].narrow(a["axis"], a["start"], a["stop"] - a["start"])
 
 
 @kernel("dropout")  # inference: dropout is the identity

@@ -35,6 +35,14 @@ def scale_shift(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return x * per_channel(weight, x) + per_channel(bias, x)
 
 
+@kernel("layer_norm")
+def layer_norm(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    """Over the channels: torch normalizes trailing axes, so move the channels last and back."""
+    x, weight, bias = args
+    y = F.layer_norm(x.movedim(1, -1), (x.shape[1],), weight, bias, node.attrs["eps"])
+    return y.movedim(-1, 1)
+
+
 @kernel("lrn")
 def lrn(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     a = node.attrs

@@ -53,9 +53,23 @@ def global_max_pool(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return args[0].amax(dim=spatial_dims(args[0]), keepdim=True)
 
 
+ADAPTIVE_AVG_POOLS: dict[int, Callable[..., torch.Tensor]] = {
+    1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d,
+}
+
+
+def adaptive_avg_pool(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    x = args[0]
+    size = node.attrs["output_size"]
+    upcast = len(size) == 3 and needs_float32_on_cpu(x)
+    y = ADAPTIVE_AVG_POOLS[len(size)](x.float() if upcast else x, size)
+    return y.to(x.dtype) if upcast else y
+
+
 KERNELS: dict[LoweringKey, Kernel] = {
     **{(f"max_pool{nd}d", None): max_pool for nd in (1, 2, 3)},
     **{(f"avg_pool{nd}d", None): avg_pool for nd in (1, 2, 3)},
     ("global_avg_pool", None): global_avg_pool,
     ("global_max_pool", None): global_max_pool,
+    ("adaptive_avg_pool", None): adaptive_avg_pool,
 }

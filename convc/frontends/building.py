@@ -15,6 +15,7 @@ import numpy as np
 
 from convc.dsl import Network, Value
 from convc.errors import ConvcError
+from convc.params import trailing_ones_stripped
 from convc.types import TensorType
 
 
@@ -115,6 +116,8 @@ def bind_param(net: Network, layer: Value, slot: str, key: str | None, value: An
         raise FrontendError(f"{node.op} '{layer.name}': {slot} {why}")
     arr = param_array(value, copy)
     expected = graph.node(current).type.shape
+    if trailing_ones_stripped(arr.shape) == trailing_ones_stripped(expected):
+        arr = arr.reshape(expected)  # a linear's (O, C) weight as a 1x1 conv's, a (C, 1, 1) scale as (C,)
     if tuple(arr.shape) != expected:
         raise FrontendError(f"{node.op} '{layer.name}': {slot} has shape {tuple(arr.shape)}, "
                             f"expected {expected}")

@@ -23,6 +23,7 @@ from convc.errors import ConvcError
 from convc.frontends import torch_functions, torch_modules
 from convc.frontends.building import ImportedNetwork, Problems, fresh_layer_name
 from convc.frontends.torch_context import Const, Ctx, Handler, Unusable, describe_value
+from convc.frontends.lazy_layout import LAZY_VALUES
 from convc.types import TensorType
 
 
@@ -144,7 +145,7 @@ class FxImporter:
                 if not b.reported:
                     self.problems.add(where, f"reads {b.why}")
             return self._failed(node)
-        if not any(isinstance(o, Value) for o in operands):
+        if not any(isinstance(o, (Value, *LAZY_VALUES)) for o in operands):
             return self._fold(node, module, args, kwargs, where)
         if handler is None:
             self.problems.add(where, "not supported", unsupported=True)
@@ -173,9 +174,11 @@ class FxImporter:
         if node.op == "call_method":
             return self.methods.get(node.target), None
         try:
-            return self.functions.get(node.target), None
+            handler = self.functions.get(node.target)
         except TypeError:  # an unhashable target
             return None, None
+        # Functions of optional packages (torchvision) are registered by name: importing them is optional.
+        return handler or self.functions.get(target_name(node.target)), None
 
     # ------------------------------------------------------------------ leaves
     def _placeholder(self, node: fx.Node) -> Any:

@@ -171,7 +171,8 @@ def avg_pool(nd: int) -> Callable[..., Any]:
 
 
 def adaptive_pool(kind: str, nd: int) -> Callable[..., Any]:
-    """Output size 1 -> global pool; the input's own size -> nothing; an exact divisor -> a plain pool."""
+    """Output size 1 -> global pool; the input's own size -> nothing; an exact divisor -> a plain pool;
+    any other size -> adaptive_avg_pool (averages only)."""
     def handler(ctx: Ctx, input: Any, output_size: Any, return_indices: bool = False) -> Any:
         x = _batched(ctx, input, nd, f"adaptive_{kind}_pool{nd}d")
         if return_indices:
@@ -188,8 +189,10 @@ def adaptive_pool(kind: str, nd: int) -> Callable[..., Any]:
         if all(s % o == 0 for s, o in zip(spatial, out)):
             k = tuple(s // o for s, o in zip(spatial, out))
             return ctx.net.pool(kind, x, k, stride=k, name=ctx.name, ndim=nd)
-        raise FrontendError(f"adaptive pooling of {spatial} to {out} is not supported; convc supports output "
-                            f"size 1 (global pooling) or sizes that divide the input exactly")
+        if kind == "avg":
+            return ctx.net.adaptive_avg_pool(x, out, name=ctx.name)
+        raise FrontendError(f"adaptive max pooling of {spatial} to {out} is not supported; convc supports "
+                            f"output size 1 (global pooling) or sizes that divide the input exactly")
     return handler
 
 
@@ -252,3 +255,9 @@ METHODS: dict[str, Callable[..., Any]] = {
     "contiguous": identity, "clone": identity, "detach": identity,
     "size": size, "dim": dim,
 }
+
+# The layers of mobile and modern networks (and the layout rules ConvNeXt and ShuffleNet need).
+from convc.frontends import torch_layers  # noqa: E402
+
+FUNCTIONS.update(torch_layers.FUNCTIONS)
+METHODS.update(torch_layers.METHODS)

@@ -118,3 +118,7 @@ for _nd in (1, 2, 3):
     MODULES[getattr(nn, f"AvgPool{_nd}d")] = avg_pool(_nd)
     MODULES[getattr(nn, f"AdaptiveAvgPool{_nd}d")] = adaptive_pool("avg", _nd)
     MODULES[getattr(nn, f"AdaptiveMaxPool{_nd}d")] = adaptive_pool("max", _nd)
+
+from convc.frontends import torch_layers  # noqa: E402
+
+MODULES.update(torch_layers.MODULES)

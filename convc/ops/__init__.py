@@ -5,11 +5,13 @@ A node's inputs are its activation operands followed by its parameter operands (
 `OpSchema.params` names, in order). `infer` raises `InvalidNode` with a message that the caller
 prefixes with the op and node name, e.g. "conv2d 'features.0': kernel 11x11 does not fit ...".
 
-The schemas live by family in convolution.py, pooling.py and tensor.py; importing this package
-registers all of them in `SCHEMAS`.
+The schemas live by family in convolution.py, pooling.py, activation.py, layout.py and tensor.py;
+importing this package registers all of them in `SCHEMAS`.
 """
 from __future__ import annotations
 
+from convc.ops import activation as _activation  # noqa: F401  (registers the mobile-net activations)
+from convc.ops import layout as _layout  # noqa: F401  (registers the layout ops)
 from convc.ops import tensor as _tensor  # noqa: F401  (registers the remaining schemas)
 from convc.ops.convolution import CONV_ALGOS, CONV_ATTRS, CONV_OPS, SPATIAL, conv_output_size
 from convc.ops.pooling import POOL_ATTRS, pool_output_size

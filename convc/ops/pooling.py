@@ -67,3 +67,18 @@ register_op(OpSchema("global_avg_pool", {}, _global_pool_infer, tags=frozenset({
                      doc="mean over all spatial positions, keeping them as size 1"))
 register_op(OpSchema("global_max_pool", {}, _global_pool_infer, tags=frozenset({"pool"}),
                      doc="max over all spatial positions, keeping them as size 1"))
+
+
+def _adaptive_pool_infer(ins: list[TensorType], a: Attrs) -> TensorType:
+    x = ins[0]
+    size = a["output_size"]
+    if x.rank != len(size) + 2:
+        raise InvalidNode(f"output size {fmt_dims(size)} needs an (N, C, "
+                          f"{SPATIAL.get(len(size), 'spatial')}) input, got {x}")
+    return x.with_shape(x.shape[:2] + tuple(size))
+
+
+register_op(OpSchema("adaptive_avg_pool", {"output_size": pos_ints}, _adaptive_pool_infer,
+                     tags=frozenset({"pool"}),
+                     doc="average over windows [floor(i * In / Out), ceil((i + 1) * In / Out)) per axis, "
+                         "for any output size (torch's adaptive_avg_pool)"))

@@ -18,8 +18,11 @@ Shape = tuple[int, ...]
 
 # Epilogue steps a fused conv/linear applies before its store, in order. ("add",) consumes the next
 # extra activation input (a residual); the others are activations with an optional parameter.
-EPILOGUE_ACTIVATIONS = {"relu": 0, "leaky_relu": 1, "sigmoid": 0, "tanh": 0, "elu": 1}
-ACTIVATION_OPS = ("relu", "leaky_relu", "sigmoid", "tanh", "elu")
+# ("clip", lo, hi) is relu6 / hardtanh; ("gelu_tanh",) is GELU with the tanh approximation.
+EPILOGUE_ACTIVATIONS = {"relu": 0, "leaky_relu": 1, "sigmoid": 0, "tanh": 0, "elu": 1, "clip": 2,
+                        "hardswish": 0, "hardsigmoid": 0, "silu": 0, "gelu": 0, "gelu_tanh": 0}
+ACTIVATION_OPS = ("relu", "leaky_relu", "sigmoid", "tanh", "elu", "clip", "hardswish", "hardsigmoid", "silu",
+                  "gelu")
 # Parameter slots that are statistics, not learned weights (torch calls them buffers and does not count
 # them in model.parameters(); summaries follow torch so counts match published ones).
 BUFFER_SLOTS = frozenset({"running_mean", "running_var"})

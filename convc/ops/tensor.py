@@ -44,6 +44,13 @@ register_op(OpSchema(
 ))
 
 
+register_op(OpSchema(
+    "layer_norm", {"eps": lambda v: is_num(v) and v > 0}, _channels_infer, params=_per_channel("weight", "bias"),
+    doc="normalizes each position over its channels (axis 1): (x - mean) / sqrt(var + eps) * weight + bias "
+        "(ConvNeXt's LayerNorm of a channels-last tensor)",
+))
+
+
 def _lrn_infer(ins: list[TensorType], a: Attrs) -> TensorType:
     if ins[0].rank < 3:
         raise InvalidNode(f"expects an (N, C, spatial...) input, got {ins[0]}")
