@@ -3,12 +3,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast bench install clean
+.PHONY: demo test test-fast test-zoo bench install clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@# torch first, pinned: the CPU build on disk (an unpinned torch would pull GBs of CUDA packages)
-	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	@# torch and torchvision first, a pinned pair from the local disk (unpinned, they would pull GBs of
+	@# CUDA packages); torchvision's zoo is what tests/models/test_torchvision_zoo.py imports
+	@$(PY) -c "import torchvision" 2>/dev/null || $(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e ".[dev,plot,onnx]"
 	@touch $(STAMP)
 
@@ -31,6 +32,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	@$(LOCKED) env $(TEST_ENV) $(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
+
+# Every torchvision CNN on every path (from_torch, ONNX float64, torch.compile, Triton interpreted): long.
+test-zoo: $(STAMP)
+	$(TEST_ENV) $(PY) -m pytest -q -n 2 --dist load --zoo=all tests/models/test_torchvision_zoo.py
 
 bench: $(STAMP)
 	$(VENV)/bin/convc bench resnet50 --backends numpy,torch --batch 1

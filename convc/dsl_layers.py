@@ -73,6 +73,10 @@ class ModernLayers:
         """x * weight[c] + bias[c], one learned pair per channel (weight 1 and bias 0 to start)."""
         return self._emit("scale_shift", [x], {}, name, init={"weight": "ones", "bias": "zeros"})
 
+    def channel_scale(self, x: Value, name: str | None = None) -> Value:
+        """x * weight[c], one learned factor per channel (1 to start): a layer scale."""
+        return self._emit("channel_scale", [x], {}, name, init={"weight": "ones"})
+
     def layer_norm(self, x: Value, eps: float = 1e-5, name: str | None = None) -> Value:
         """Normalizes every position over its channels (axis 1), with a learned weight and bias per channel:
         torch's LayerNorm(C) applied to the channels-last view of an NCHW tensor."""

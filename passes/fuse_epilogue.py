@@ -131,7 +131,8 @@ def extend(g: Graph, readers: Readers, layer: Node) -> bool:
 
 
 @convc_pass("fuse_epilogue", opt_level=2, runs_after=("eliminate_dropout", "eliminate_identity",
-                                                      "fold_constants", "dce", "fold_bn"))
+                                                      "fold_constants", "dce", "fold_bn",
+                                                      "fold_channel_scale"))
 def fuse_epilogue(g: Graph, ctx: PassContext) -> bool:
     """conv/linear + activation + residual add + activation ==> one node with an ordered epilogue."""
     caps = ctx.capabilities

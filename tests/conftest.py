@@ -30,6 +30,12 @@ if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--zoo", choices=("ci", "all"), default="ci",
+                     help="torchvision zoo tests: 'ci' runs every model's cheapest path and one model per "
+                          "family on the costly ones; 'all' every model on every path (make test-zoo)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if HAS_CUDA:
         return

@@ -57,6 +57,12 @@ def lrn(node: Node, args: list[Any]) -> np.ndarray:
     return x / denominator
 
 
+def channel_scale(node: Node, args: list[Any]) -> np.ndarray:
+    """x * weight[c]."""
+    x, weight = args
+    return x * _per_channel(weight, x.ndim)
+
+
 def layer_norm(node: Node, args: list[Any]) -> np.ndarray:
     """Per position over the channels (axis 1): (x - mean) / sqrt(var + eps) * weight + bias, with the
     biased variance, as torch's layer_norm computes it; statistics in float64 whatever the dtype."""
@@ -72,6 +78,7 @@ def layer_norm(node: Node, args: list[Any]) -> np.ndarray:
 
 KERNELS = {
     ("layer_norm", None): layer_norm,
+    ("channel_scale", None): channel_scale,
     ("batch_norm", None): batch_norm,
     ("scale_shift", None): scale_shift,
     ("lrn", None): lrn,

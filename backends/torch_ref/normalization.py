@@ -35,6 +35,12 @@ def scale_shift(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     return x * per_channel(weight, x) + per_channel(bias, x)
 
 
+@kernel("channel_scale")
+def channel_scale(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+    x, weight = args
+    return x * per_channel(weight, x)
+
+
 @kernel("layer_norm")
 def layer_norm(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     """Over the channels: torch normalizes trailing axes, so move the channels last and back."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from convc.backend import Backend, Capabilities, CompiledModel, LoweringTable
-from convc.backends.triton import lower, lower_misc
+from convc.backends.triton import lower, lower_misc, lower_modern
 from convc.backends.triton.context import NodeContext
 from convc.backends.triton.launch import Launch
 from convc.backends.triton.lower import default_conv_algo
@@ -20,7 +20,8 @@ from convc.backends.triton.module import TritonModule
 from convc.ir import Graph
 from convc.ops import SCHEMAS
 
-LOWERINGS: LoweringTable[NodeContext, list[Launch]] = {**lower.LOWERINGS, **lower_misc.LOWERINGS}
+LOWERINGS: LoweringTable[NodeContext, list[Launch]] = {**lower.LOWERINGS, **lower_misc.LOWERINGS,
+                                                       **lower_modern.LOWERINGS}
 
 
 def build_module(backend: Backend[NodeContext, list[Launch]], graph: Graph, *, dtype: str,

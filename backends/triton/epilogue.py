@@ -17,16 +17,24 @@ from convc.ir import Node
 
 # Step codes (constexpr). Residual adds name the operand they read, so the kernel needs no counter.
 NONE, RELU, LEAKY_RELU, SIGMOID, TANH, ELU, ADD_R0, ADD_R1 = range(8)
+CLIP_MIN, CLIP_MAX, HARDSWISH, HARDSIGMOID, SILU, GELU, GELU_TANH = range(8, 15)
 MAX_STEPS = 4
 MAX_RESIDUALS = 2
-_ACTIVATION_CODES = {"relu": RELU, "leaky_relu": LEAKY_RELU, "sigmoid": SIGMOID, "tanh": TANH, "elu": ELU}
+_ACTIVATION_CODES = {"relu": RELU, "leaky_relu": LEAKY_RELU, "sigmoid": SIGMOID, "tanh": TANH, "elu": ELU,
+                     "hardswish": HARDSWISH, "hardsigmoid": HARDSIGMOID, "silu": SILU, "gelu": GELU,
+                     "gelu_tanh": GELU_TANH}
+
+
+def epilogue_codes_needed(steps: tuple[tuple, ...]) -> int:
+    return sum(2 if step[0] == "clip" else 1 for step in steps)
 
 
 def encode_steps(steps: tuple[tuple, ...], where: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """Epilogue steps -> (MAX_STEPS codes, MAX_STEPS float params), padded with NONE."""
-    if len(steps) > MAX_STEPS:
-        raise BackendError(f"{where}: epilogue {steps} has {len(steps)} steps; the triton backend fuses at "
-                           f"most {MAX_STEPS} (leave the rest as separate nodes)")
+    if epilogue_codes_needed(steps) > MAX_STEPS:
+        raise BackendError(f"{where}: epilogue {steps} needs {epilogue_codes_needed(steps)} step codes (clip "
+                           f"takes two); the triton backend fuses at most {MAX_STEPS} (leave the rest as "
+                           f"separate nodes)")
     codes: list[int] = []
     params: list[float] = []
     adds = 0
@@ -39,6 +47,9 @@ def encode_steps(steps: tuple[tuple, ...], where: str) -> tuple[tuple[int, ...],
             codes.append(ADD_R0 + adds)
             params.append(0.0)
             adds += 1
+        elif kind == "clip":  # two codes: max with the low bound, then min with the high one
+            codes += [CLIP_MIN, CLIP_MAX]
+            params += [float(step[1]), float(step[2])]
         elif kind in _ACTIVATION_CODES:
             codes.append(_ACTIVATION_CODES[kind])
             params.append(float(step[1]) if len(step) > 1 else 0.0)
@@ -75,6 +86,21 @@ def _apply_step(acc, CODE: tl.constexpr, param, r0_ptr, r0_offs, r1_ptr, r1_offs
         acc = acc + tl.load(r0_ptr + r0_offs, mask=mask, other=0.0).to(tl.float32)
     elif CODE == 7:
         acc = acc + tl.load(r1_ptr + r1_offs, mask=mask, other=0.0).to(tl.float32)
+    elif CODE == 8:  # clip, low bound
+        acc = max_keep_nan(acc, param)
+    elif CODE == 9:  # clip, high bound
+        acc = min_keep_nan(acc, param)
+    elif CODE == 10:  # hardswish: x * clip(x + 3, 0, 6) / 6
+        acc = acc * min_keep_nan(max_keep_nan(acc + 3.0, 0.0), 6.0) / 6.0
+    elif CODE == 11:  # hardsigmoid
+        acc = min_keep_nan(max_keep_nan(acc + 3.0, 0.0), 6.0) / 6.0
+    elif CODE == 12:  # silu
+        acc = acc / (1.0 + tl.exp(-acc))
+    elif CODE == 13:  # gelu, exact
+        acc = 0.5 * acc * (1.0 + tl.math.erf(acc * 0.7071067811865476))
+    elif CODE == 14:  # gelu, tanh approximation (tanh through exp, as above)
+        inner = 0.7978845608028654 * (acc + 0.044715 * acc * acc * acc)
+        acc = 0.5 * acc * (2.0 / (1.0 + tl.exp(-2.0 * inner)))
     return acc
 
 

@@ -123,7 +123,7 @@ def linear(ctx: Ctx, input: Any, weight: Any, bias: Any = None) -> Any:
 # ---------------------------------------------------------------------------- multiply
 def mul(ctx: Ctx, input: Any, other: Any) -> Any:
     """a * b of two computed tensors (broadcasting one), or a tensor times a per-channel or scalar constant
-    (a scale_shift layer: ConvNeXt's layer scale)."""
+    (a channel_scale layer: ConvNeXt's layer scale)."""
     if not isinstance(input, (Value, Permuted)):
         input, other = other, input
     if isinstance(input, Permuted) and isinstance(other, Permuted):
@@ -148,10 +148,9 @@ def _scale_by_constant(ctx: Ctx, x: Value, other: Any) -> Value:
         scale, key = np.broadcast_to(c.reshape(-1), (x.shape[1],)), other.key
     else:
         raise FrontendError(f"cannot multiply a tensor by {type(other).__name__}")
-    y = ctx.net.scale_shift(x, name=ctx.name)
+    y = ctx.net.channel_scale(x, name=ctx.name)
     dtype = np.float64 if isinstance(other, Const) and other.tensor.dtype == torch.float64 else np.float32
     bind_param(ctx.net, y, "weight", key, np.ascontiguousarray(scale, dtype=dtype))
-    bind_param(ctx.net, y, "bias", None, np.zeros(x.shape[1], dtype))
     return y
 
 

@@ -59,29 +59,29 @@ def test_a_supported_model_runs_on_convc_without_fallback(convc_calls: list[int]
     assert close(compiled(x + 1), model(x + 1))  # the second call reuses the compiled subgraph
 
 
-class WithGelu(nn.Module):
+class WithMish(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
         self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.gelu(torch.relu(self.conv1(x)))
+        y = F.mish(torch.relu(self.conv1(x)))
         return F.max_pool2d(self.conv2(y), 2)
 
 
 def test_an_unsupported_op_falls_back_to_eager_with_a_warning(convc_calls: list[int]) -> None:
-    model = WithGelu().eval()
+    model = WithMish().eval()
     x = torch.randn(1, 3, 8, 8)
     with pytest.warns(UserWarning, match=r"convc: 1 op\(s\) run in eager PyTorch:\n  function "
-                                         r"torch.nn.functional.gelu \(node '\w+'\): not supported"):
+                                         r"torch.nn.functional.mish \(node '\w+'\): not supported"):
         y = torch.compile(model, backend="convc")(x)
-    assert len(convc_calls) == 2  # conv1 + relu before gelu, conv2 + pool after it
+    assert len(convc_calls) == 2  # conv1 + relu before mish, conv2 + pool after it
     assert close(y, model(x))
 
 
 def test_options_choose_the_dtype_and_weight_updates_are_seen() -> None:
-    model = WithGelu().eval()
+    model = WithMish().eval()
     x = torch.randn(1, 3, 8, 8)
     compiled = torch.compile(model, backend="convc", options={"backend": "numpy", "dtype": "float64"})
     with warnings.catch_warnings():

@@ -64,6 +64,7 @@ class SqueezeExcite(nn.Module):
 def test_squeeze_excitation_and_layer_scale() -> None:
     net = check(SqueezeExcite(), 2, 3, 5, 7)
     assert [n.op for n in net.graph.nodes("mul")] == ["mul"]
+    assert len(net.graph.nodes("channel_scale")) == 2
     assert "gamma" in net.graph.params and net.graph.params["gamma"].shape == (16,)
 
 

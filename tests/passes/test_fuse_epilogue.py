@@ -17,10 +17,16 @@ ACTIVATIONS: list[tuple[str, dict[str, Any], tuple[Any, ...]]] = [
     ("sigmoid", {}, ("sigmoid",)),
     ("tanh", {}, ("tanh",)),
     ("elu", {"alpha": 0.7}, ("elu", 0.7)),
+    ("clip", {"min": 0.0, "max": 6.0}, ("clip", 0.0, 6.0)),
+    ("hardswish", {}, ("hardswish",)),
+    ("hardsigmoid", {}, ("hardsigmoid",)),
+    ("silu", {}, ("silu",)),
+    ("gelu", {}, ("gelu",)),
+    ("gelu", {"approximate": "tanh"}, ("gelu_tanh",)),
 ]
 
 
-@pytest.mark.parametrize("kind,kw,step", ACTIVATIONS, ids=[a[0] for a in ACTIVATIONS])
+@pytest.mark.parametrize("kind,kw,step", ACTIVATIONS, ids=[a[2][0] for a in ACTIVATIONS])
 @pytest.mark.parametrize("layer", ["conv1d", "conv2d", "conv3d", "linear"])
 def test_each_activation_after_each_layer_kind_is_fused(layer: str, kind: str, kw: dict[str, Any],
                                                         step: tuple[Any, ...]) -> None:

@@ -1,0 +1,68 @@
+"""torchvision 0.29's 68 convolutional classification models (every one but ViT, Swin and MaxViT, which
+are attention networks), with the input each test uses and the family each belongs to.
+
+Inputs: the smallest square size each model's forward accepts (measured with torch; most accept 1x1),
+but at least 32x32, so a padded 3x3 window reads more than its centre tap; AlexNet needs 63, Inception v3 75.
+"""
+from __future__ import annotations
+
+import pytest
+
+torchvision = pytest.importorskip("torchvision", reason="torchvision is not installed (make install adds it)")
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torchvision import models as tv_models  # noqa: E402
+
+ATTENTION_PREFIXES = ("vit_", "swin_", "maxvit_")
+SMALLEST_INPUT = {"alexnet": 63, "inception_v3": 75}
+FLOOR = 32
+
+# One representative per family (the smallest) takes the costly paths in CI: ONNX in float64,
+# torch.compile and Triton under the interpreter; `make test-zoo` runs every model on every path.
+FAMILY_REPRESENTATIVES = {
+    "alexnet": "alexnet", "convnext": "convnext_tiny", "densenet": "densenet121",
+    "efficientnet": "efficientnet_b0", "efficientnet_v2": "efficientnet_v2_s", "googlenet": "googlenet",
+    "inception": "inception_v3", "mnasnet": "mnasnet0_5", "mobilenet_v2": "mobilenet_v2",
+    "mobilenet_v3": "mobilenet_v3_small", "regnet_x": "regnet_x_400mf", "regnet_y": "regnet_y_400mf",
+    "resnet": "resnet18", "resnext": "resnext50_32x4d", "shufflenet": "shufflenet_v2_x0_5",
+    "squeezenet": "squeezenet1_1", "vgg": "vgg11", "wide_resnet": "wide_resnet50_2",
+}
+# Too large for a CI worker: 644M parameters, ~8 GB with the float64 reference. `make test-zoo` runs it.
+HUGE = {"regnet_y_128gf"}
+
+
+def model_names() -> list[str]:
+    return [n for n in tv_models.list_models(module=tv_models) if not n.startswith(ATTENTION_PREFIXES)]
+
+
+def input_size(name: str) -> int:
+    return max(SMALLEST_INPUT.get(name, 1), FLOOR)
+
+
+def randomize_batch_norm(model: nn.Module, seed: int = 0) -> None:
+    """Non-trivial BN statistics and affine terms (weights=None starts them at the identity)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.2)
+                m.running_var.copy_(torch.rand(c, generator=gen) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
+
+
+def build(name: str, dtype: torch.dtype = torch.float32, batch: int = 1, size: int | None = None
+          ) -> tuple[nn.Module, torch.Tensor]:
+    """The model without weights (seeded), in eval mode with random BN statistics, and an input."""
+    torch.manual_seed(0)
+    options = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
+    model = tv_models.get_model(name, weights=None, **options).eval()
+    randomize_batch_norm(model)
+    model = model.to(dtype)
+    s = size or input_size(name)
+    return model, torch.randn(batch, 3, s, s, dtype=dtype, generator=torch.Generator().manual_seed(1))
+
+
+def state_dict_keys(model: nn.Module) -> set[str]:
+    return {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
