@@ -199,3 +199,25 @@ def bias_add_constant(net: Network, x: Value, constant: np.ndarray, name: str, k
     bind_param(net, y, "bias", key if c.shape == x.shape[1:] else None,
                bias.astype(np.float64 if np.asarray(constant).dtype == np.float64 else np.float32))
     return y
+
+
+def channel_scale_constant(net: Network, x: Value, constant: Any, name: str, key: str | None,
+                           where: str) -> Value:
+    """x * c for a scalar or per-channel constant c ((C,), (C, 1, 1), (1, C, 1, 1), ...): a channel_scale
+    layer whose weight is named `key` (the source model's name for c, e.g. ConvNeXt's layer_scale)."""
+    c = np.asarray(constant)
+    squeezed = c.reshape(c.shape[c.ndim - len(x.shape):]) if c.ndim > len(x.shape) and \
+        all(d == 1 for d in c.shape[:c.ndim - len(x.shape)]) else c
+    padded = squeezed.reshape((1,) * (len(x.shape) - squeezed.ndim) + squeezed.shape) \
+        if squeezed.ndim <= len(x.shape) else squeezed
+    channels = x.shape[1] if len(x.shape) > 1 else 1
+    per_channel = padded.ndim == len(x.shape) and padded.shape[1] in (1, channels) and \
+        all(d == 1 for i, d in enumerate(padded.shape) if i != 1)
+    if not per_channel:
+        raise FrontendError(f"{where}: multiplying {x.shape} by a constant of shape {tuple(c.shape)} is not "
+                            f"supported; convc multiplies by a per-channel or scalar constant")
+    dtype = np.float64 if c.dtype == np.float64 else np.float32
+    scale = np.ascontiguousarray(np.broadcast_to(padded.reshape(-1), (channels,)), dtype=dtype)
+    y = net.channel_scale(x, name=name)
+    bind_param(net, y, "weight", key if c.size == channels else None, scale)
+    return y

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from convc.dsl import Value
+from convc.dsl import Network, Value
+from convc.frontends.building import FrontendError
 
 
 def channels_last_perm(rank: int) -> tuple[int, ...]:
@@ -63,3 +64,40 @@ class ChannelGroups:
 
 
 LAZY_VALUES = (Permuted, ChannelGroups)
+
+
+Lazy = Value | Permuted | ChannelGroups
+
+
+def permuted(v: Lazy, perm: tuple[int, ...]) -> Lazy | None:
+    """`v` permuted by `perm` when the result is one convc can follow, else None."""
+    rank = len(v.shape)
+    perm = tuple(d % rank for d in perm)
+    if perm == tuple(range(rank)):
+        return v
+    if isinstance(v, Value) and rank >= 3 and perm == channels_last_perm(rank):
+        return Permuted(v)
+    if isinstance(v, Permuted) and perm == channels_first_perm(rank):
+        return v.base
+    swap12 = (0, 2, 1) + tuple(range(3, rank))
+    if isinstance(v, ChannelGroups) and perm == swap12:
+        return ChannelGroups(v.base, v.groups, not v.swapped)
+    return None
+
+
+def split_channels(x: Value, target: tuple[int, ...]) -> ChannelGroups | None:
+    """x (N, C, *spatial) viewed as (N, g, C / g, *spatial), or None for any other target shape."""
+    s = x.shape
+    if len(s) >= 3 and len(target) == len(s) + 1 and target[0] == s[0] and tuple(target[3:]) == s[2:] \
+            and target[1] * target[2] == s[1]:
+        return ChannelGroups(x, target[1])
+    return None
+
+
+def join_channels(net: Network, groups: ChannelGroups, target: tuple[int, ...], name: str) -> Value:
+    """Channel groups reshaped back to (N, C, *spatial): a channel_shuffle when they were swapped."""
+    base = groups.base
+    if tuple(target) != base.shape:
+        raise FrontendError(f"reshape of the channel groups {groups.shape} to {tuple(target)} is not "
+                            f"supported; convc joins them back to {base.shape}")
+    return net.channel_shuffle(base, groups.groups, name=name) if groups.swapped else base

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from convc.dsl import Value
+from convc.frontends import onnx_layers
 from convc.frontends import onnx_pooling as pooling
 from convc.frontends.building import (
     FrontendError,
@@ -90,6 +91,9 @@ def _linear(ctx: OnnxCtx, x: Value, weight: np.ndarray, wkey: str | None, bias: 
 
 
 def matmul(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    lazy = onnx_layers.layout_rule("MatMul", ctx, ins, attrs)
+    if lazy is not None:
+        return lazy
     a = ctx.value(ins[0], "A")
     b = ctx.const(ins[1], "B")
     if b.ndim != 2:
@@ -131,7 +135,7 @@ def activation(kind: str, param: str | None = None, default: float = 0.0) -> Han
 
 
 def add(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
-    return sum_(ctx, ins, attrs)
+    return onnx_layers.layout_rule("Add", ctx, ins, attrs) or sum_(ctx, ins, attrs)
 
 
 def sum_(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
@@ -181,6 +185,9 @@ def flatten(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
 
 
 def reshape(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    lazy = onnx_layers.layout_rule("Reshape", ctx, ins, attrs)
+    if lazy is not None:
+        return lazy
     x = ctx.value(ins[0], "data")
     shape = ctx.const(ins[1], "shape")
     target = resolve_target_shape(x.shape, shape.tolist(), zero_copies=not attrs.get("allowzero", 0),
@@ -243,3 +250,7 @@ WEIGHT_OPERANDS: dict[str, Any] = {
     "ReduceMax": (1,),
     "Add": _broadcast_operands, "Sum": _broadcast_operands,
 }
+
+# The ops of mobile and modern networks (and the layouts ConvNeXt and ShuffleNet export to).
+HANDLERS.update(onnx_layers.HANDLERS)
+WEIGHT_OPERANDS.update(onnx_layers.WEIGHT_OPERANDS)

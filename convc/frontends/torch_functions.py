@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from convc.dsl import Value
+from convc.frontends import torch_layers
 from convc.frontends.building import FrontendError
+from convc.frontends.lazy_layout import Permuted
 from convc.frontends.torch_context import Const, Ctx, Unusable
 from convc.frontends.torch_shapes import (
     add,
@@ -71,7 +73,9 @@ def conv(ctx: Ctx, input: Any, weight: Any, bias: Any = None, stride: Any = 1, p
     return y
 
 
-def linear(ctx: Ctx, input: Any, weight: Any, bias: Any = None) -> Value:
+def linear(ctx: Ctx, input: Any, weight: Any, bias: Any = None) -> Any:
+    if isinstance(input, Permuted):  # ConvNeXt's Linear over channels-last features: a 1x1 conv
+        return torch_layers.permuted_linear(ctx, input, weight, bias)
     x = ctx.value(input)
     w = ctx.const(weight, "weight")
     b = None if bias is None else ctx.const(bias, "bias")
@@ -257,7 +261,5 @@ METHODS: dict[str, Callable[..., Any]] = {
 }
 
 # The layers of mobile and modern networks (and the layout rules ConvNeXt and ShuffleNet need).
-from convc.frontends import torch_layers  # noqa: E402
-
 FUNCTIONS.update(torch_layers.FUNCTIONS)
 METHODS.update(torch_layers.METHODS)

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 
 from convc.dsl import Value
 from convc.frontends import torch_shapes
-from convc.frontends.building import FrontendError, bind_param, resolve_target_shape
+from convc.frontends.building import FrontendError, channel_scale_constant, resolve_target_shape
+from convc.frontends.lazy_layout import ChannelGroups, Permuted, join_channels, permuted, split_channels
 from convc.frontends.torch_context import Const, Ctx
-from convc.frontends.lazy_layout import ChannelGroups, Permuted, channels_first_perm, channels_last_perm
 
 
 def _unary(ctx: Ctx, input: Any, build: Callable[[Value], Value]) -> Any:
@@ -104,12 +104,9 @@ def layer_norm_aten_order(ctx: Ctx, input: Any, normalized_shape: Any, weight: A
     return layer_norm(ctx, input, normalized_shape, weight, bias, eps)
 
 
-def linear(ctx: Ctx, input: Any, weight: Any, bias: Any = None) -> Any:
-    """A linear layer over a channels-last view's last axis is a 1x1 convolution of the NCHW value."""
-    if not isinstance(input, Permuted):
-        from convc.frontends import torch_functions
-
-        return torch_functions.linear(ctx, input, weight, bias)
+def permuted_linear(ctx: Ctx, input: Permuted, weight: Any, bias: Any = None) -> Permuted:
+    """A linear layer over a channels-last view's last axis is a 1x1 convolution of the NCHW value
+    (torch_functions.linear hands such inputs here)."""
     x = input.base
     w = ctx.const(weight, "weight")
     b = None if bias is None else ctx.const(bias, "bias")
@@ -131,27 +128,13 @@ def mul(ctx: Ctx, input: Any, other: Any) -> Any:
     x = ctx.value(input)
     if isinstance(other, Value):
         return ctx.net.mul(x, other, name=ctx.name)
-    return _scale_by_constant(ctx, x, other)
-
-
-def _scale_by_constant(ctx: Ctx, x: Value, other: Any) -> Value:
     if isinstance(other, (int, float)) and not isinstance(other, bool):
-        scale, key = np.full(x.shape[1], float(other)), None
-    elif isinstance(other, Const):
-        c = other.tensor.detach().cpu().double().numpy()
-        c = c.reshape(c.shape[c.ndim - len(x.shape):] if c.ndim > len(x.shape) else c.shape)
-        padded = c.reshape((1,) * (len(x.shape) - c.ndim) + c.shape)
-        if c.size not in (1, x.shape[1]) or (c.size > 1 and padded.shape[1] != x.shape[1]) or \
-                any(d != 1 for i, d in enumerate(padded.shape) if i != 1):
-            raise FrontendError(f"multiplying {x.shape} by a constant of shape {tuple(c.shape)} is not "
-                                f"supported; convc multiplies by a per-channel or scalar constant")
-        scale, key = np.broadcast_to(c.reshape(-1), (x.shape[1],)), other.key
-    else:
-        raise FrontendError(f"cannot multiply a tensor by {type(other).__name__}")
-    y = ctx.net.channel_scale(x, name=ctx.name)
-    dtype = np.float64 if isinstance(other, Const) and other.tensor.dtype == torch.float64 else np.float32
-    bind_param(ctx.net, y, "weight", key, np.ascontiguousarray(scale, dtype=dtype))
-    return y
+        return channel_scale_constant(ctx.net, x, np.float32(other), ctx.name, None, "mul")
+    if isinstance(other, Const):
+        c = other.tensor.detach().cpu()
+        array = c.double().numpy() if c.dtype == torch.float64 else c.float().numpy()
+        return channel_scale_constant(ctx.net, x, array, ctx.name, other.key, "mul")
+    raise FrontendError(f"cannot multiply a tensor by {type(other).__name__}")
 
 
 # ---------------------------------------------------------------------------- layout
@@ -163,52 +146,34 @@ def _dims(dims: tuple[Any, ...]) -> tuple[int, ...]:
 
 
 def permute(ctx: Ctx, input: Any, *dims: Any) -> Any:
+    if not isinstance(input, (Value, Permuted, ChannelGroups)):
+        ctx.value(input)
     perm = _dims(dims)
-    rank = len(input.shape) if isinstance(input, (Value, Permuted)) else 0
-    perm = tuple(d % rank for d in perm) if rank else perm
-    if perm == tuple(range(rank)):
-        return input
-    if isinstance(input, Value) and rank >= 3 and perm == channels_last_perm(rank):
-        return Permuted(input)
-    if isinstance(input, Permuted) and perm == channels_first_perm(rank):
-        return input.base
-    raise FrontendError(f"permute{perm} of {getattr(input, 'shape', input)} is not supported; convc follows "
-                        f"a permute to channels-last and back (ConvNeXt) only")
+    result = permuted(input, perm)
+    if result is None:
+        raise FrontendError(f"permute{perm} of {input.shape} is not supported; convc follows a permute to "
+                            f"channels-last and back (ConvNeXt) and a swap of channel groups (ShuffleNet)")
+    return result
 
 
 def transpose(ctx: Ctx, input: Any, dim0: int, dim1: int) -> Any:
-    axes = {int(dim0) % len(input.shape), int(dim1) % len(input.shape)} if hasattr(input, "shape") else set()
-    if isinstance(input, ChannelGroups) and axes == {1, 2}:
-        return ChannelGroups(input.base, input.groups, not input.swapped)
-    rank = len(getattr(input, "shape", ()))
-    if rank:
-        perm = list(range(rank))
-        perm[int(dim0) % rank], perm[int(dim1) % rank] = perm[int(dim1) % rank], perm[int(dim0) % rank]
-        try:
-            return permute(ctx, input, tuple(perm))
-        except FrontendError:
-            pass
-    raise FrontendError(f"transpose({dim0}, {dim1}) of {getattr(input, 'shape', input)} is not supported; "
-                        f"convc supports swapping the two channel-group axes of a channel shuffle")
+    if not isinstance(input, (Value, Permuted, ChannelGroups)):
+        ctx.value(input)
+    rank = len(input.shape)
+    perm = list(range(rank))
+    perm[int(dim0) % rank], perm[int(dim1) % rank] = perm[int(dim1) % rank], perm[int(dim0) % rank]
+    return permute(ctx, input, tuple(perm))
 
 
 def reshape(ctx: Ctx, input: Any, shape: Any) -> Any:
     """Reshapes that split the channels into (groups, C/groups) or join them back, then the others."""
     dims = torch_shapes._shape_arg(shape)
     if isinstance(input, ChannelGroups):
-        base = input.base
         target = resolve_target_shape(input.shape, dims, zero_copies=False, where="reshape")
-        if target != base.shape:
-            raise FrontendError(f"reshape of the channel groups {input.shape} to {target} is not supported; "
-                                f"convc joins them back to {base.shape}")
-        return ctx.net.channel_shuffle(base, input.groups, name=ctx.name) if input.swapped else base
+        return join_channels(ctx.net, input, target, ctx.name)
     x = ctx.value(input)
     target = resolve_target_shape(x.shape, dims, zero_copies=False, where="reshape")
-    s = x.shape
-    if len(s) >= 3 and len(target) == len(s) + 1 and target[0] == s[0] and target[3:] == s[2:] and \
-            target[1] * target[2] == s[1]:
-        return ChannelGroups(x, target[1])
-    return torch_shapes.reshape(ctx, x, target)
+    return split_channels(x, target) or torch_shapes.reshape(ctx, x, target)
 
 
 def view_method(ctx: Ctx, self: Any, *shape: Any) -> Any:
@@ -287,7 +252,7 @@ def getitem(ctx: Ctx, obj: Any, index: Any) -> Any:
 FUNCTIONS: dict[Any, Callable[..., Any]] = {
     F.hardswish: hardswish, F.hardsigmoid: hardsigmoid, F.silu: silu, F.gelu: gelu, F.relu6: relu6,
     F.hardtanh: hardtanh, torch.clamp: clamp, torch.clip: clamp, F.relu: relu, torch.relu: relu,
-    F.layer_norm: layer_norm, torch.layer_norm: layer_norm_aten_order, torch._C._nn.linear: linear,
+    F.layer_norm: layer_norm, torch.layer_norm: layer_norm_aten_order,
     operator.mul: mul, operator.imul: mul, torch.mul: mul, torch.multiply: mul,
     torch.permute: permute, torch.transpose: transpose, torch.swapaxes: transpose,
     torch.reshape: reshape, torch.flatten: flatten, torch.channel_shuffle: channel_shuffle,
@@ -324,15 +289,11 @@ def _layer_norm_module(ctx: Ctx, m: torch.nn.Module, path: str, input: Any) -> A
     return layer_norm(ctx, input, m.normalized_shape, weight, bias, m.eps)
 
 
-def _linear_module(ctx: Ctx, m: torch.nn.Module, path: str, input: Any) -> Any:
-    return linear(ctx, input, _param(m, path, "weight"), _param(m, path, "bias"))
-
-
 MODULES: dict[type, Callable[..., Any]] = {
     torch.nn.Hardswish: _module(hardswish), torch.nn.Hardsigmoid: _module(hardsigmoid),
     torch.nn.SiLU: _module(silu), torch.nn.GELU: _module(gelu, "approximate"),
     torch.nn.ReLU6: _module(hardtanh, "min_val", "max_val"), torch.nn.Hardtanh: _module(hardtanh, "min_val",
                                                                                         "max_val"),
-    torch.nn.ReLU: _module(relu), torch.nn.LayerNorm: _layer_norm_module, torch.nn.Linear: _linear_module,
+    torch.nn.ReLU: _module(relu), torch.nn.LayerNorm: _layer_norm_module,
     torch.nn.ChannelShuffle: _module(channel_shuffle, "groups"),
 }

@@ -12,6 +12,7 @@ from torch import nn
 
 from convc.dsl import Value
 from convc.frontends import torch_functions as tf
+from convc.frontends import torch_layers
 from convc.frontends.building import FrontendError
 from convc.frontends.torch_context import Const, Ctx
 
@@ -118,7 +119,5 @@ for _nd in (1, 2, 3):
     MODULES[getattr(nn, f"AvgPool{_nd}d")] = avg_pool(_nd)
     MODULES[getattr(nn, f"AdaptiveAvgPool{_nd}d")] = adaptive_pool("avg", _nd)
     MODULES[getattr(nn, f"AdaptiveMaxPool{_nd}d")] = adaptive_pool("max", _nd)
-
-from convc.frontends import torch_layers  # noqa: E402
 
 MODULES.update(torch_layers.MODULES)
