@@ -35,7 +35,7 @@ test-fast: $(STAMP)
 
 # Every torchvision CNN on every path (from_torch, ONNX float64, torch.compile, Triton interpreted): long.
 test-zoo: $(STAMP)
-	$(TEST_ENV) $(PY) -m pytest -q -n 2 --dist load --zoo=all tests/models/test_torchvision_zoo.py
+	@$(LOCKED) env $(TEST_ENV) $(PY) -m pytest -q -n 2 --dist load --zoo=all tests/models/test_torchvision_zoo.py
 
 bench: $(STAMP)
 	$(VENV)/bin/convc bench resnet50 --backends numpy,torch --batch 1

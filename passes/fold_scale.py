@@ -17,13 +17,15 @@ from convc.pass_manager import PassContext, convc_pass
 from convc.passes.fold_bn import foldable_layer, remove_bn, set_param
 
 
-def fold_scale_into(g: Graph, scale_node: Node, layer: Node) -> None:
+def fold_scale_into(g: Graph, scale_node: Node, layer: Node, compile_dtype: str) -> None:
     scale = np.asarray(g.param_of(scale_node, "weight"), np.float64)
     weight = np.asarray(g.param_of(layer, "weight"), np.float64)
-    weight_name = set_param(g, layer, "weight", weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1)))
+    folded = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
+    weight_name = set_param(g, layer, "weight", folded, compile_dtype)
     operands = g.activation_inputs(layer) + (weight_name,)
     if layer.attrs["bias"]:
-        operands += (set_param(g, layer, "bias", np.asarray(g.param_of(layer, "bias"), np.float64) * scale),)
+        bias = np.asarray(g.param_of(layer, "bias"), np.float64) * scale
+        operands += (set_param(g, layer, "bias", bias, compile_dtype),)
     g.replace_node(layer.replace(inputs=operands))
     remove_bn(g, scale_node, layer.name)
 
@@ -35,6 +37,6 @@ def fold_channel_scale(g: Graph, ctx: PassContext) -> bool:
     for node in g.nodes("channel_scale"):
         layer = foldable_layer(g, node)
         if layer is not None:
-            fold_scale_into(g, node, layer)
+            fold_scale_into(g, node, layer, ctx.dtype)
             changed = True
     return changed

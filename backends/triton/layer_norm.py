@@ -28,8 +28,8 @@ def layer_norm_kernel(
     for c0 in range(0, C, BLOCK_C):
         rc = c0 + rc0
         mask = m_ok[:, None] & (rc < C)[None, :]
-        total += tl.sum(tl.load(x_ptr + rm[:, None] * ld_x + rc[None, :], mask=mask, other=0.0).to(tl.float32),
-                        axis=1)
+        v = tl.load(x_ptr + rm[:, None] * ld_x + rc[None, :], mask=mask, other=0.0).to(tl.float32)
+        total += tl.sum(v, axis=1)
     mean = total / C
     # Two passes (mean, then the squares of the centred values): no cancellation for rows far from 0.
     squares = tl.zeros((BLOCK_M,), dtype=tl.float32)

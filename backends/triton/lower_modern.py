@@ -103,8 +103,8 @@ def lower_slice(node: Node, ctx: NodeContext) -> list[Launch]:
     src_strides = strides_of_view(ctx.x, spatial3(src_type.shape))
     start = ctx.x.storage[ctx.x.offset + a["start"] * src_strides[axis5]:]
     dst_strides = strides_of_view(ctx.out, spatial3(node.type.shape))
-    return [strided_copy_launch(node.name, shape5(node.type.shape), start, src_strides, ctx.out.ptr, dst_strides,
-                                out=ctx.out)]
+    return [strided_copy_launch(node.name, shape5(node.type.shape), start, src_strides, ctx.out.ptr,
+                                dst_strides, out=ctx.out)]
 
 
 @lowering("adaptive_avg_pool")

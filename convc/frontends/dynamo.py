@@ -24,6 +24,7 @@ from torch.fx.passes.operator_support import OperatorSupportBase
 from convc.dsl import Value
 from convc.errors import ConvcError
 from convc.frontends.fx_convert import FxImporter, clean_path
+from convc.frontends.lazy_layout import LAZY_VALUES, ChannelGroups, Permuted
 from convc.frontends.torch_context import Unusable
 from convc.types import TensorType, check_dtype
 
@@ -114,13 +115,24 @@ class _ConvcSupport(OperatorSupportBase):
         self.keys = keys
         self.fallbacks: dict[str, str] = {}
         self._cache: dict[fx.Node, bool] = {}
+        self._lazy: dict[fx.Node, Any] = {}  # nodes whose convc value is a lazy layout (lazy_layout.py)
 
     def is_node_supported(self, submodules: Mapping[str, torch.nn.Module], node: fx.Node) -> bool:
         if node.op not in ("call_function", "call_method", "call_module"):
             return False
-        if node not in self._cache:
-            self._cache[node] = self._try(node)
+        if not self._cache:  # in graph order, so a node's producers are known to be lazy layouts or not
+            for n in self.gm.graph.nodes:
+                if n.op in ("call_function", "call_method", "call_module"):
+                    self._cache[n] = self._try(n)
         return self._cache[node]
+
+    def _stand_in(self, importer: FxImporter, arg: fx.Node, i: int) -> Any:
+        """A lazy layout like the one `arg` computes, over a fresh input of its NCHW shape."""
+        lazy = self._lazy[arg]
+        base = importer.net.input(lazy.base.shape, lazy.base.dtype, name=f"in{i}")
+        if isinstance(lazy, Permuted):
+            return Permuted(base)
+        return ChannelGroups(base, lazy.groups, lazy.swapped)
 
     def _try(self, node: fx.Node) -> bool:
         importer = FxImporter(self.gm, input_types={}, name="probe")
@@ -128,6 +140,8 @@ class _ConvcSupport(OperatorSupportBase):
             ex = self.weights.get(arg.name, arg.meta.get("example_value"))
             if arg.name in self.weights:
                 importer.env[arg] = importer.convert_constant(ex, self.keys[arg.name])
+            elif arg in self._lazy:
+                importer.env[arg] = self._stand_in(importer, arg, i)
             elif isinstance(ex, torch.Tensor) and ex.is_floating_point():
                 importer.env[arg] = importer.net.input(tuple(ex.shape), _dtype(ex), name=f"in{i}")
             elif isinstance(ex, torch.Tensor) or ex is None:
@@ -138,6 +152,9 @@ class _ConvcSupport(OperatorSupportBase):
         if any(isinstance(v, Unusable) for v in _flat(out)) and not importer.problems:
             importer.problems.add(importer.where(node), "one of its outputs is something convc does not "
                                                         "compute (pooling indices)")
+        if isinstance(out, LAZY_VALUES) and not importer.problems:
+            self._lazy[node] = out
+            return True
         if importer.problems or not any(isinstance(v, Value) for v in _flat(out)):
             if importer.problems:
                 where, _, why = importer.problems.entries[0].partition(": ")
@@ -183,8 +200,10 @@ class ConvcSubgraph(torch.nn.Module):
         self.keys = {name: keys[name] for _, name in self.weight_slots}
         first = next(iter(self.input_types.values()), None)
         self.dtype = check_dtype(dtype) if dtype else (first.dtype if first else "float32")
-        self.multiple_outputs = isinstance(next(n for n in sub.graph.nodes if n.op == "output").args[0],
-                                           (tuple, list))
+        result = next(n for n in sub.graph.nodes if n.op == "output").args[0]
+        # A tuple of values, or one node that returns a tuple (a chunk or split ending the partition).
+        self.multiple_outputs = isinstance(result, (tuple, list)) or (
+            isinstance(result, fx.Node) and isinstance(result.meta.get("example_value"), (tuple, list)))
         self._versions: tuple[Any, ...] | None = None
         self._model: Any = None
 

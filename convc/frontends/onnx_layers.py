@@ -89,7 +89,8 @@ def matmul(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any] | N
     base = ins[0].base
     w = ctx.const(ins[1], "B")
     if w.ndim != 2 or w.shape[0] != base.shape[1]:
-        raise FrontendError(f"MatMul of a channels-last {ins[0].shape} by a {w.shape} matrix is not supported")
+        raise FrontendError(f"MatMul of a channels-last {ins[0].shape} by a {w.shape} matrix is not "
+                            f"supported")
     nd = len(base.shape) - 2
     y = ctx.net.conv(base, int(w.shape[1]), (1,) * nd, bias=False, name=ctx.name, ndim=nd)
     ctx.bind(y, "weight", np.ascontiguousarray(w.T).reshape(w.shape[1], w.shape[0], *(1,) * nd), None)
@@ -143,7 +144,8 @@ def reshape(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any] | 
 def _slices(ctx: OnnxCtx, x: Value, axis: int, sizes: list[int]) -> list[Value]:
     out, start = [], 0
     for i, size in enumerate(sizes):
-        out.append(ctx.net.slice(x, start, start + size, axis=axis, name=f"{ctx.name}.{i}" if i else ctx.name))
+        name = f"{ctx.name}.{i}" if i else ctx.name
+        out.append(ctx.net.slice(x, start, start + size, axis=axis, name=name))
         start += size
     return out
 
@@ -166,8 +168,9 @@ def split(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
 def slice_(ctx: OnnxCtx, ins: list[Any], attrs: dict[str, Any]) -> list[Any]:
     x = ctx.value(ins[0], "data")
     starts, ends = ctx.const(ins[1], "starts").tolist(), ctx.const(ins[2], "ends").tolist()
-    axes = ctx.const(ins[3], "axes").tolist() if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
-    steps = ctx.const(ins[4], "steps").tolist() if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+    given = [len(ins) > i and ins[i] is not None for i in (3, 4)]
+    axes = ctx.const(ins[3], "axes").tolist() if given[0] else list(range(len(starts)))
+    steps = ctx.const(ins[4], "steps").tolist() if given[1] else [1] * len(starts)
     y = x
     for start, end, axis, step in zip(starts, ends, axes, steps):
         axis = int(axis) % len(x.shape)

@@ -50,7 +50,8 @@ register_op(OpSchema(
     doc="per-channel x * weight (ConvNeXt's layer scale; a conv or linear before it absorbs it)",
 ))
 register_op(OpSchema(
-    "layer_norm", {"eps": lambda v: is_num(v) and v > 0}, _channels_infer, params=_per_channel("weight", "bias"),
+    "layer_norm", {"eps": lambda v: is_num(v) and v > 0}, _channels_infer,
+    params=_per_channel("weight", "bias"),
     doc="normalizes each position over its channels (axis 1): (x - mean) / sqrt(var + eps) * weight + bias "
         "(ConvNeXt's LayerNorm of a channels-last tensor)",
 ))

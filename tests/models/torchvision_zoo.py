@@ -27,6 +27,9 @@ FAMILY_REPRESENTATIVES = {
     "resnet": "resnet18", "resnext": "resnext50_32x4d", "shufflenet": "shufflenet_v2_x0_5",
     "squeezenet": "squeezenet1_1", "vgg": "vgg11", "wide_resnet": "wide_resnet50_2",
 }
+# The interpreter runs a family representative in one to eight minutes on a shared 2-core machine: CI takes
+# the two that cover the new ops (channel shuffle and slices; hardswish, hardsigmoid and the SE multiply).
+TRITON_CI = {"shufflenet_v2_x0_5", "mobilenet_v3_small"}
 # Too large for a CI worker: 644M parameters, ~8 GB with the float64 reference. `make test-zoo` runs it.
 HUGE = {"regnet_y_128gf"}
 
