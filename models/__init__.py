@@ -7,12 +7,14 @@
     convc.models.info("resnet18").options             # {'num_classes': 1000, 'input_size': 224, ...}
 
 Each family module registers its models with the catalog when imported here; the import order is
-the catalog's order (roughly by publication date).
+the catalog's order (roughly by publication date). torchvision's other CNNs follow, by name, built through
+from_torch when torchvision is installed (models/torchvision_cnns.py).
 """
 from __future__ import annotations
 
 # isort: off
 from convc.models import lenet, alexnet, vgg, nin, googlenet, resnet, alphago, text_cnn, c3d  # noqa: F401
+from convc.models import torchvision_cnns  # noqa: F401
 # isort: on
 from convc.models.catalog import ModelInfo, catalog, describe, get, info, names
 

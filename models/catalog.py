@@ -29,6 +29,7 @@ class ModelInfo:
     name: str
     description: str
     builder: ModelBuilder
+    imported: bool = False  # built by importing another framework's model (slow; listed, not summarized)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -45,16 +46,17 @@ _MODELS: dict[str, ModelInfo] = {}
 _INIT: ContextVar[bool] = ContextVar("convc_models_init", default=True)
 
 
-def register_model(name: str, description: str, builder: ModelBuilder) -> None:
+def register_model(name: str, description: str, builder: ModelBuilder, imported: bool = False) -> None:
     """Adds a model; the builder is called as `builder(name, **options)`."""
     if name in _MODELS:
         raise ValueError(f"model {name!r} is registered twice")  # a bug in convc, not a user error
-    _MODELS[name] = ModelInfo(name, description, builder)
+    _MODELS[name] = ModelInfo(name, description, builder, imported)
 
 
-def names() -> list[str]:
-    """Every model name, in catalog order (family by family)."""
-    return list(_MODELS)
+def names(imported: bool = False) -> list[str]:
+    """Every model name convc writes itself, in catalog order (family by family); with `imported`, also
+    those built by importing another framework's model (torchvision's, by name)."""
+    return [n for n, m in _MODELS.items() if imported or not m.imported]
 
 
 def catalog() -> list[ModelInfo]:
@@ -74,7 +76,8 @@ def info(name: str) -> ModelInfo:
         return _MODELS[by_folded[folded(name)]]
     close = difflib.get_close_matches(folded(name), list(by_folded), n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(repr(by_folded[c]) for c in close)}? " if close else ""
-    raise OptionError(f"unknown model {name!r}; {hint}known models: {', '.join(_MODELS)}")
+    raise OptionError(f"unknown model {name!r}; {hint}known models: {', '.join(names())} (and torchvision's "
+                      f"CNNs by name: convc models lists them)")
 
 
 def describe(name: str) -> str:

@@ -182,7 +182,9 @@ def graph_to_onnx(graph: Graph) -> Any:
     w = OnnxWriter(graph)
     onnx = w.onnx
     unknown = sorted({f"{n.name} ({n.op})" for n in graph.nodes() if n.op not in WRITERS
-                      and n.op not in ("input", "param")})
+                      and n.op not in ("input", "param")}
+                     | {f"{n.name} ({n.op} with a fused {s[0]})" for n in graph.nodes()
+                        for s in n.attrs.get("epilogue", ()) if s[0] != "add" and s[0] not in ACTIVATIONS})
     if unknown:
         more = " ..." if len(unknown) > 8 else ""
         raise ExportError(f"graph '{graph.name}': no ONNX export for node(s) {', '.join(unknown[:8])}{more}; "
