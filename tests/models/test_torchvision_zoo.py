@@ -61,7 +61,7 @@ def test_from_torch_numpy_float32(name: str) -> None:
 
 def test_onnx_float64(name: str, tmp_path) -> None:  # noqa: ANN001
     pytest.importorskip("onnx")
-    model, x = zoo.build(name, torch.float64)
+    model, x = zoo.build(name, torch.float64, size=zoo.onnx_input_size(name))
     path = tmp_path / f"{name}.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

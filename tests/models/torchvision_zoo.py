@@ -42,6 +42,12 @@ def input_size(name: str) -> int:
     return max(SMALLEST_INPUT.get(name, 1), FLOOR)
 
 
+def onnx_input_size(name: str) -> int:
+    """torch.onnx.export writes adaptive average pooling only where the output size divides the input's:
+    AlexNet and VGG export at 224 (their 6x6 and 7x7 feature maps), the others at input_size."""
+    return 224 if name == "alexnet" or name.startswith("vgg") else input_size(name)
+
+
 def randomize_batch_norm(model: nn.Module, seed: int = 0) -> None:
     """Non-trivial BN statistics and affine terms (weights=None starts them at the identity)."""
     gen = torch.Generator().manual_seed(seed)
