@@ -35,7 +35,7 @@ def build_torchvision(name: str, num_classes: int = 1000, input_size: int = 224,
     except ImportError:
         raise OptionError(f"model {name!r} is torchvision's: install torchvision (pip install torchvision) "
                           f"to build it") from None
-    from convc.frontends import from_torch
+    from convc.frontends.torch_import import from_torch
 
     shape = (positive_int(name, "batch", batch),) + example_shape(name, input_size, 3)
     classes = positive_int(name, "num_classes", num_classes)
