@@ -16,7 +16,7 @@ from convc.dsl import Network
 from convc.errors import ConvcError, OptionError, PluginError
 from convc.ir import Graph
 from convc.limits import check_graph
-from convc.pass_manager import PassContext, PassManager, resolve_pipeline
+from convc.pass_manager import DEFAULT_PASS_TIMEOUT, PassContext, PassManager, resolve_pipeline
 from convc.registry import backend_origin, get_backend
 from convc.types import check_dtype
 
@@ -47,11 +47,12 @@ def optimize(model: Network | Graph, backend: str = "numpy", dtype: str = "float
              algo: Mapping[str, str] | Sequence[str] | str | None = None, plan: str | Path | None = None,
              check_numerics: bool | str = "plugins", timing: bool = False,
              dump_ir: str | Path | None = None, seed: int = 0,
-             device: str | None = None, pass_options: Mapping[str, Mapping[str, Any]] | None = None
-             ) -> tuple[Graph, PassContext, PassManager]:
+             device: str | None = None, pass_options: Mapping[str, Mapping[str, Any]] | None = None,
+             pass_timeout: float | None = DEFAULT_PASS_TIMEOUT) -> tuple[Graph, PassContext, PassManager]:
     """Runs the pass pipeline on a copy of the graph; returns it with the context and the manager.
     `device` tells the passes where the code will run ("cuda", or a GPU target such as "sm_90");
-    `pass_options` are per-pass settings by pass name; `algo` and `plan` fill choose_conv_algo's."""
+    `pass_options` are per-pass settings by pass name; `algo` and `plan` fill choose_conv_algo's;
+    `pass_timeout`: seconds each pass may run (None or 0: no limit; docs/numerics.md)."""
     graph = as_graph(model).copy()
     graph.verify()
     check_graph(graph, check_dtype(dtype))  # before any pass or backend allocates for it
@@ -61,7 +62,7 @@ def optimize(model: Network | Graph, backend: str = "numpy", dtype: str = "float
                       options=pass_settings(pass_options, algo, plan))
     pipeline = resolve_pipeline(opt_level, passes, disable, backend=target.name)
     _check_algorithm_options(algo, plan, pipeline, opt_level)
-    manager = PassManager(pipeline, timing=timing, dump_ir=dump_ir)
+    manager = PassManager(pipeline, timing=timing, dump_ir=dump_ir, pass_timeout=pass_timeout)
     manager.run(graph, ctx)
     return graph, ctx, manager
 
@@ -85,7 +86,7 @@ def compile(model: Network | Graph, backend: str = "numpy", dtype: str = "float3
             algo: Mapping[str, str] | Sequence[str] | str | None = None, plan: str | Path | None = None,
             check_numerics: bool | str = "plugins", timing: bool = False,
             dump_ir: str | Path | None = None, pass_options: Mapping[str, Mapping[str, Any]] | None = None,
-            **backend_options: Any) -> CompiledModel:
+            pass_timeout: float | None = DEFAULT_PASS_TIMEOUT, **backend_options: Any) -> CompiledModel:
     """Verifies the graph, runs the pass pipeline for `opt_level` and hands the result to `backend`.
 
     The returned model carries `pass_records` (what each pass did) and `results` (what the passes
@@ -94,7 +95,7 @@ def compile(model: Network | Graph, backend: str = "numpy", dtype: str = "float3
     device = backend_options.get("target") or backend_options.get("device")
     graph, ctx, manager = optimize(model, backend, dtype, opt_level, passes, disable, algo, plan,
                                    check_numerics, timing, dump_ir, device=str(device) if device else None,
-                                   pass_options=pass_options)
+                                   pass_options=pass_options, pass_timeout=pass_timeout)
     target = get_backend(backend)
     try:
         compiled = target.compile(graph, dtype=dtype, **backend_options)

@@ -16,6 +16,8 @@ tests on a conv's output, is weaker but still never lets a NaN through:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 EXACT = "exact"
@@ -92,3 +94,31 @@ def classify(actual: np.ndarray, expected: np.ndarray) -> str:
         return EXACT
     lost = nan_never_passes(actual, expected)
     return f"wrong: {lost}" if lost else SPREADS
+
+
+def poisoned(inputs: Sequence[np.ndarray], seed: int = 0) -> list[np.ndarray]:
+    """Copies of `inputs` with a NaN, a +inf and a -inf each at a seeded position (a check's probe)."""
+    rng = np.random.default_rng(seed + 1)
+    out = []
+    for x in inputs:
+        x = np.array(x, np.float64, copy=True)
+        for value in (np.nan, np.inf, -np.inf):
+            x[tuple(int(rng.integers(0, n)) for n in x.shape)] = value
+        out.append(x)
+    return out
+
+
+def verdict(outputs: Sequence[np.ndarray], references: Sequence[np.ndarray], algos: Sequence[str]
+            ) -> tuple[str, bool]:
+    """What `convc check` reports for a run on `poisoned` inputs: (text, within the contract). Spreading
+    is within the contract only when a Winograd algorithm ran (`algos`: the plan's, one per layer)."""
+    kinds = [classify(o, r) for o, r in zip(outputs, references)]
+    wrong = next((k for k in kinds if k.startswith("wrong")), None)
+    if wrong:
+        return wrong, False
+    if all(k == EXACT for k in kinds):
+        return EXACT, True
+    winograd = sorted({a for a in algos if a.startswith("winograd")})
+    if not winograd:
+        return f"{SPREADS}, without Winograd", False
+    return f"{SPREADS} ({', '.join(winograd)})", True

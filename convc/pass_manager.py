@@ -20,9 +20,12 @@ from typing import Any
 
 from convc.errors import ConvcError, GraphError, OptionError, PassError, PluginError, PluginWarning
 from convc.ir import Graph
+from convc.pass_guard import ParamGuard, call_with_time_limit, check_outputs, fingerprint, outputs_signature
 from convc.registry import PASSES_GROUP, broken, clashes, discover, leave_out, load_or_leave_out, warn_broken
 
 PassFn = Callable[[Graph, "PassContext"], bool]
+# Seconds one pass may run before the compile stops with a PassError naming it (docs/numerics.md).
+DEFAULT_PASS_TIMEOUT = 600.0
 
 
 @dataclass(frozen=True)
@@ -235,46 +238,68 @@ def _order(chosen: dict[str, RegisteredPass], names: list[str]) -> list[Register
     return [chosen[n] for n in ordered]
 
 
+def _plugin_error(p: RegisteredPass, e: Exception) -> PluginError:
+    return PluginError(f"pass '{p.name}' from package '{p.info.origin}' raised {type(e).__name__}: {e} "
+                       f"(disable it with --disable {p.name})")
+
+
 class PassManager:
     """Runs a pipeline, verifying after every pass; optionally checks numerics, times, dumps IR."""
 
     def __init__(self, pipeline: list[RegisteredPass], *, timing: bool = False,
-                 dump_ir: str | Path | None = None) -> None:
+                 dump_ir: str | Path | None = None, pass_timeout: float | None = DEFAULT_PASS_TIMEOUT) -> None:
         self.pipeline = pipeline
         self.timing = timing
         self.dump_ir = Path(dump_ir) if dump_ir else None
+        self.pass_timeout = pass_timeout  # seconds per pass; None or 0: no limit
         self.records: list[PassRecord] = []
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
+        """Runs every pass on `graph` (whose parameter arrays it replaces by private copies: see
+        convc/pass_guard.py), verifying after each and checking numerics as `ctx.check_numerics` asks."""
         from convc.numerics_check import NumericsChecker
 
         graph.verify()
-        checker = NumericsChecker(graph, ctx) if ctx.check_numerics else None
+        guard = ParamGuard.protect(graph)
+        checker = NumericsChecker(graph, ctx)  # traces nothing until a pass needs checking
         self._dump(graph, 0, "input")
         done: list[str] = []
         for i, p in enumerate(self.pipeline, 1):
-            before = len(graph)
+            who = f"pass '{p.name}' (package '{p.info.origin}')"
+            before, shape_before, outputs_before = len(graph), fingerprint(graph), outputs_signature(graph)
             t0 = time.perf_counter()
             try:
-                changed = bool(p.fn(graph, ctx))
+                hint = f"raise the limit with pass_timeout= / --pass-timeout SECONDS (0: none) or leave it " \
+                       f"out with --disable {p.name}"
+                changed = bool(call_with_time_limit(p.fn, (graph, ctx), self.pass_timeout, who, hint))
             except ConvcError:
                 raise
+            except ValueError as e:
+                if "read-only" not in str(e):
+                    raise _plugin_error(p, e) from e
+                raise PluginError(f"{who} wrote into a parameter array in place ({e}); a pass must replace "
+                                  f"arrays instead: g.params[name] = new_array") from e
             except Exception as e:
-                raise PluginError(f"pass '{p.name}' from package '{p.info.origin}' raised "
-                                  f"{type(e).__name__}: {e} (disable it with --disable {p.name})") from e
+                raise _plugin_error(p, e) from e
             seconds = time.perf_counter() - t0
             try:
                 graph.verify()
             except GraphError as e:
-                raise PassError(f"pass '{p.name}' (package '{p.info.origin}') left a broken graph: {e}; "
+                raise PassError(f"{who} left a broken graph: {e}; "
                                 f"passes run before it: {', '.join(done) or 'none'}") from None
+            guard.check_untouched(graph, who)
+            repointed = check_outputs(graph, outputs_before, who)
+            if not changed and fingerprint(graph) != shape_before:
+                ctx.log.append(f"{p.name}: returned False but changed the graph; checked as changed")
+                changed = True
             error = None
-            third_party = p.info.origin != "convc"
-            if checker is not None and changed and (ctx.check_numerics is True or third_party):
+            wanted = ctx.check_numerics is True or (ctx.check_numerics and p.info.origin != "convc")
+            if changed and (wanted or repointed):
                 error = checker.check(graph, p, done)
             self.records.append(PassRecord(p.name, p.info.origin, seconds, before, len(graph), changed, error))
             done.append(p.name)
             self._dump(graph, i, p.name)
+        guard.release(graph)
         return graph
 
     def _dump(self, graph: Graph, index: int, name: str) -> None:

@@ -7,6 +7,10 @@ backend itself and checked against its numerical budget (passes/conv_measure.py)
 `Plan` (passes/plan.py) in `ctx.results["plan"]`, cached per layer signature so a second compile
 replays it without measuring again.
 
+Winograd mixes the pixels of a tile, so a NaN or inf input makes its whole output tile non-finite
+(docs/numerics.md). The option "winograd": False (compile(..., pass_options={"choose_conv_algo":
+{"winograd": False}}), the CLI's --no-winograd) leaves it out of every choice; pinning it then is an error.
+
 The user has the last word, through the pass's options `ctx.options["choose_conv_algo"]` (what
 `convc.compile(algo=..., plan=...)` and the CLI's --algo / --plan fill): "algo" ({"features.0": "direct"}
 or "features.0=direct" strings) pins layers, and "plan" (a file) follows a saved plan, or writes this plan
@@ -41,8 +45,8 @@ from convc.passes.plan import LayerPlan, Plan, PlanCache, load_plan_file, signat
 TARGET_PROFILES = {"sm_90": "h100", "sm_80": "a100"}
 WINOGRAD_NEEDS = "a conv2d with a 3x3 kernel, stride 1, dilation 1 and groups 1"
 # ctx.options["choose_conv_algo"]: layer pins, a plan file, whether to calibrate the CPU profile (-O2 on
-# NumPy), and how -O3 measures (passes/conv_measure.py)
-OPTIONS = ("algo", "plan", "calibrate", "repeats", "min_rounds", "max_rounds", "budget_s", "progress")
+# NumPy), how -O3 measures (passes/conv_measure.py), and whether Winograd may be chosen
+OPTIONS = ("algo", "plan", "calibrate", "repeats", "min_rounds", "max_rounds", "budget_s", "progress", "winograd")
 
 
 def parse_algo_pins(algo: Mapping[str, str] | Sequence[str] | str | None) -> dict[str, str]:
@@ -67,6 +71,10 @@ def user_choices(ctx: PassContext) -> tuple[dict[str, str], Path | None]:
     options: dict[str, Any] = ctx.options_of("choose_conv_algo", OPTIONS)
     plan = options.get("plan")
     return parse_algo_pins(options.get("algo")), Path(plan) if plan else None
+
+
+def winograd_allowed(ctx: PassContext) -> bool:
+    return bool(ctx.options_of("choose_conv_algo", OPTIONS).get("winograd", True))
 
 
 def applies(node: Node, algo: str) -> bool:
@@ -183,15 +191,20 @@ def choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
     """Picks each conv's algorithm: cost model at -O2, measured at -O3; --algo and --plan override."""
     caps = ctx.capabilities
     target = tuple(caps.conv_algos) if caps is not None else CONV_ALGOS
+    winograd_off = not winograd_allowed(ctx)
+    if winograd_off:
+        target = tuple(a for a in target if a not in WINOGRAD_TILE)
     backend = ctx.backend_name
     convs = {n.name: n for n in g.nodes(CONV_OPS)}
     pins, plan_path = user_choices(ctx)
-    for layer, algo in pins.items():
-        check_choice(layer, algo, convs, target, backend, "--algo")
     followed = load_plan_file(plan_path) if plan_path is not None and plan_path.exists() else None
-    if followed is not None:
-        for lp in followed.layers:
-            check_choice(lp.layer, lp.algo, convs, target, backend, f"--plan {plan_path}:")
+    chosen = [(layer, algo, "--algo") for layer, algo in pins.items()] + \
+        [(lp.layer, lp.algo, f"--plan {plan_path}:") for lp in (followed.layers if followed else ())]
+    for layer, algo, where in chosen:
+        if winograd_off and algo in WINOGRAD_TILE:
+            raise OptionError(f"{where} {layer}={algo} contradicts winograd=False (--no-winograd): pin another "
+                              f"algorithm for '{layer}' or allow Winograd")
+        check_choice(layer, algo, convs, target, backend, where)
     mode = "measure" if ctx.opt_level >= 3 else "model"
     device = target_device(ctx)
     cpu = numpy_cpu_profile(ctx, device) if mode == "model" else None

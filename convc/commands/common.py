@@ -13,6 +13,7 @@ from convc.dsl import Network
 from convc.errors import OptionError
 from convc.files import check_output_path
 from convc.types import check_dtype
+from convc.pass_manager import DEFAULT_PASS_TIMEOUT
 
 console = Console(highlight=False)
 
@@ -65,6 +66,10 @@ def add_compile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--algo", action="append", default=None, metavar="LAYER=ALGO",
                    help="pin a conv layer's algorithm (repeatable): features.0=direct")
     p.add_argument("--plan", default=None, metavar="FILE", help="follow an algorithm plan file")
+    p.add_argument("--pass-timeout", type=float, default=DEFAULT_PASS_TIMEOUT, metavar="SECONDS",
+                   help=f"stop the compile when one pass runs longer (default {DEFAULT_PASS_TIMEOUT:g}; 0: no limit)")
+    p.add_argument("--no-winograd", action="store_true",
+                   help="never choose Winograd convolution (exact NaN/inf positions; see docs/numerics.md)")
     p.add_argument("--check-numerics", action="store_true",
                    help="after each pass compare with the original graph in float64; stop at the first "
                         "pass that breaks the budget")
@@ -84,6 +89,8 @@ def compile_options(args: argparse.Namespace) -> dict[str, Any]:
         "algo": args.algo,
         "plan": args.plan,
         "check_numerics": True if args.check_numerics else "plugins",
+        "pass_timeout": args.pass_timeout,
+        "pass_options": {"choose_conv_algo": {"winograd": False}} if args.no_winograd else None,
     }
 
 
