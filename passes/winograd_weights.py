@@ -12,6 +12,7 @@ transformed filters at compile time, in its own layout).
 from __future__ import annotations
 
 from convc.ir import Graph
+from convc.numerics import add_pass_param
 from convc.ops.convolution import WINOGRAD_TILES
 from convc.pass_manager import PassContext, convc_pass
 from convc.winograd import transform_filters
@@ -28,9 +29,10 @@ def winograd_weights(g: Graph, ctx: PassContext) -> bool:
         weight_name = g.param_input(node, "weight")
         assert weight_name is not None  # every conv has a weight slot
         weight = g.params[weight_name]
-        transformed = transform_filters(weight, WINOGRAD_TILES[algo]).astype(weight.dtype)
-        new_name = g.fresh_name(f"{weight_name}.{algo}")
-        g.add_param(new_name, transformed)
+        # Stored at the weight's precision, or float64 when compiling in float64 (numerics.add_pass_param).
+        new_name = add_pass_param(g, g.fresh_name(f"{weight_name}.{algo}"),
+                                  transform_filters(weight, WINOGRAD_TILES[algo]),
+                                  g.node(weight_name).type.dtype, ctx.dtype)
         inputs = tuple(new_name if i == weight_name else i for i in node.inputs)
         g.replace_node(node.replace(inputs=inputs, attrs={**node.attrs, "weight_transformed": True}))
         if not g.users(weight_name) and not g.is_output(weight_name):

@@ -66,6 +66,15 @@ def test_random_bn_networks_in_float64_agree_across_levels(seed: int) -> None:
     assert_levels_agree(net)
 
 
+def test_winograd_filters_transformed_at_compile_time_keep_float64() -> None:
+    net = random_bn_network(1)
+    x = np.random.default_rng(0).standard_normal(net.graph.inputs[0].type.shape)
+    pins = {n.name: "winograd_4x4" for n in net.graph.nodes("conv2d") if n.attrs["kernel"] == (3, 3)}
+    assert pins
+    model = convc.compile(net, backend="numpy", dtype="float64", opt_level=2, algo=pins)
+    assert rel_err(model.run(x)[0], outputs(net, 0, x)) <= FLOAT64
+
+
 def test_folded_parameters_are_float64_when_compiling_float64_and_float32_otherwise() -> None:
     net = random_bn_network(0)
     g64, _, _ = optimize(net, dtype="float64", opt_level=1)
