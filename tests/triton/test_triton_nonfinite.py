@@ -10,10 +10,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from random_networks import Twin, poison, torch_reference, twins
 from triton_check import compile_triton, fuse, set_algo
 
+import convc
 from convc.dsl import Network, Value
-from convc.nonfinite import check_spread, finite_rel_err, nonfinite_mismatch
+from convc.nonfinite import check_spread, finite_rel_err, nan_never_passes, nonfinite_mismatch
 from convc.numerics import budget
 
 # The interpreter computes with NumPy, which warns on every inf - inf and NaN it meets: expected here.
@@ -135,3 +139,24 @@ def test_winograd_relu_keeps_its_contract(algo: str, tile: int) -> None:
     assert check_spread(out, ref, tile, poisoned) is None, check_spread(out, ref, tile, poisoned)
     assert finite_rel_err(out, ref) <= budget("float32", algo)
     assert np.isnan(out).sum() >= np.isnan(ref).sum() > 0
+
+
+@settings(max_examples=6, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(t=twins(), data=st.data())
+def test_random_networks_keep_nan_and_inf_where_torch_does(t: Twin, data: st.DataObject) -> None:
+    """The seeded random networks of tests/random_networks.py with NaN/inf inputs, on Triton in float32."""
+    shape = t.net.graph.inputs[0].type.shape
+    x = poison(data.draw, np.random.default_rng(data.draw(st.integers(0, 1000))).standard_normal(shape))
+    x = x.astype(np.float32)
+    expected = torch_reference(t, x.astype(np.float64))
+    for level in (0, 2):
+        model = convc.compile(t.net, backend="triton", dtype="float32", device="cpu", opt_level=level)
+        algos = [lp.algo for lp in model.plan.layers] if getattr(model, "plan", None) is not None else []
+        out = model.run(x)[0]
+        where = f"-O{level} ({', '.join(algos) or 'default algorithms'})"
+        if any(a.startswith("winograd") for a in algos):
+            assert nan_never_passes(out, expected) is None, f"{where}: {nan_never_passes(out, expected)}"
+        else:
+            assert nonfinite_mismatch(out, expected) is None, f"{where}: {nonfinite_mismatch(out, expected)}"
+        assert finite_rel_err(out, expected) <= budget("float32", whole_model=True), where
