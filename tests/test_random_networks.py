@@ -24,7 +24,7 @@ from convc.numerics import budget, rel_err
 FLOAT64 = budget("float64", whole_model=True)
 LEVELS = (0, 1, 2)
 BACKENDS = ("numpy", "torch")
-SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, database=None,
+SETTINGS = settings(max_examples=20, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
