@@ -62,16 +62,21 @@ def test_outputs_match_torch_in_float64_within_the_winograd_budget(dtype: str) -
 
 
 def test_the_forward_never_reads_the_untransformed_weights() -> None:
-    """float64 parameters are used as they are (no cast copy): poisoning the original weight arrays
-    with NaN after compiling would show in the output if any kernel still read them."""
+    """The compiled graph holds only the transformed filters of the Winograd layers; float64 parameters
+    are used as they are (no cast copy), so poisoning the compiled graph's own arrays with NaN shows in
+    the output wherever a kernel reads them. The caller's arrays are not the compiled model's (the pass
+    manager works on copies): poisoning them changes nothing."""
     net = three_convs()
     model = convc.compile(net, algo=PINS, dtype="float64")
     x = seeded_inputs(net)[0]
     before = model.run(x)[0]
-    for layer in ("a", "b"):
-        net.params[f"{layer}.weight"][...] = np.nan  # in place: the arrays the compiled graph shares
+    params = model.graph.params
+    assert "a.weight" not in params and "b.weight" not in params
+    assert {"a.weight.winograd_2x2", "b.weight.winograd_4x4"} <= set(params)
+    for layer in ("a", "b", "c"):
+        net.params[f"{layer}.weight"][...] = np.nan
     np.testing.assert_array_equal(model.run(x)[0], before)
-    net.params["c.weight"][...] = np.nan  # c runs im2col on its original weight: the check can fail
+    params["c.weight"][...] = np.nan  # c runs im2col on its original weight: the check can fail
     assert np.isnan(model.run(x)[0]).all()
 
 
