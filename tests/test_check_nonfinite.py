@@ -18,15 +18,17 @@ def conv_factory(tmp_path: Path) -> str:
     return f"{path}:make"
 
 
-@pytest.mark.parametrize("algo,expected", [("direct", "│ exact"), ("im2col", "│ exact"),
-                                           ("winograd_4x4", f"│ {SPREADS}")])
+@pytest.mark.parametrize("algo,expected", [("direct", EXACT), ("im2col", EXACT),
+                                           ("winograd_4x4", f"{SPREADS} (winograd_4x4)")])
 def test_check_reports_nonfinite_handling_per_algorithm(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                         algo: str, expected: str) -> None:
     code = main(["check", conv_factory(tmp_path), "--input", "3,12,12", "--backends", "numpy",
                  "--algo", f"0={algo}", "--dtype", "float64"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert expected in out
+    row = " ".join(line for line in out.splitlines() if line.startswith("numpy"))
+    assert " ".join(row.split()).startswith("numpy "), out
+    assert expected in " ".join(row.split()) and row.rstrip().endswith("ok"), out
 
 
 def test_verdict_fails_a_number_where_the_reference_has_nan_and_spread_without_winograd() -> None:
