@@ -115,7 +115,7 @@ def call_with_time_limit(fn: Callable[..., Any], args: tuple[Any, ...], limit: f
     def target() -> None:
         try:
             box["value"] = fn(*args)
-        except BaseException as e:  # handed to the waiting thread, which re-raises it
+        except BaseException as e:  # noqa: BLE001 (handed to the waiting thread, which re-raises it)
             box["error"] = e
 
     worker = threading.Thread(target=target, name=f"convc {who}", daemon=True)
