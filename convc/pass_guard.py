@@ -18,6 +18,7 @@ unnoticed, hang the compile or reach the caller's network.
 """
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import threading
 from collections.abc import Callable
@@ -111,10 +112,12 @@ def call_with_time_limit(fn: Callable[..., Any], args: tuple[Any, ...], limit: f
     if limit is None or limit <= 0:
         return fn(*args)
     box: dict[str, Any] = {}
+    # The caller's context variables (progress reporting, NumPy's error state) go with the pass.
+    context = contextvars.copy_context()
 
     def target() -> None:
         try:
-            box["value"] = fn(*args)
+            box["value"] = context.run(fn, *args)
         except BaseException as e:  # noqa: BLE001 (handed to the waiting thread, which re-raises it)
             box["error"] = e
 

@@ -175,3 +175,14 @@ def test_exceptions_and_results_cross_the_worker_thread(plugins: list[str]) -> N
         optimize(cnn(), passes=["+explode"], pass_timeout=5)
     g, _, manager = optimize(cnn(), pass_timeout=5)
     assert [r.changed for r in manager.records][:1] and not g.nodes("batch_norm")
+
+
+def test_a_pass_under_a_time_limit_sees_the_caller_s_context_variables(plugins: list[str]) -> None:
+    import contextvars
+
+    flag: contextvars.ContextVar[str] = contextvars.ContextVar("flag", default="unset")
+    seen: list[str] = []
+    add_plugin(plugins, "look", lambda g, ctx: seen.append(flag.get()) or False)
+    flag.set("caller's value")
+    optimize(cnn(), passes=["+look"], pass_timeout=30)
+    assert seen == ["caller's value"]
