@@ -33,11 +33,14 @@ def __getattr__(name: str):
         return importlib.import_module(f"convc.{name}")
     if name in ("from_torch", "from_onnx"):
         return getattr(importlib.import_module("convc.frontends"), name)
+    if name in ("save_compiled", "load_compiled"):
+        return getattr(importlib.import_module("convc.artifact"), name)
     if name == "to_onnx":
         return importlib.import_module("convc.frontends.onnx_export").to_onnx
     raise AttributeError(f"module 'convc' has no attribute {name!r}")
 
 __all__ = [
     "BackendError", "ConvcError", "DefinitionError", "Graph", "GraphError", "Network", "Node",
-    "OptionError", "ParameterError", "PassError", "PluginError", "TensorType", "Value", "compile", "from_onnx", "from_torch", "to_onnx", "load", "models", "save",
+    "OptionError", "ParameterError", "PassError", "PluginError", "TensorType", "Value", "compile",
+    "from_onnx", "from_torch", "load", "load_compiled", "models", "save", "save_compiled", "to_onnx",
 ]

@@ -11,7 +11,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from convc.backend import CompiledModel
+from convc.batching import BatchedModel, batch_buckets, batch_size, check_batchable, rebatch
 from convc.dsl import Network
 from convc.errors import ConvcError, OptionError, PluginError
 from convc.ir import Graph
@@ -33,10 +36,11 @@ def as_graph(model: Network | Graph) -> Graph:
 
 def pass_settings(pass_options: Mapping[str, Mapping[str, Any]] | None,
                   algo: Mapping[str, str] | Sequence[str] | str | None,
-                  plan: str | Path | None) -> dict[str, dict[str, Any]]:
-    """Per-pass options, with `algo=` and `plan=` as sugar for choose_conv_algo's "algo" and "plan"."""
+                  plan: str | Path | None, plan_mismatch: str | None = None) -> dict[str, dict[str, Any]]:
+    """Per-pass options, with `algo=`, `plan=` and `plan_mismatch=` as sugar for choose_conv_algo's."""
     options = {name: dict(settings) for name, settings in (pass_options or {}).items()}
-    sugar = {key: value for key, value in (("algo", algo), ("plan", plan)) if value is not None}
+    sugar = {key: value for key, value in (("algo", algo), ("plan", plan), ("plan_mismatch", plan_mismatch))
+             if value is not None}
     if sugar:
         options["choose_conv_algo"] = {**options.get("choose_conv_algo", {}), **sugar}
     return options
@@ -48,10 +52,13 @@ def optimize(model: Network | Graph, backend: str = "numpy", dtype: str = "float
              check_numerics: bool | str = "plugins", timing: bool = False,
              dump_ir: str | Path | None = None, seed: int = 0,
              device: str | None = None, pass_options: Mapping[str, Mapping[str, Any]] | None = None,
-             pass_timeout: float | None = DEFAULT_PASS_TIMEOUT) -> tuple[Graph, PassContext, PassManager]:
+             pass_timeout: float | None = DEFAULT_PASS_TIMEOUT,
+             plan_mismatch: str | None = None) -> tuple[Graph, PassContext, PassManager]:
     """Runs the pass pipeline on a copy of the graph; returns it with the context and the manager.
     `device` tells the passes where the code will run ("cuda", or a GPU target such as "sm_90");
-    `pass_options` are per-pass settings by pass name; `algo` and `plan` fill choose_conv_algo's;
+    `pass_options` are per-pass settings by pass name; `algo` and `plan` fill choose_conv_algo's, and
+    `plan_mismatch` what a plan file made for another model, shape, dtype, backend or device gets:
+    "error" (a PlanMismatchError, the default) or "remeasure" (chosen again, warned, rewritten);
     `pass_timeout`: seconds each pass may run (None or 0: no limit; docs/numerics.md)."""
     graph = as_graph(model).copy()
     graph.verify()
@@ -59,7 +66,7 @@ def optimize(model: Network | Graph, backend: str = "numpy", dtype: str = "float
     target = get_backend(backend)
     ctx = PassContext(backend=target, dtype=check_dtype(dtype), opt_level=opt_level,
                       check_numerics=check_numerics, seed=seed, device=device or "cpu",
-                      options=pass_settings(pass_options, algo, plan))
+                      options=pass_settings(pass_options, algo, plan, plan_mismatch))
     pipeline = resolve_pipeline(opt_level, passes, disable, backend=target.name)
     _check_algorithm_options(algo, plan, pipeline, opt_level)
     manager = PassManager(pipeline, timing=timing, dump_ir=dump_ir, pass_timeout=pass_timeout)
@@ -86,25 +93,76 @@ def compile(model: Network | Graph, backend: str = "numpy", dtype: str = "float3
             algo: Mapping[str, str] | Sequence[str] | str | None = None, plan: str | Path | None = None,
             check_numerics: bool | str = "plugins", timing: bool = False,
             dump_ir: str | Path | None = None, pass_options: Mapping[str, Mapping[str, Any]] | None = None,
-            pass_timeout: float | None = DEFAULT_PASS_TIMEOUT, **backend_options: Any) -> CompiledModel:
+            pass_timeout: float | None = DEFAULT_PASS_TIMEOUT, plan_mismatch: str | None = None,
+            max_batch: int | None = None, min_batch: int = 1, **backend_options: Any) -> CompiledModel:
     """Verifies the graph, runs the pass pipeline for `opt_level` and hands the result to `backend`.
 
-    The returned model carries `pass_records` (what each pass did) and `results` (what the passes
-    published: `model.plan` is results["plan"], the conv algorithm plan, when the algorithm pass ran)."""
+    The returned model carries `pass_records` (what each pass did), `results` (what the passes
+    published: `model.plan` is results["plan"], the conv algorithm plan, when the algorithm pass ran) and
+    `settings` (what it was compiled with). With `max_batch`, the model runs every batch size from 1 to
+    max_batch: it is compiled once per batch bucket (the powers of two from `min_batch` up, and
+    max_batch), each with its own plan and tuned kernels, and a call runs the smallest bucket that holds
+    its batch (convc.batching)."""
     dtype = check_dtype(dtype)
+    options = {"opt_level": opt_level, "passes": passes, "disable": disable, "algo": algo,
+               "check_numerics": check_numerics, "timing": timing, "pass_options": pass_options,
+               "plan_mismatch": plan_mismatch, "pass_timeout": pass_timeout}
+    settings = {"backend": backend, "dtype": dtype, "opt_level": opt_level,
+                "passes": list(passes) if passes is not None else None, "disable": list(disable),
+                "algo": algo if algo is None or isinstance(algo, str) else
+                dict(algo) if isinstance(algo, Mapping) else list(algo),
+                "pass_options": {k: dict(v) for k, v in (pass_options or {}).items()},
+                "backend_options": {k: v if isinstance(v, (bool, int, float)) else str(v)
+                                    for k, v in backend_options.items() if v is not None}}
+    if max_batch is None:
+        compiled = _compile_one(as_graph(model), backend, dtype, options, plan, dump_ir, backend_options)
+        batches = [batch_size(compiled.graph)] if compiled.graph.inputs else []
+        compiled.settings = {**settings, "buckets": batches}
+        return compiled
+    if plan is not None:
+        raise OptionError(f"plan={str(plan)!r} with max_batch={max_batch}: a plan file holds one input shape "
+                          f"and each batch bucket has its own plan; leave out one of the two")
+    graph = as_graph(model)
+    buckets = batch_buckets(max_batch, min_batch)
+    check_batchable(graph)
+    models: dict[int, CompiledModel] = {}
+    shared: dict[str, Any] = {}
+    for b in buckets:
+        dump = dump_ir if b == buckets[-1] else None
+        models[b] = _compile_one(rebatch(graph, b), backend, dtype, options, None, dump, backend_options,
+                                 shared)
+    batched = BatchedModel(models, {b: m.plan for b, m in models.items()})
+    batched.settings = {**settings, "buckets": list(buckets)}
+    return batched
+
+
+def _compile_one(graph: Graph, backend: str, dtype: str, options: dict[str, Any], plan: str | Path | None,
+                 dump_ir: str | Path | None, backend_options: dict[str, Any],
+                 shared: dict[str, Any] | None = None) -> CompiledModel:
+    """One static-shape compile. `shared` holds parameter arrays of other batch buckets: an equal array
+    is shared rather than kept twice."""
     device = backend_options.get("target") or backend_options.get("device")
-    graph, ctx, manager = optimize(model, backend, dtype, opt_level, passes, disable, algo, plan,
-                                   check_numerics, timing, dump_ir, device=str(device) if device else None,
-                                   pass_options=pass_options, pass_timeout=pass_timeout)
+    optimized, ctx, manager = optimize(graph, backend, dtype, options["opt_level"], options["passes"],
+                                       options["disable"], options["algo"], plan, options["check_numerics"],
+                                       options["timing"], dump_ir, device=str(device) if device else None,
+                                       pass_options=options["pass_options"],
+                                       plan_mismatch=options["plan_mismatch"],
+                                       pass_timeout=options["pass_timeout"])
+    if shared is not None:
+        for name, array in optimized.params.items():
+            kept = shared.setdefault(name, array)
+            if kept is not array and kept.shape == array.shape and kept.dtype == array.dtype and \
+                    np.array_equal(kept, array, equal_nan=True):
+                optimized.params[name] = kept
     target = get_backend(backend)
     try:
-        compiled = target.compile(graph, dtype=dtype, **backend_options)
+        compiled = target.compile(optimized, dtype=dtype, **backend_options)
     except ConvcError:
         raise
     except Exception as e:
         if backend_origin(backend) == "convc":
             raise  # convc's own backend failing is a bug in convc: keep its traceback
-        raise _plugin_failure(backend, graph, e) from e
+        raise _plugin_failure(backend, optimized, e) from e
     compiled.pass_records = manager.records
     compiled.results = dict(ctx.results)
     return compiled

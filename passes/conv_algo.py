@@ -14,7 +14,10 @@ Winograd mixes the pixels of a tile, so a NaN or inf input makes its whole outpu
 The user has the last word, through the pass's options `ctx.options["choose_conv_algo"]` (what
 `convc.compile(algo=..., plan=...)` and the CLI's --algo / --plan fill): "algo" ({"features.0": "direct"}
 or "features.0=direct" strings) pins layers, and "plan" (a file) follows a saved plan, or writes this plan
-there when the file does not exist yet. A conv whose graph already names an applicable algorithm keeps it.
+there when the file does not exist yet. A plan file made for another model, input shapes, dtype, backend or
+device is refused (PlanMismatchError), or with the option "plan_mismatch": "remeasure"
+(compile(plan_mismatch="remeasure"), the CLI's --plan-mismatch remeasure) chosen again with a warning and
+rewritten. A conv whose graph already names an applicable algorithm keeps it.
 
 A backend whose only algorithm is one convc does not know (torch lists "cudnn": cuDNN or oneDNN
 chooses inside) is recorded in the plan but the node's algo stays None, so the graph still runs on
@@ -23,6 +26,7 @@ the NumPy reference that numerics checks use.
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,14 +43,30 @@ from convc.passes.conv_cost import COST_MODEL_VERSION, PROFILES, WINOGRAD_TILE, 
 from convc.passes.conv_cost_numpy import estimate_numpy
 from convc.passes.cpu_profile import NumpyProfile, calibration_enabled, numpy_profile
 from convc.passes.conv_measure import measure, report_progress
-from convc.passes.plan import LayerPlan, Plan, PlanCache, load_plan_file, signature
+from convc.passes.plan import (
+    LayerPlan,
+    OutdatedPlanFile,
+    Plan,
+    PlanCache,
+    load_plan_file,
+    signature,
+    structure_hash,
+)
 
 # GPU targets (`target="sm_90"`, the CLI's --target) and the cost profile each one's plan uses.
 TARGET_PROFILES = {"sm_90": "h100", "sm_80": "a100"}
+ON_PLAN_MISMATCH = ("error", "remeasure")
+
+
+class PlanMismatchError(OptionError):
+    """A --plan file made for another model, input shapes, dtype, backend or device."""
+
+
 WINOGRAD_NEEDS = "a conv2d with a 3x3 kernel, stride 1, dilation 1 and groups 1"
 # ctx.options["choose_conv_algo"]: layer pins, a plan file, whether to calibrate the CPU profile (-O2 on
 # NumPy), how -O3 measures (passes/conv_measure.py), and whether Winograd may be chosen
-OPTIONS = ("algo", "plan", "calibrate", "repeats", "min_rounds", "max_rounds", "budget_s", "progress", "winograd")
+OPTIONS = ("algo", "plan", "plan_mismatch", "calibrate", "repeats", "min_rounds", "max_rounds", "budget_s",
+           "progress", "winograd")
 
 
 def parse_algo_pins(algo: Mapping[str, str] | Sequence[str] | str | None) -> dict[str, str]:
@@ -185,6 +205,43 @@ def decide(node: Node, g: Graph, ctx: PassContext, cands: tuple[str, ...], sig: 
     return LayerPlan(node.name, node.op, sig, algo, source, times, budget(ctx.dtype, algo), errors)
 
 
+def plan_header(g: Graph, ctx: PassContext, device: str, mode: str) -> Plan:
+    """A plan without layers that says which compile it is for."""
+    import convc
+
+    shapes = tuple(n.type.shape for n in g.inputs)
+    return Plan(ctx.backend_name, device, ctx.dtype, mode, (), g.name, structure_hash(g), shapes,
+                convc.__version__)
+
+
+def follow_plan_file(path: Path, made_for: Plan, on_mismatch: str, ctx: PassContext) -> Plan | None:
+    """The plan in `path` when it was made for this compile; None (re-measure) when it was not and the
+    user asked for that; otherwise a PlanMismatchError naming every difference."""
+    if on_mismatch not in ON_PLAN_MISMATCH:
+        raise OptionError(f"plan_mismatch={on_mismatch!r}: choose one of {', '.join(ON_PLAN_MISMATCH)}")
+    try:
+        followed = load_plan_file(path)
+    except OutdatedPlanFile as e:
+        if on_mismatch == "error":
+            raise
+        return _remeasure(f"{e}", path, ctx)
+    differences = followed.mismatches(made_for)
+    if not differences:
+        return followed
+    what = (f"--plan {path} was made for {followed.describe()}; this compile is for {made_for.describe()}; "
+            f"they differ in {'; '.join(differences)}")
+    if on_mismatch == "error":
+        raise PlanMismatchError(f"{what}. Name another plan file, or re-measure and rewrite this one with "
+                                f"--plan-mismatch remeasure (plan_mismatch='remeasure')")
+    return _remeasure(what, path, ctx)
+
+
+def _remeasure(why: str, path: Path, ctx: PassContext) -> None:
+    message = f"convc: {why}; choosing the algorithms again and rewriting {path}"
+    warnings.warn(message, stacklevel=3)
+    ctx.log.append(f"choose_conv_algo: {message}")
+
+
 @convc_pass("choose_conv_algo", opt_level=2, runs_after=(
     "eliminate_dropout", "eliminate_identity", "fold_constants", "dce", "fold_bn", "fuse_epilogue"))
 def choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
@@ -197,7 +254,13 @@ def choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
     backend = ctx.backend_name
     convs = {n.name: n for n in g.nodes(CONV_OPS)}
     pins, plan_path = user_choices(ctx)
-    followed = load_plan_file(plan_path) if plan_path is not None and plan_path.exists() else None
+    mode = "measure" if ctx.opt_level >= 3 else "model"
+    device = target_device(ctx)
+    header = plan_header(g, ctx, device, mode)
+    followed = None
+    if plan_path is not None and plan_path.exists():
+        on_mismatch = ctx.options_of("choose_conv_algo", OPTIONS).get("plan_mismatch", "error")
+        followed = follow_plan_file(plan_path, header, on_mismatch, ctx)
     chosen = [(layer, algo, "--algo") for layer, algo in pins.items()] + \
         [(lp.layer, lp.algo, f"--plan {plan_path}:") for lp in (followed.layers if followed else ())]
     for layer, algo, where in chosen:
@@ -205,8 +268,6 @@ def choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
             raise OptionError(f"{where} {layer}={algo} contradicts winograd=False (--no-winograd): pin another "
                               f"algorithm for '{layer}' or allow Winograd")
         check_choice(layer, algo, convs, target, backend, where)
-    mode = "measure" if ctx.opt_level >= 3 else "model"
-    device = target_device(ctx)
     cpu = numpy_cpu_profile(ctx, device) if mode == "model" else None
     # A plan holds for one thread count, and a modelled one for one profile: both are in the cache key.
     extra: dict[str, object] = {"threads": blas_threads()}
@@ -254,7 +315,8 @@ def choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
     problem = cache.save()
     if problem:
         ctx.log.append(f"choose_conv_algo: {problem}")
-    plan = Plan(backend, device, ctx.dtype, mode, tuple(layers))
+    plan = Plan(backend, device, ctx.dtype, mode, tuple(layers), header.model, header.model_hash,
+                header.input_shapes, header.convc_version)
     ctx.results["plan"] = plan
     if plan_path is not None and followed is None:
         plan.save(plan_path)

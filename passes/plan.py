@@ -4,6 +4,11 @@
     plan.algo_of("features.0")              # 'im2col'
     Plan.from_json(plan.to_json()) == plan  # exact round trip
     plan.to_table_rows()                    # what `convc plan` prints
+    plan.mismatches(other)                  # ['input shapes 1x3x64x64 vs 1x3x224x224', 'dtype ...']
+
+A plan records what it was made for: the model (graph name and a hash of its structure at the point the
+algorithm pass sees it), input shapes, dtype, backend, device and the convc version. A plan file is
+followed only by a compile of that same model, shapes, dtype, backend and device (passes/conv_algo.py).
 
 Plans are cached per (backend, device, dtype, mode) in $CONVC_CACHE_DIR (default ~/.cache/convc),
 one entry per layer signature (shapes + attributes), so a second compile replays the same choices
@@ -11,6 +16,7 @@ without measuring again. A cache file that does not parse or check out is rebuil
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +29,8 @@ from convc.serialize import write_output
 
 PLAN_FORMAT = "convc-plan"
 CACHE_FORMAT = "convc-plan-cache"
-VERSION = 1
+VERSION = 2  # 2: plans record the model, input shapes and convc version they were made for
+MATCHED_FIELDS = ("model", "model_hash", "input_shapes", "dtype", "backend", "device")
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,30 @@ class Plan:
     dtype: str
     mode: str  # "model" (analytical cost model) or "measure" (-O3: timed on the backend)
     layers: tuple[LayerPlan, ...] = ()
+    model: str = ""  # the graph's name
+    model_hash: str = ""  # structure_hash of the graph the algorithm pass saw
+    input_shapes: tuple[tuple[int, ...], ...] = ()
+    convc_version: str = ""
+
+    def describe(self) -> str:
+        """'model 'tiny' (structure 3f2a...), input 1x3x64x64, float32, backend numpy on cpu'."""
+        return (f"model '{self.model}' (structure {self.model_hash[:12]}), input "
+                f"{format_shapes(self.input_shapes)}, {self.dtype}, backend {self.backend} on {self.device}")
+
+    def mismatches(self, other: Plan) -> list[str]:
+        """What differs between the compile `self` was made for and the one `other` describes."""
+        out = []
+        for name in MATCHED_FIELDS:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine != theirs:
+                if name == "model_hash" and self.input_shapes != other.input_shapes:
+                    continue  # the shapes are in the hash: name the cause only
+                if name == "input_shapes":
+                    mine, theirs = format_shapes(mine), format_shapes(theirs)
+                if name == "model_hash":
+                    name, mine, theirs = "model structure", mine[:12], theirs[:12]
+                out.append(f"{name.replace('_', ' ')} {mine or '?'} (this compile: {theirs})")
+        return out
 
     def algo_of(self, layer: str) -> str | None:
         return next((lp.algo for lp in self.layers if lp.layer == layer), None)
@@ -77,18 +108,27 @@ class Plan:
         return next((lp for lp in self.layers if lp.layer == name), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": PLAN_FORMAT, "version": VERSION, "backend": self.backend, "device": self.device,
-                "dtype": self.dtype, "mode": self.mode, "layers": [lp.to_dict() for lp in self.layers]}
+        return {"format": PLAN_FORMAT, "version": VERSION, "convc_version": self.convc_version,
+                "model": self.model, "model_hash": self.model_hash,
+                "input_shapes": [list(s) for s in self.input_shapes], "backend": self.backend,
+                "device": self.device, "dtype": self.dtype, "mode": self.mode,
+                "layers": [lp.to_dict() for lp in self.layers]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Plan:
-        """Raises ValueError when `d` is not a plan."""
+        """Raises ValueError when `d` is not a plan, OutdatedPlan when an older convc wrote it."""
         if not isinstance(d, dict) or d.get("format") != PLAN_FORMAT:
             raise ValueError(f"not a convc plan (format {d.get('format') if isinstance(d, dict) else d!r})")
+        if d.get("version") != VERSION:
+            raise OutdatedPlan(f"plan format version {d.get('version')!r}, but this convc reads version "
+                               f"{VERSION}: an older convc wrote it without the model, input shapes, dtype, "
+                               f"backend and device it was made for")
         try:
             layers = tuple(LayerPlan.from_dict(x) for x in d["layers"])
-            return cls(str(d["backend"]), str(d["device"]), str(d["dtype"]), str(d["mode"]), layers)
-        except (KeyError, TypeError, AttributeError) as e:
+            shapes = tuple(tuple(int(v) for v in s) for s in d["input_shapes"])
+            return cls(str(d["backend"]), str(d["device"]), str(d["dtype"]), str(d["mode"]), layers,
+                       str(d["model"]), str(d["model_hash"]), shapes, str(d["convc_version"]))
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise ValueError(f"malformed plan: missing or bad field {e}") from None
 
     def to_json(self) -> str:
@@ -110,15 +150,42 @@ class Plan:
                  "budget": f"{lp.budget:.0e} ({self.dtype})"} for lp in self.layers]
 
 
+class OutdatedPlan(ValueError):
+    """A plan in an older format (without the metadata that says what it was made for)."""
+
+
+class OutdatedPlanFile(OptionError):
+    """A --plan file in an older format."""
+
+
+def format_shapes(shapes: tuple[tuple[int, ...], ...]) -> str:
+    return ", ".join("x".join(map(str, s)) for s in shapes) or "?"
+
+
+def structure_hash(g: Graph) -> str:
+    """SHA-256 over every node's name, op, operands, attributes (the conv algorithm aside) and type, and
+    the outputs: equal for the same model at the same shapes, whatever its weights or algorithms."""
+    h = hashlib.sha256()
+    for n in g.nodes():
+        attrs = {k: v for k, v in sorted(n.attrs.items()) if k != "algo"}
+        h.update(repr((n.name, n.op, n.inputs, attrs, n.type.shape, n.type.dtype)).encode())
+    h.update(repr(tuple(g.outputs)).encode())
+    return h.hexdigest()
+
+
 def load_plan_file(path: str | Path) -> Plan:
     """A plan the user asked to follow (--plan FILE); a bad file is an OptionError naming it."""
     try:
         return Plan.from_json(files.read_bounded(path, what="--plan"))
     except OSError as e:
         raise OptionError(f"--plan {path}: cannot read the plan file ({e.strerror})") from None
+    except OutdatedPlan as e:
+        raise OutdatedPlanFile(f"--plan {path}: {e}; delete it and let compile write it again, or rewrite it "
+                               f"with --plan-mismatch remeasure") from None
     except ValueError as e:
-        raise OptionError(f"--plan {path}: {e}; write one with `convc plan MODEL --json` or let compile "
-                          f"create it by naming a file that does not exist yet") from None
+        raise OptionError(f"--plan {path}: {e}; write one with `convc plan MODEL --plan {path}` (after "
+                          f"deleting it) or let compile create it by naming a file that does not exist yet"
+                          ) from None
 
 
 def format_seconds(t: float) -> str:

@@ -86,8 +86,8 @@ def test_passes_and_plan(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize("argv, message", [
     (["summary", "resnet9000"], "unknown model 'resnet9000'; did you mean 'resnet50'"),
-    (["run", "lenet5", "--batch", "x"], "argument --batch: invalid int value: 'x'"),
-    (["run", "lenet5", "--batch", "0"], "--batch 0: must be a positive integer"),
+    (["run", "lenet5", "--batch", "x"], "--batch 'x': expected a batch size like 8 or a range like 1..64"),
+    (["run", "lenet5", "--batch", "0"], "--batch '0': expected positive sizes"),
     (["run", "lenet5", "--dtype", "int8"], "dtype 'int8' is not supported"),
     (["run", "lenet5", "--backend", "cuda9"], "unknown backend 'cuda9'"),
     (["compile", "resnet18", "--disable", "fold_bnn"], "--disable: unknown pass 'fold_bnn'"),

@@ -17,7 +17,7 @@ CONVC = str(Path(sys.executable).parent / "convc")
 
 
 def convc_cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CONVC, *argv], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run([CONVC, *argv], capture_output=True, text=True, cwd=cwd, timeout=300, check=False)
 
 
 def tiny(batch: int = 1) -> convc.Network:

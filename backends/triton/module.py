@@ -36,7 +36,7 @@ from convc.ops import InvalidNode, schema_of
 from convc.progress import track
 from convc.types import TensorType
 
-OPTIONS = ("device", "tf32", "cuda_graphs", "autotune", "target")
+OPTIONS = ("device", "tf32", "cuda_graphs", "autotune", "target", "saved_state")
 
 
 def graph_for_shapes(graph: Graph, shapes: tuple[tuple[int, ...], ...]) -> Graph:
@@ -124,6 +124,10 @@ class TritonModule(torch.nn.Module, CompiledModel):
         self.tuner = Tuner(enabled=tune and self.target is None)
         self._target_backend = backend
         self._packed: dict[tuple[str, str], torch.Tensor] = {}
+        if options.get("saved_state"):  # a saved compiled model: its configurations and packed weights
+            from convc.backends.triton.artifact_state import restore_state
+
+            restore_state(self, options["saved_state"])
         self.variants: dict[tuple[tuple[int, ...], ...], Variant] = {}
         self._declared = tuple(n.type.shape for n in graph.inputs)
         self._current = self.variant(self._declared)
@@ -266,6 +270,16 @@ class TritonModule(torch.nn.Module, CompiledModel):
             emit_static(self, self.target, Path(directory))
             written.append(Path(directory) / "report.json")
         return written
+
+    def artifact_state(self) -> dict[str, Any]:
+        """Packed weights, kernel configurations and binaries for convc.save_compiled."""
+        from convc.backends.triton.artifact_state import export_state
+
+        return export_state(self)
+
+    def artifact_target(self) -> dict[str, Any]:
+        """What a saved copy must match besides the device: the interpreter, the ahead-of-time target."""
+        return {"interpreter": INTERPRET, **({"arch": self.target.name} if self.target is not None else {})}
 
     def static_report(self) -> dict[str, Any]:
         """Every launch compiled for the target (default: the local GPU's): registers, spills, shared memory,

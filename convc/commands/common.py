@@ -21,7 +21,9 @@ console = Console(highlight=False)
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a zoo model name (see `convc models`), a .onnx file, module.py:factory, or "
                    "a graph saved with net.save (.json beside its .npz)")
-    p.add_argument("--batch", type=int, default=None, help="batch size (default 1)")
+    p.add_argument("--batch", action=BatchAction, default=None, metavar="N|MIN..MAX",
+                   help="batch size (default 1); compile and run also take a range like 1..64: one compile "
+                        "that runs every batch size up to MAX (buckets: the powers of two in the range)")
     p.add_argument("--input", default=None, metavar="C,H,W",
                    help="input shape without the batch axis (spatial size only also works: 64 or 64,64)")
 
@@ -70,9 +72,33 @@ def add_compile_args(p: argparse.ArgumentParser) -> None:
                    help=f"stop the compile when one pass runs longer (default {DEFAULT_PASS_TIMEOUT:g}; 0: no limit)")
     p.add_argument("--no-winograd", action="store_true",
                    help="never choose Winograd convolution (exact NaN/inf positions; see docs/numerics.md)")
+    p.add_argument("--plan-mismatch", default="error", choices=("error", "remeasure"),
+                   help="a --plan file made for another model, input shape, dtype, backend or device: "
+                        "error (default) or remeasure (choose again with a warning and rewrite the file)")
     p.add_argument("--check-numerics", action="store_true",
                    help="after each pass compare with the original graph in float64; stop at the first "
                         "pass that breaks the budget")
+
+
+class BatchAction(argparse.Action):
+    """--batch N sets `batch`; --batch MIN..MAX sets `batch` to MIN and `batch_range` to (MIN, MAX)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from convc.batching import parse_batch_range
+
+        try:
+            low, high = parse_batch_range(str(values))
+        except OptionError as e:
+            parser.error(str(e))
+        namespace.batch = low
+        namespace.batch_range = (low, high) if ".." in str(values) else None
+
+
+def batch_options(args: argparse.Namespace) -> dict[str, int]:
+    """max_batch / min_batch for convc.compile when --batch gave a range."""
+    batch_range = getattr(args, "batch_range", None)
+    return {} if batch_range is None else {"min_batch": batch_range[0], "max_batch": batch_range[1]}
 
 
 def split_list(text: str | None) -> list[str]:
@@ -88,6 +114,7 @@ def compile_options(args: argparse.Namespace) -> dict[str, Any]:
         "disable": split_list(args.disable),
         "algo": args.algo,
         "plan": args.plan,
+        "plan_mismatch": args.plan_mismatch,
         "check_numerics": True if args.check_numerics else "plugins",
         "pass_timeout": args.pass_timeout,
         "pass_options": {"choose_conv_algo": {"winograd": False}} if args.no_winograd else None,
@@ -127,6 +154,10 @@ def load_model(spec: str, batch: int | None = None, input_shape: tuple[int, ...]
 
     if saved_graph_path(spec) is not None:
         return load_saved_graph(spec, batch, input_shape)
+    if spec.lower().endswith(".convc"):
+        from convc.artifact import saved_network
+
+        return saved_network(spec, batch)
     if spec.endswith(".onnx") or ".py:" in spec:
         from convc import frontends
 

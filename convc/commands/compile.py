@@ -12,6 +12,7 @@ from convc.commands.common import (
     add_compile_args,
     add_dtype_arg,
     add_model_args,
+    batch_options,
     check_backend_dtype,
     compile_options,
     console,
@@ -37,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--emit", default=None, metavar="DIR",
                    help="write what runs: kernel sources, launch grids, configurations, final IR")
     p.add_argument("--print-ir", action="store_true", help="print the final IR")
+    p.add_argument("-o", "--output", default=None, metavar="FILE",
+                   help="save the compiled model to one file (e.g. model.convc): graph, weights, plans, "
+                        "tuned kernels; `convc run FILE` runs it without compiling (docs/artifacts.md)")
     p.add_argument("--target", default=None, metavar="SM",
                    help="triton: compile every kernel ahead of time for a GPU (sm_90, sm_80; no GPU needed) "
                         "and print its static report; --emit then also writes PTX, cubins and report.json "
@@ -83,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     extra = {"target": target} if target else {}
     model = convc_compile(net, backend=args.backend, dtype=args.dtype, timing=args.timing,
-                          dump_ir=args.dump_ir, **compile_options(args), **extra)
+                          dump_ir=args.dump_ir, **compile_options(args), **extra,
+                          **batch_options(args))
     if target:
         report = model.static_report()  # type: ignore[attr-defined]
         if args.emit:
@@ -111,6 +116,12 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"wrote kernels and IR to {args.emit}")
     if args.dump_ir:
         console.print(f"wrote the IR after each pass to {args.dump_ir}")
+    if args.output:
+        from convc.artifact import save_compiled
+
+        written = save_compiled(model, args.output)
+        console.print(f"wrote {args.output} ({written.stat().st_size / 1e6:.2f} MB; load it with "
+                      f"convc.load_compiled or `convc run {args.output}`)")
     ops: dict[str, int] = {}
     for n in model.graph.nodes():
         if n.op not in ("param", "input"):

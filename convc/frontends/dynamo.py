@@ -5,6 +5,8 @@ convc backend; the rest stays in eager PyTorch, and a warning lists what fell ba
     y = model(x)           # convolutions, pools, ... on convc's NumPy backend; anything else in torch
 
 Options: "backend" (a convc backend name, default "numpy") and "dtype" (default: the inputs' dtype).
+A new batch size (dynamo then captures the graph with a symbolic batch) reuses the compiled module: each
+input shape gets its own convc compile on first use, kept for the next call (`PerShape`).
 Inference only: convc subgraphs do not record autograd history. Weights are read when a subgraph is
 compiled and re-read if a parameter changes in place (its version counter moves).
 """
@@ -32,15 +34,13 @@ from convc.types import TensorType, check_dtype
 def convc_dynamo_backend(gm: fx.GraphModule, example_inputs: list[Any],
                          options: Mapping[str, Any] | None = None) -> Callable[..., Any]:
     """A torch.compile backend (registered as "convc" through the torch_dynamo_backends entry point)."""
+    if any(_is_symbolic(e) for e in example_inputs):
+        return PerShape(gm, dict(options or {}))
     options = dict(options or {})
     backend = str(options.pop("backend", "numpy"))
     dtype = options.pop("dtype", None)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     examples = dict(zip(placeholders, example_inputs))
-    if any(_is_symbolic(e) for e in example_inputs):
-        warnings.warn("convc: the captured graph has dynamic shapes; it runs in eager PyTorch (convc "
-                      "compiles static shapes: try torch.compile(..., dynamic=False))", stacklevel=2)
-        return gm.forward
     weights = {n.name: e for n, e in examples.items() if _is_weight(n, e)}
     known = {n.name: examples.get(n, n.meta.get("example_value")) for n in gm.graph.nodes}
     keys = {n.name: _state_key(n) for n in placeholders if n.name in weights}
@@ -61,6 +61,43 @@ def convc_dynamo_backend(gm: fx.GraphModule, example_inputs: list[Any],
             setattr(fused, str(node.target), runner)
     fused.recompile()
     return fused.forward
+
+
+class PerShape:
+    """A captured graph with symbolic shapes: dynamo captures one when a compiled model meets a second batch
+    size. Each concrete combination of input shapes gets its own convc compile of the graph, made on first
+    use (from one eager run that records every value's shape) and kept, so a new batch size runs on convc
+    instead of falling back to eager PyTorch."""
+
+    def __init__(self, gm: fx.GraphModule, options: dict[str, Any]) -> None:
+        self.gm = gm
+        self.options = options
+        self.compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
+
+    def __call__(self, *args: Any) -> Any:
+        key = tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in args)
+        if key not in self.compiled:
+            self.compiled[key] = convc_dynamo_backend(concrete_copy(self.gm, args), list(args), self.options)
+        return self.compiled[key](*args)
+
+
+class _Recorder(fx.Interpreter):
+    """Runs a graph once, recording each node's value as its example (a concrete shape for every node)."""
+
+    def run_node(self, n: fx.Node) -> Any:
+        value = super().run_node(n)
+        n.meta["example_value"] = value
+        return value
+
+
+def concrete_copy(gm: fx.GraphModule, args: tuple[Any, ...]) -> fx.GraphModule:
+    """A copy of `gm` (node metadata copied, not shared) whose example values are those of `args`."""
+    import copy
+
+    concrete = fx.GraphModule(gm, copy.deepcopy(gm.graph))
+    with torch.no_grad():
+        _Recorder(concrete).run(*args)
+    return concrete
 
 
 def _without_unsupported(partitions: list[Any], support: _ConvcSupport) -> list[Any]:

@@ -94,13 +94,33 @@ def test_options_choose_the_dtype_and_weight_updates_are_seen() -> None:
     assert close(y, model(x))
 
 
-def test_dynamic_shapes_run_in_eager_with_a_warning() -> None:
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
-    compiled = torch.compile(model, backend="convc", dynamic=True)
-    x = torch.randn(2, 3, 8, 8)
-    with pytest.warns(UserWarning, match="dynamic shapes"):
-        y = compiled(x)
-    np.testing.assert_allclose(y.detach().numpy(), model(x).detach().numpy(), rtol=1e-6)
+class FlattenByView(nn.Module):
+    """x.view(x.size(0), -1): with a symbolic batch dynamo records the size as a graph value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.conv(x))
+        return torch.softmax(self.fc(y.view(y.size(0), -1)), dim=1)
+
+
+@pytest.mark.parametrize("dynamic", [None, True])
+def test_new_batch_sizes_reuse_the_compiled_module_on_convc(dynamic: bool | None,
+                                                            convc_calls: list[int]) -> None:
+    model = FlattenByView().double().eval()
+    compiled = torch.compile(model, backend="convc", dynamic=dynamic)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i, batch in enumerate((2, 3, 5, 3)):
+            x = torch.randn(batch, 3, 8, 8, dtype=torch.float64)
+            y = compiled(x)
+            assert len(convc_calls) == i + 1  # every batch size ran on convc, none in eager torch
+            want = model(x).detach().numpy()
+            assert rel_err(y.detach().numpy(), want) <= budget("float64", whole_model=True)
+    assert convc_warnings(caught) == []
 
 
 @pytest.mark.parametrize("source, key", [
