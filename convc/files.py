@@ -19,11 +19,7 @@ from typing import Any
 
 from convc.errors import ConvcError, OptionError
 from convc.locks import file_lock
-from convc.serialize import atomic_write
-
-# Plans, caches and graph JSON are kilobytes to a few megabytes; anything past this is not one of them.
-MAX_TEXT_FILE_BYTES = 256 << 20
-
+from convc.serialize import MAX_TEXT_FILE_BYTES, atomic_write, read_bounded  # noqa: F401  (re-exported)
 
 def update_json(path: str | Path, merge: Callable[[Any], Any]) -> Any:
     """Under an exclusive lock: reads `path` (None when missing or not JSON), writes `merge(current)`.
@@ -39,23 +35,6 @@ def update_json(path: str | Path, merge: Callable[[Any], Any]) -> Any:
         new = merge(current)
         atomic_write(path, json.dumps(new, indent=1, sort_keys=True).encode())
     return new
-
-
-def read_bounded(path: str | Path, *, what: str, limit: int = MAX_TEXT_FILE_BYTES) -> str:
-    """The text of a regular file of at most `limit` bytes; OptionError naming `what` otherwise.
-
-    OSError (missing, unreadable) passes through for the caller to word."""
-    path = Path(path)
-    if path.exists() and not path.is_file():
-        raise OptionError(f"{what}: {path} is not a regular file")
-    with open(path, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise OptionError(f"{what}: {path} is larger than {limit >> 20} MiB; not a convc file")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise OptionError(f"{what}: {path} is not UTF-8 text") from None
 
 
 def cache_dir() -> Path:

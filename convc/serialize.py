@@ -22,6 +22,9 @@ from convc.types import TensorType
 FORMAT = "convc-graph"
 VERSION = 1
 
+# Plans, caches and graph JSON are kilobytes to a few megabytes; anything past this is not one of them.
+MAX_TEXT_FILE_BYTES = 256 << 20
+
 
 def _to_json(v: Any) -> Any:
     if isinstance(v, tuple):
@@ -198,8 +201,24 @@ def save(graph: Graph, path: str | Path) -> tuple[Path, Path]:
     return json_path, npz_path
 
 
+def read_bounded(path: str | Path, *, what: str, limit: int = MAX_TEXT_FILE_BYTES) -> str:
+    """The text of a regular file of at most `limit` bytes; OptionError naming `what` otherwise.
+
+    OSError (missing, unreadable) passes through for the caller to word."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise OptionError(f"{what}: {path} is not a regular file")
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OptionError(f"{what}: {path} is larger than {limit >> 20} MiB; not a convc file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OptionError(f"{what}: {path} is not UTF-8 text") from None
+
+
 def _read_pair(json_path: Path, npz_path: Path) -> tuple[Any, bytes]:
-    from convc.files import read_bounded
     from convc.locks import file_lock
 
     with file_lock(json_path.parent, shared=True):

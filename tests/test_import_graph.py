@@ -34,10 +34,7 @@ def modules() -> dict[str, Path]:
 
 
 # Circles closed only by an import deferred into a function, each with its reason. Shrink, never grow.
-KNOWN_DEFERRED_CIRCLES = {
-    # serialize._read_pair defers `files.read_bounded`; files imports serialize.atomic_write.
-    frozenset({"convc.files", "convc.serialize"}),
-}
+KNOWN_DEFERRED_CIRCLES: set[frozenset[str]] = set()
 
 
 def all_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
