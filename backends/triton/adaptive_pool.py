@@ -11,7 +11,7 @@ from typing import Any
 import triton
 import triton.language as tl
 
-from convc.backends.triton.common import row_blocks
+from convc.backends.triton.common import decode_pixel, row_blocks
 from convc.backends.triton.launch import Launch, View
 
 
@@ -25,12 +25,7 @@ def adaptive_avg_pool_kernel(
     rc = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     m_ok = rm < M
     c_ok = rc < C
-    ow = rm % OW
-    t = rm // OW
-    oh = t % OH
-    t = t // OH
-    od = t % OD
-    nb = t // OD
+    nb, od, oh, ow = decode_pixel(rm, OD, OH, OW)
     d0, d1 = (od * D) // OD, ((od + 1) * D + OD - 1) // OD
     h0, h1 = (oh * H) // OH, ((oh + 1) * H + OH - 1) // OH
     w0, w1 = (ow * W) // OW, ((ow + 1) * W + OW - 1) // OW

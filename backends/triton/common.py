@@ -76,15 +76,20 @@ def max_reduce_keep_nan(x, axis: tl.constexpr):
 
 
 @triton.jit
-def window_origin(rm, OD, OH, OW, stride_d, stride_h, stride_w, pad_d, pad_h, pad_w):
-    """Flattened NDHWC output pixels -> (batch index, first input d, h, w of each one's window); the
-    coordinates may be negative (padding). Shared by every convolution and pooling kernel."""
+def decode_pixel(rm, OD, OH, OW):
+    """Flattened NDHWC output pixels -> (batch index, output d, h, w of each one)."""
     ow = rm % OW
     t = rm // OW
     oh = t % OH
     t = t // OH
-    od = t % OD
-    nb = t // OD
+    return t // OD, t % OD, oh, ow
+
+
+@triton.jit
+def window_origin(rm, OD, OH, OW, stride_d, stride_h, stride_w, pad_d, pad_h, pad_w):
+    """Flattened NDHWC output pixels -> (batch index, first input d, h, w of each one's window); the
+    coordinates may be negative (padding). Shared by every convolution and pooling kernel."""
+    nb, od, oh, ow = decode_pixel(rm, OD, OH, OW)
     return nb, od * stride_d - pad_d, oh * stride_h - pad_h, ow * stride_w - pad_w
 
 

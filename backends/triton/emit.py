@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from convc.backends.triton.module import TritonModule
 
 HELPERS = (epilogue._apply_step, epilogue.apply_epilogue, epilogue.finish_tile, common.dot_acc,
-           common.window_origin, common.grouped_tile)
+           common.decode_pixel, common.window_origin, common.grouped_tile)
 
 
 def _source(jit_fn: Any) -> str:
