@@ -33,11 +33,11 @@ def conv_direct_kernel(
     stride_d, stride_h, stride_w, pad_d, pad_h, pad_w, dil_d, dil_h, dil_w,
     # strides: elements between consecutive pixels of x, y and the residuals
     ld_x, ld_y, ld_r0, ld_r1,
-    # epilogue step parameters
-    p0, p1, p2, p3,
-    # meta: bias, epilogue step codes (epilogue.py), tile
+    # epilogue: the steps' float parameters (epilogue.py)
+    epi_param0, epi_param1, epi_param2, epi_param3,
+    # meta: bias, EpilogueStep codes, tile
     HAS_BIAS: tl.constexpr,
-    E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr, E3: tl.constexpr,
+    EPI_STEP0: tl.constexpr, EPI_STEP1: tl.constexpr, EPI_STEP2: tl.constexpr, EPI_STEP3: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """y[m, o] = epilogue(bias[o] + sum over the window and o's group of x * w) with fp32 FMAs for one
@@ -71,8 +71,9 @@ def conv_direct_kernel(
                     wv = tl.load(w_row + c * O, mask=n_ok, other=0.0).to(tl.float32)
                     acc += xv * wv[None, :]
 
-    finish_tile(acc, rm, rn, m_ok, n_ok, bias_ptr, y_ptr, ld_y, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
-                HAS_BIAS, E0, E1, E2, E3, False)
+    finish_tile(acc, rm, rn, m_ok, n_ok, bias_ptr, y_ptr, ld_y, r0_ptr, ld_r0, r1_ptr, ld_r1,
+                epi_param0, epi_param1, epi_param2, epi_param3,
+                HAS_BIAS, EPI_STEP0, EPI_STEP1, EPI_STEP2, EPI_STEP3, False)
 
 
 def conv_direct_launch(node: str, geo: ConvGeometry, x: View, w: torch.Tensor, bias: torch.Tensor | None,

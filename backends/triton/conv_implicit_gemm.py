@@ -46,11 +46,11 @@ def conv_implicit_gemm_kernel(
     stride_d, stride_h, stride_w, pad_d, pad_h, pad_w, dil_d, dil_h, dil_w,
     # strides: elements between consecutive pixels of x, y and the residuals
     ld_x, ld_y, ld_r0, ld_r1,
-    # epilogue step parameters (the slope of leaky_relu, alpha of elu)
-    p0, p1, p2, p3,
-    # meta: bias, tensor-core mode, epilogue step codes (epilogue.py), tile and schedule
+    # epilogue: the steps' float parameters (leaky_relu's slope, elu's alpha, clip bounds; epilogue.py)
+    epi_param0, epi_param1, epi_param2, epi_param3,
+    # meta: bias, tensor-core mode, EpilogueStep codes, tile and schedule
     HAS_BIAS: tl.constexpr, DOT_MODE: tl.constexpr,
-    E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr, E3: tl.constexpr,
+    EPI_STEP0: tl.constexpr, EPI_STEP1: tl.constexpr, EPI_STEP2: tl.constexpr, EPI_STEP3: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, GATHER_K: tl.constexpr, WIDE: tl.constexpr,
 ):
@@ -114,8 +114,9 @@ def conv_implicit_gemm_kernel(
             rows = rows.to(tl.int64)
         tl.store(y_ptr + rows[:, None] * ld_y + ch[None, :], acc, mask=m_ok[:, None] & n_ok[None, :])
     else:
-        finish_tile(acc, rm, ch, m_ok, n_ok, bias_ptr, y_ptr, ld_y, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
-                    HAS_BIAS, E0, E1, E2, E3, WIDE)
+        finish_tile(acc, rm, ch, m_ok, n_ok, bias_ptr, y_ptr, ld_y, r0_ptr, ld_r0, r1_ptr, ld_r1,
+                    epi_param0, epi_param1, epi_param2, epi_param3,
+                    HAS_BIAS, EPI_STEP0, EPI_STEP1, EPI_STEP2, EPI_STEP3, WIDE)
 
 
 def gather_k(geo: ConvGeometry) -> bool:

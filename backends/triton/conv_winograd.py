@@ -70,10 +70,17 @@ def winograd_input_kernel(
 
 @triton.jit
 def winograd_output_kernel(
+    # pointers: fp32 products M [t*t, tiles * O], kron(Aᵀ, Aᵀ)ᵀ padded, bias, output, residuals
     m_ptr, ka_ptr, bias_ptr, y_ptr, r0_ptr, r1_ptr,
-    P, O, OH, OW, TH, TW, ld_y, ld_r0, ld_r1, p0, p1, p2, p3,
+    # sizes: rows (tiles * O), output channels, output height / width, tiles per column / row
+    P, O, OH, OW, TH, TW,
+    # strides: elements between consecutive pixels of y and the residuals
+    ld_y, ld_r0, ld_r1,
+    # epilogue: the steps' float parameters (epilogue.py)
+    epi_param0, epi_param1, epi_param2, epi_param3,
+    # meta: bias, EpilogueStep codes, tile sizes (out m, in t, t*t and m*m padded to powers of 2), block
     HAS_BIAS: tl.constexpr,
-    E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr, E3: tl.constexpr,
+    EPI_STEP0: tl.constexpr, EPI_STEP1: tl.constexpr, EPI_STEP2: tl.constexpr, EPI_STEP3: tl.constexpr,
     TILE_OUT: tl.constexpr, TILE_IN: tl.constexpr, TT_PAD: tl.constexpr, MM_PAD: tl.constexpr,
     BLOCK_P: tl.constexpr,
 ):
@@ -98,8 +105,9 @@ def winograd_output_kernel(
     pix = (nb[:, None] * OH + oh) * OW + ow
     if HAS_BIAS:
         acc += tl.load(bias_ptr + o, mask=p_ok, other=0.0)[:, None]
-    acc = apply_epilogue(acc, pix, o[:, None], mask, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
-                         E0, E1, E2, E3)
+    acc = apply_epilogue(acc, pix, o[:, None], mask, r0_ptr, ld_r0, r1_ptr, ld_r1,
+                         epi_param0, epi_param1, epi_param2, epi_param3,
+                         EPI_STEP0, EPI_STEP1, EPI_STEP2, EPI_STEP3)
     tl.store(y_ptr + pix * ld_y + o[:, None], acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 

@@ -5,7 +5,7 @@ compile time), bias_add (a bias per position and channel), the activations (epil
 (an epilogue residual add).
 
     launch = elementwise_launch("bn1", x, y, scale=s, shift=b)
-    launch = elementwise_launch("relu1", x, y, codes=encode_steps((("relu",),), "relu1")[0])
+    launch = elementwise_launch("relu1", x, y, codes=encode_steps((("relu",),), "relu1").steps)
 """
 from __future__ import annotations
 
@@ -16,19 +16,31 @@ import triton
 import triton.language as tl
 
 from convc.backends.triton.common import row_blocks
-from convc.backends.triton.epilogue import MAX_STEPS, apply_epilogue, epilogue_meta
+from convc.backends.triton.epilogue import NO_EPILOGUE, apply_epilogue, epilogue_meta
 from convc.backends.triton.launch import Launch, View
 from convc.errors import BackendError
 
 
 @triton.jit
 def elementwise_kernel(
+    # pointers: input, per-channel scale and shift, per-(position, channel) bias, output, residuals
     x_ptr, scale_ptr, shift_ptr, bias_ptr, y_ptr, r0_ptr, r1_ptr,
-    M, C, P, ld_x, ld_y, ld_r0, ld_r1, p0, p1, p2, p3,
+    # sizes: pixels, channels, positions per example (the bias repeats every P pixels)
+    M, C, P,
+    # strides: elements between consecutive pixels of x, y and the residuals
+    ld_x, ld_y, ld_r0, ld_r1,
+    # epilogue: the steps' float parameters (epilogue.py)
+    epi_param0, epi_param1, epi_param2, epi_param3,
+    # meta: which operands exist, EpilogueStep codes, tile
     HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_PIXEL_BIAS: tl.constexpr,
-    E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr, E3: tl.constexpr,
+    EPI_STEP0: tl.constexpr, EPI_STEP1: tl.constexpr, EPI_STEP2: tl.constexpr, EPI_STEP3: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    """y[m, c] = epilogue(x[m, c] * scale[c] + shift[c] + bias[m % P, c]) over the [M, C] channels-last pixel
+    matrix, each term only when its HAS_* flag is set, computed in fp32 and stored in y's dtype.
+
+    Tiles: program (i, j) owns pixels i*BLOCK_M .. and channels j*BLOCK_C ..; no loop, one load and one
+    store per element. Launch grid (cdiv(M, BLOCK_M), cdiv(C, BLOCK_C))."""
     rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     rc = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     m_ok = rm < M
@@ -42,16 +54,19 @@ def elementwise_kernel(
     if HAS_PIXEL_BIAS:
         # bias_add: one value per (position within the example, channel); P positions per example.
         v = v + tl.load(bias_ptr + (rm % P)[:, None] * C + rc[None, :], mask=mask, other=0.0)
-    v = apply_epilogue(v, rm[:, None], rc[None, :], mask, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
-                       E0, E1, E2, E3)
+    v = apply_epilogue(v, rm[:, None], rc[None, :], mask, r0_ptr, ld_r0, r1_ptr, ld_r1,
+                       epi_param0, epi_param1, epi_param2, epi_param3,
+                       EPI_STEP0, EPI_STEP1, EPI_STEP2, EPI_STEP3)
     tl.store(y_ptr + rm[:, None] * ld_y + rc[None, :], v.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 def elementwise_launch(node: str, x: View, y: View, *, scale: torch.Tensor | None = None,
                        shift: torch.Tensor | None = None, pixel_bias: torch.Tensor | None = None,
                        positions: int = 1, residuals: list[View] | None = None,
-                       codes: tuple[int, ...] = (0,) * MAX_STEPS,
-                       params: tuple[float, ...] = (0.0,) * MAX_STEPS) -> Launch:
+                       codes: tuple[int, ...] = NO_EPILOGUE.steps,
+                       params: tuple[float, ...] = NO_EPILOGUE.params) -> Launch:
+    """Binds the elementwise kernel from x to y (same [rows, cols]); `codes` and `params` are an
+    EncodedEpilogue's steps and parameters (epilogue.py)."""
     residuals = residuals or []
     for v in [y, *residuals]:
         if (v.rows, v.cols) != (x.rows, x.cols):

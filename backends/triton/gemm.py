@@ -33,11 +33,11 @@ def gemm_kernel(
     M, N, K,
     # strides: A rows and batches, B batches, C rows and batches, residual rows
     lda, stride_ag, stride_bg, ldc, stride_cg, ld_r0, ld_r1,
-    # epilogue step parameters
-    p0, p1, p2, p3,
-    # meta: bias, tensor-core mode, epilogue step codes (epilogue.py), tile and tile order
+    # epilogue: the steps' float parameters (epilogue.py)
+    epi_param0, epi_param1, epi_param2, epi_param3,
+    # meta: bias, tensor-core mode, EpilogueStep codes, tile and tile order
     HAS_BIAS: tl.constexpr, DOT_MODE: tl.constexpr,
-    E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr, E3: tl.constexpr,
+    EPI_STEP0: tl.constexpr, EPI_STEP1: tl.constexpr, EPI_STEP2: tl.constexpr, EPI_STEP3: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     SPLIT_K: tl.constexpr, WIDE: tl.constexpr,
 ):
@@ -77,8 +77,9 @@ def gemm_kernel(
             rows = rows.to(tl.int64)
         tl.store(c_ptr + rows[:, None] * ldc + ch[None, :], acc, mask=m_ok[:, None] & n_ok[None, :])
     else:
-        finish_tile(acc, rm, ch, m_ok, n_ok, bias_ptr, c_ptr, ldc, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
-                    HAS_BIAS, E0, E1, E2, E3, WIDE)
+        finish_tile(acc, rm, ch, m_ok, n_ok, bias_ptr, c_ptr, ldc, r0_ptr, ld_r0, r1_ptr, ld_r1,
+                    epi_param0, epi_param1, epi_param2, epi_param3,
+                    HAS_BIAS, EPI_STEP0, EPI_STEP1, EPI_STEP2, EPI_STEP3, WIDE)
 
 
 def gemm_launch(node: str, a: View, b: torch.Tensor, bias: torch.Tensor | None, c: View, residuals: list[View],

@@ -46,10 +46,11 @@ def split_k_reduce_kernel(
     part_ptr, bias_ptr, y_ptr, r0_ptr, r1_ptr,
     # sizes and strides
     M, N, ld_y, ld_r0, ld_r1,
-    # epilogue step parameters
-    p0, p1, p2, p3,
-    # meta
-    HAS_BIAS: tl.constexpr, E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr, E3: tl.constexpr,
+    # epilogue: the steps' float parameters (epilogue.py)
+    epi_param0, epi_param1, epi_param2, epi_param3,
+    # meta: bias, EpilogueStep codes, partial planes, tile, 64-bit offsets
+    HAS_BIAS: tl.constexpr,
+    EPI_STEP0: tl.constexpr, EPI_STEP1: tl.constexpr, EPI_STEP2: tl.constexpr, EPI_STEP3: tl.constexpr,
     SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WIDE: tl.constexpr,
 ):
     """y[m, n] = epilogue(bias[n] + sum_s part[s, m, n]) over a [BLOCK_M, BLOCK_N] tile."""
@@ -64,8 +65,9 @@ def split_k_reduce_kernel(
         if WIDE:
             rows = rows.to(tl.int64)
         acc += tl.load(part_ptr + rows[:, None] * N + rn[None, :], mask=mask, other=0.0)
-    finish_tile(acc, rm, rn, m_ok, n_ok, bias_ptr, y_ptr, ld_y, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
-                HAS_BIAS, E0, E1, E2, E3, WIDE)
+    finish_tile(acc, rm, rn, m_ok, n_ok, bias_ptr, y_ptr, ld_y, r0_ptr, ld_r0, r1_ptr, ld_r1,
+                epi_param0, epi_param1, epi_param2, epi_param3,
+                HAS_BIAS, EPI_STEP0, EPI_STEP1, EPI_STEP2, EPI_STEP3, WIDE)
 
 
 def split_k_reduce_launch(node: str, partials: View, split_k: int, bias: torch.Tensor | None, y: View,

@@ -5,6 +5,14 @@ from __future__ import annotations
 import pytest
 from triton_check import apply_steps, check, compile_triton, fuse, set_algo
 
+from convc.backends.triton import epilogue
+from convc.backends.triton.conv_direct import conv_direct_kernel
+from convc.backends.triton.conv_implicit_gemm import conv_implicit_gemm_kernel
+from convc.backends.triton.conv_winograd import winograd_output_kernel
+from convc.backends.triton.elementwise import elementwise_kernel
+from convc.backends.triton.epilogue import NO_EPILOGUE, EpilogueStep, encode_steps, epilogue_meta
+from convc.backends.triton.gemm import gemm_kernel
+from convc.backends.triton.split_k import split_k_reduce_kernel
 from convc.dsl import Network
 from convc.errors import BackendError
 
@@ -91,3 +99,29 @@ def test_too_many_residuals_is_a_backend_error() -> None:
     net = conv_block("implicit_gemm", (("add",), ("add",), ("add",)))
     with pytest.raises(BackendError, match="node 'main'.*at most 2"):
         compile_triton(net)
+
+
+def test_epilogue_encoding_names_each_step_and_its_parameter() -> None:
+    encoded = encode_steps((("add",), ("leaky_relu", 0.1), ("clip", 0.0, 6.0)), "conv1")
+    assert encoded.steps == (EpilogueStep.ADD_RESIDUAL0, EpilogueStep.LEAKY_RELU, EpilogueStep.CLIP_LOW,
+                             EpilogueStep.CLIP_HIGH)
+    assert encoded.params == (0.0, 0.1, 0.0, 6.0)
+    assert epilogue_meta(encoded.steps) == {"EPI_STEP0": 6, "EPI_STEP1": 2, "EPI_STEP2": 8, "EPI_STEP3": 9}
+    assert encode_steps((("add",), ("add",)), "c").steps[:2] == (EpilogueStep.ADD_RESIDUAL0,
+                                                                 EpilogueStep.ADD_RESIDUAL1)
+    assert encode_steps((), "c") == NO_EPILOGUE
+
+
+def test_every_step_code_has_its_jit_constant() -> None:
+    """_apply_step compares against STEP_<name> constexpr globals: each must exist with the enum's value."""
+    for step in EpilogueStep:
+        if step is not EpilogueStep.NONE:
+            assert getattr(epilogue, f"STEP_{step.name}").value == step.value
+
+
+@pytest.mark.parametrize("kernel", [gemm_kernel, conv_implicit_gemm_kernel, conv_direct_kernel,
+                                    split_k_reduce_kernel, elementwise_kernel, winograd_output_kernel])
+def test_epilogue_kernels_take_the_named_codes_and_parameters(kernel: object) -> None:
+    names = kernel.arg_names  # type: ignore[attr-defined]
+    assert [n for n in names if n.startswith("EPI_STEP")] == list(epilogue_meta(NO_EPILOGUE.steps))
+    assert [n for n in names if n.startswith("epi_param")] == [f"epi_param{i}" for i in range(4)]
