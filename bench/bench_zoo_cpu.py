@@ -1,0 +1,118 @@
+"""Every torchvision zoo model (tests/models/torchvision_zoo.py: the 68 convolutional classifiers) on the
+NumPy backend at -O2 against torch eager running the same nn.Module, batch 1, float32, one thread, side
+by side in one process.
+
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 nice python bench/bench_zoo_cpu.py \\
+        [--models resnet18,mobilenet_v2] [--size 224] [--rounds 5] [--out bench/results/zoo_cpu_DATE.json]
+
+Each model is built with weights=None (seeded) and random BatchNorm statistics, converted with
+convc.from_torch at `--size` (default 224, every model accepts it), compiled for the NumPy backend at
+-O2, then timed: one warm-up call each, then `--rounds` rounds alternating numpy, torch, numpy, ...;
+medians count. The JSON file is rewritten after every model (a long run interrupted keeps what it
+measured) and records the machine, versions, load averages and each model's conv algorithm counts; the
+markdown table, slowest ratio first, is printed at the end. regnet_y_128gf (644M parameters) is left
+out unless named.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import convc
+from convc.benchmark import set_cpu_threads
+from convc.device_profiles import blas_threads, cpu_name
+from convc.numerics import rel_err
+from convc.ops import CONV_OPS
+from convc.serialize import atomic_write
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models"))
+import torchvision_zoo as zoo  # noqa: E402
+
+torch = zoo.torch
+
+
+def measure(name: str, size: int, rounds: int) -> dict[str, Any]:
+    """One model: medians of alternating rounds, the error against torch float32 and the algo counts."""
+    model, x = zoo.build(name, size=size)
+    net = convc.from_torch(model, x)
+    t0 = time.perf_counter()
+    compiled = convc.compile(net, backend="numpy", dtype="float32", opt_level=2, check_numerics=False)
+    compile_s = time.perf_counter() - t0
+    xn = x.numpy()
+
+    def run_torch() -> np.ndarray:
+        with torch.inference_mode():
+            return model(x).numpy()
+
+    runs = {"numpy": lambda: compiled.run(xn)[0], "torch": run_torch}
+    err = rel_err(runs["numpy"](), run_torch())
+    samples: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(rounds):
+        for key, run in runs.items():
+            t = time.perf_counter()
+            run()
+            samples[key].append(time.perf_counter() - t)
+    algos = Counter(str(n.attrs.get("algo")) for n in compiled.graph.nodes() if n.op in CONV_OPS)
+    med = {k: statistics.median(v) * 1e3 for k, v in samples.items()}
+    return {"model": name, "numpy_ms": med["numpy"], "torch_ms": med["torch"],
+            "ratio": med["numpy"] / med["torch"], "rel_err_vs_torch": err, "compile_s": compile_s,
+            "conv_algos": dict(algos), "load_average": os.getloadavg()[0],
+            "samples_ms": {k: [s * 1e3 for s in v] for k, v in samples.items()}}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| model | numpy -O2 (ms) | torch eager (ms) | numpy / torch | rel. err | conv algos |",
+             "|---|---:|---:|---:|---:|---|"]
+    for r in sorted(rows, key=lambda r: -r["ratio"]):
+        algos = ", ".join(f"{a} {n}" for a, n in sorted(r["conv_algos"].items()))
+        lines.append(f"| {r['model']} | {r['numpy_ms']:.1f} | {r['torch_ms']:.1f} | {r['ratio']:.2f} | "
+                     f"{r['rel_err_vs_torch']:.1e} | {algos} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="", help="comma-separated (default: every zoo model)")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=f"bench/results/zoo_cpu_{datetime.date.today()}.json")
+    args = parser.parse_args()
+    set_cpu_threads(args.threads)
+    names = args.models.split(",") if args.models else [n for n in zoo.model_names() if n not in zoo.HUGE]
+    header = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+              "numpy": np.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+              "blas_threads": blas_threads(), "size": args.size, "batch": 1, "dtype": "float32",
+              "rounds": args.rounds, "opt_level": 2, "load_average_start": os.getloadavg()}
+    print(f"# {header['date']}, {header['cpu']}, {header['cores']} cores, torch threads "
+          f"{header['torch_threads']}, BLAS threads {header['blas_threads']}, {args.size}x{args.size}, "
+          f"batch 1, float32, {args.rounds} alternating rounds; load {header['load_average_start']}",
+          flush=True)
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        row = measure(name, args.size, args.rounds)
+        rows.append(row)
+        print(f"{name}: numpy {row['numpy_ms']:.1f} ms, torch {row['torch_ms']:.1f} ms, "
+              f"ratio {row['ratio']:.2f}, err {row['rel_err_vs_torch']:.1e}, load {row['load_average']:.1f}",
+              flush=True)
+        header["load_average_end"] = os.getloadavg()
+        atomic_write(args.out, json.dumps({**header, "models": rows}, indent=1).encode())
+        gc.collect()
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
