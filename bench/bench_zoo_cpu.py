@@ -38,7 +38,7 @@ from convc.ops import CONV_OPS
 from convc.serialize import atomic_write
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models"))
-import torchvision_zoo as zoo  # noqa: E402
+import torchvision_zoo as zoo
 
 torch = zoo.torch
 

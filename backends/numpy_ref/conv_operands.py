@@ -2,7 +2,7 @@
 epilogue applied to its result.
 
     conv = ConvOperands.of(node, args)      # x, residuals, weight, bias and attributes, by name
-    xp = conv.padded_input()                # zero padding, asymmetric (low, high) pairs per axis
+    xp = conv.padded_input()                # zero padding, asymmetric (low, high) pairs per axis (scratch)
     return conv.finish(out)                 # bias + epilogue, in place on the kernel's fresh output
 """
 from __future__ import annotations
@@ -17,6 +17,26 @@ from convc.ir import Node
 from convc.ops import epilogue_extra_inputs
 
 from convc.backends.numpy_ref.epilogue import apply_epilogue
+from convc.backends.numpy_ref.scratch import scratch
+
+
+def padded_copy(x: np.ndarray, pads: list[tuple[int, int]]) -> np.ndarray:
+    """x zero-padded by (low, high) per spatial axis, in this thread's reused "padded input" buffer: the
+    interior copied, only the border strips zeroed (np.pad would allocate and page in a fresh array).
+
+        padded_copy(x, [(1, 1), (1, 1)])   # (N, C, H + 2, W + 2)
+    """
+    shape = x.shape[:2] + tuple(size + lo + hi for size, (lo, hi) in zip(x.shape[2:], pads))
+    xp = scratch("padded input", shape, x.dtype)
+    everything = (slice(None), slice(None))
+    xp[everything + tuple(slice(lo, lo + size) for size, (lo, _) in zip(x.shape[2:], pads))] = x
+    for axis, (lo, hi) in enumerate(pads):
+        before = everything + (slice(None),) * axis
+        if lo:
+            xp[before + (slice(0, lo),)] = 0
+        if hi:
+            xp[before + (slice(xp.shape[2 + axis] - hi, None),)] = 0
+    return xp
 
 
 @dataclass(frozen=True)
@@ -65,12 +85,13 @@ class ConvOperands:
         return math.prod(self.kernel)
 
     def padded_input(self, extra_high: tuple[int, ...] | None = None) -> np.ndarray:
-        """The input with the node's zero padding (plus `extra_high` more on each axis's high side)."""
+        """The input with the node's zero padding (plus `extra_high` more on each axis's high side); a
+        scratch buffer when padded, so consume it before the kernel returns."""
         pads = [(lo, hi + (extra_high[i] if extra_high else 0))
                 for i, (lo, hi) in enumerate(self.node.attrs["padding"])]
         if not any(lo or hi for lo, hi in pads):
             return self.x
-        return np.pad(self.x, [(0, 0), (0, 0)] + pads)
+        return padded_copy(self.x, pads)
 
     def finish(self, out: np.ndarray) -> np.ndarray:
         """Bias and the fused epilogue, in place on `out` (the kernel's own array)."""

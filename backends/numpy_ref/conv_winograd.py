@@ -23,6 +23,7 @@ from convc.ops import CONV_OPS, fmt_dims
 from convc.winograd import WINOGRAD_MATRICES, transform_filters
 
 from convc.backends.numpy_ref.conv_operands import ConvOperands
+from convc.backends.numpy_ref.scratch import scratch
 
 TILE_OF_ALGO = {"winograd_2x2": 2, "winograd_4x4": 4}
 REQUIREMENT = "a 3x3 kernel, stride 1, dilation 1, groups 1"
@@ -68,17 +69,27 @@ def conv_winograd(node: Node, args: list[Any], tile: int) -> np.ndarray:
     # d[(i, j), (c, n, th, tw)] = xp[n, c, th*tile + i, tw*tile + j]: overlapping tiles, one gather.
     tiles = as_strided(xp, shape=(span, span, c, n, tiles_h, tiles_w),
                        strides=(s_h, s_w, s_c, s_n, tile * s_h, tile * s_w), writeable=False)
-    d = tiles.reshape(span * span, c * n * tiles_h * tiles_w)
-    v = (_transform(b_t, dtype) @ d).reshape(span * span, c, n * tiles_h * tiles_w)
+    columns = n * tiles_h * tiles_w
+    # Every intermediate lives in this thread's scratch (consumed before returning); only the output is fresh.
+    d = scratch("winograd tiles", tiles.shape, dtype)
+    np.copyto(d, tiles)
+    v = np.matmul(_transform(b_t, dtype), d.reshape(span * span, c * columns),
+                  out=scratch("winograd input transform", (span * span, c * columns), dtype))
     if node.attrs.get("weight_transformed"):  # passes/winograd_weights.py did it at compile time
         u = conv.weight
     else:
         u = transform_filters(conv.weight, tile).astype(dtype, copy=False)
-    m = np.matmul(u, v)  # (span², K, C) @ (span², C, tiles) -> (span², K, tiles): the channel sums
-    y = _transform(a_t, dtype) @ m.reshape(span * span, k * n * tiles_h * tiles_w)
-    y = (y.reshape(tile, tile, k, n, tiles_h, tiles_w).transpose(3, 2, 4, 0, 5, 1)
-         .reshape(n, k, tiles_h * tile, tiles_w * tile))
-    if (tiles_h * tile, tiles_w * tile) != (out_h, out_w):
+    # (span², K, C) @ (span², C, tiles) -> (span², K, tiles): the channel sums
+    m = np.matmul(u, v.reshape(span * span, c, columns),
+                  out=scratch("winograd products", (span * span, k, columns), dtype))
+    y = np.matmul(_transform(a_t, dtype), m.reshape(span * span, k * columns),
+                  out=scratch("winograd output transform", (tile * tile, k * columns), dtype))
+    whole = (tiles_h * tile, tiles_w * tile) == (out_h, out_w)
+    blocks_shape = (n, k, tiles_h, tile, tiles_w, tile)
+    blocks = np.empty(blocks_shape, dtype) if whole else scratch("winograd uncropped", blocks_shape, dtype)
+    np.copyto(blocks, y.reshape(tile, tile, k, n, tiles_h, tiles_w).transpose(3, 2, 4, 0, 5, 1))
+    y = blocks.reshape(n, k, tiles_h * tile, tiles_w * tile)
+    if not whole:
         y = np.ascontiguousarray(y[:, :, :out_h, :out_w])
     return conv.finish(y)
 

@@ -6,7 +6,9 @@ or its low padding), max pooling ignores padding, and average pooling divides by
     count_include_pad=True:  the window clipped to the padded extent [-p, size + p)
     count_include_pad=False: the window clipped to the input [0, size)
 
-per axis, multiplied over axes. Each kernel offset is one strided slice of the padded input.
+per axis, multiplied over axes. Windows are boxes, so they reduce one axis at a time (3 + 3 passes for
+a 3x3 window, not 9), each kernel offset a strided slice of the input clipped to where it is valid: the
+padding is never copied in.
 """
 from __future__ import annotations
 
@@ -16,38 +18,48 @@ import numpy as np
 
 from convc.ir import Node
 
-
-def _padded(x: np.ndarray, node: Node, fill: float) -> np.ndarray:
-    """x padded by `padding` low and, on the high side, as far as the last (ceil-mode) window reaches."""
-    attrs = node.attrs
-    pads = [(0, 0), (0, 0)]
-    for size, out, k, s, p in zip(x.shape[2:], node.type.shape[2:], attrs["kernel"], attrs["stride"],
-                                  attrs["padding"]):
-        reach = (out - 1) * s + k  # one past the last window's end, in padded coordinates
-        pads.append((p, max(reach - size - p, 0)))
-    if not any(lo or hi for lo, hi in pads):
-        return x
-    return np.pad(x, pads, constant_values=fill)
+from convc.backends.numpy_ref.windows import valid_outputs
 
 
-def _window_slices(node: Node, offset: tuple[int, ...]) -> tuple[slice, ...]:
-    attrs = node.attrs
-    return (slice(None), slice(None)) + tuple(
-        slice(o, o + s * (out - 1) + 1, s)
-        for o, s, out in zip(offset, attrs["stride"], node.type.shape[2:]))
+def _reduce_axis(x: np.ndarray, axis: int, out_size: int, k: int, s: int, p: int, combine: np.ufunc,
+                 identity: float) -> np.ndarray:
+    """combine(...) over the 1D windows [o*s - p, o*s - p + k) of one axis, clipped to the input (the
+    padding never materialised), into a fresh array with `out_size` positions on that axis."""
+    size = x.shape[axis]
+    before = (slice(None),) * axis
+    ranges = [valid_outputs(size, out_size, offset, s, p) for offset in range(k)]
+    full = [offset for offset, (lo, hi) in enumerate(ranges) if (lo, hi) == (0, out_size)]
+    shape = x.shape[:axis] + (out_size,) + x.shape[axis + 1:]
 
+    def source(offset: int, lo: int, hi: int) -> tuple[slice, ...]:
+        return before + (slice(offset - p + lo * s, offset - p + (hi - 1) * s + 1, s),)
 
-def _reduce_windows(xp: np.ndarray, node: Node, combine: np.ufunc) -> np.ndarray:
-    """combine(...) over every kernel offset's strided slice, into one fresh array."""
-    offsets = list(np.ndindex(*node.attrs["kernel"]))
-    out = xp[_window_slices(node, offsets[0])].copy()
-    for offset in offsets[1:]:
-        combine(out, xp[_window_slices(node, offset)], out=out)
+    if full:  # start from a tap every window has: no fill pass
+        out = x[source(full[0], 0, out_size)].copy()
+    else:
+        out = np.full(shape, identity, x.dtype)
+    for offset, (lo, hi) in enumerate(ranges):
+        if lo < hi and (not full or offset != full[0]):
+            part = out[before + (slice(lo, hi),)]
+            combine(part, x[source(offset, lo, hi)], out=part)
     return out
 
 
+def _reduce_windows(x: np.ndarray, node: Node, combine: np.ufunc, identity: float) -> np.ndarray:
+    """combine(...) over every pooling window, one spatial axis at a time (a k x k window costs k + k
+    passes, not k * k), padding clipped away rather than copied in; always a fresh array."""
+    attrs = node.attrs
+    out = x
+    for axis in reversed(range(2, x.ndim)):
+        i = axis - 2
+        k, s, p, n_out = attrs["kernel"][i], attrs["stride"][i], attrs["padding"][i], node.type.shape[axis]
+        if (k, s, p, n_out) != (1, 1, 0, x.shape[axis]):
+            out = _reduce_axis(out, axis, n_out, k, s, p, combine, identity)
+    return out.copy() if out is x else out
+
+
 def max_pool(node: Node, args: list[Any]) -> np.ndarray:
-    return _reduce_windows(_padded(args[0], node, -np.inf), node, np.maximum)
+    return _reduce_windows(args[0], node, np.maximum, -np.inf)
 
 
 def avg_pool_divisor(size: int, out: int, k: int, s: int, p: int, count_include_pad: bool) -> np.ndarray:
@@ -62,7 +74,7 @@ def avg_pool_divisor(size: int, out: int, k: int, s: int, p: int, count_include_
 def avg_pool(node: Node, args: list[Any]) -> np.ndarray:
     x = args[0]
     attrs = node.attrs
-    out = _reduce_windows(_padded(x, node, 0.0), node, np.add)
+    out = _reduce_windows(x, node, np.add, 0.0)
     divisor = np.ones((), np.float64)
     for axis, (size, n_out, k, s, p) in enumerate(zip(x.shape[2:], node.type.shape[2:], attrs["kernel"],
                                                       attrs["stride"], attrs["padding"])):
