@@ -98,6 +98,10 @@ def check_batchable(graph: Graph) -> None:
         listed = ", ".join(f"{n.name} {n.type}" for n in graph.inputs)
         raise GraphError(f"graph '{graph.name}' cannot change its batch size: its inputs ({listed}) do not "
                          f"share a batch axis 0")
+    for node in graph.inputs:
+        if "fixed_batch" in node.attrs:
+            raise GraphError(f"graph '{graph.name}' cannot change its batch size: input '{node.name}' says "
+                             f"{node.attrs['fixed_batch']}")
     check_batch_axis(graph, batch_size(graph))
 
 

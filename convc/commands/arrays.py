@@ -29,9 +29,11 @@ def _load(path: Path) -> dict[str, np.ndarray] | np.ndarray:
         raise OptionError(f"--input-file {path}: not a readable .npy or .npz array file ({e})") from None
 
 
-def read_inputs(path: str | Path, graph: Graph, dtype: type = np.float32) -> list[np.ndarray]:
+def read_inputs(path: str | Path, graph: Graph, dtype: type = np.float32,
+                max_batch: int | None = None) -> list[np.ndarray]:
     """The arrays in `path` for the graph's inputs, as `dtype`: one array (.npy) for a one-input graph, or
-    an .npz with an array per input name. Shapes must equal the inputs' (batch axis included)."""
+    an .npz with an array per input name. Shapes must equal the inputs' (batch axis included); with
+    `max_batch` (a model compiled for a batch range) any shared batch from 1 to max_batch is taken."""
     path = Path(path)
     loaded = _load(path)
     wanted = graph.inputs
@@ -51,15 +53,21 @@ def read_inputs(path: str | Path, graph: Graph, dtype: type = np.float32) -> lis
         where = f"--input-file {path}: input '{node.name}' ({node.type})"
         if array.dtype.kind not in "fiu":
             raise OptionError(f"{where}: the array holds {array.dtype}, not real numbers")
-        if tuple(array.shape) != tuple(node.type.shape):
+        fits_range = max_batch is not None and array.ndim == len(node.type.shape) and \
+            0 < array.shape[0] <= max_batch and tuple(array.shape[1:]) == tuple(node.type.shape[1:])
+        if tuple(array.shape) != tuple(node.type.shape) and not fits_range:
             hint = ""
             if tuple(array.shape[1:]) == tuple(node.type.shape[1:]):
-                hint = f"; run with --batch {array.shape[0]}"
+                hint = f"; run with --batch {array.shape[0]}" if max_batch is None else \
+                    f"; the model runs batches 1..{max_batch} (compile with --batch 1..{array.shape[0]})"
             elif tuple(array.shape) == tuple(node.type.shape[1:]):
                 hint = "; add the batch axis (x[None])"
             raise OptionError(f"{where}: the array's shape {tuple(array.shape)} is not the input's "
                               f"{tuple(node.type.shape)}{hint}")
         out.append(np.ascontiguousarray(array, dtype=dtype))
+    if len({a.shape[0] for a in out}) > 1:
+        raise OptionError(f"--input-file {path}: the arrays' batch sizes differ "
+                          f"({', '.join(str(a.shape[0]) for a in out)}); the inputs share one batch")
     return out
 
 

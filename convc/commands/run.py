@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     # float64 runs get float64 inputs: rounding them to float32 would cost more than float64's budget.
     host_dtype = np.float64 if dtype == "float64" else np.float32
     if args.input_file:
-        inputs = read_inputs(args.input_file, graph, host_dtype)
+        inputs = read_inputs(args.input_file, graph, host_dtype, getattr(model, "max_batch", None))
     else:
         inputs = [x.astype(host_dtype) for x in seeded_inputs(graph, args.seed)]
     times = []
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     for name, out in zip(model.graph.outputs, outs):
         console.print(f"output %{name}: shape {tuple(out.shape)}")
         console.print("top-5: " + ", ".join(f"#{i} {v:.4g}" for i, v in top5(out)))
-    batch = graph.inputs[0].type.shape[0]
+    batch = inputs[0].shape[0] if inputs else graph.inputs[0].type.shape[0]
     if len(timed) > 1:
         console.print(f"time: median {np.median(timed) * 1e3:.1f} ms, min {min(timed) * 1e3:.1f} ms per batch "
                       f"of {batch} ({len(timed)} timed runs after one untimed)")

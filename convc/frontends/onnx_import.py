@@ -19,6 +19,7 @@ import numpy as np
 from convc.dsl import Network, Value
 from convc.errors import ConvcError
 from convc.frontends.building import FrontendError, ImportedNetwork, Problems, fresh_layer_name
+from convc.frontends.onnx_batch import declared_batch, keep_symbolic_batch
 from convc.frontends.onnx_context import OnnxCtx
 from convc.frontends.onnx_ops import HANDLERS, WEIGHT_OPERANDS
 
@@ -49,7 +50,7 @@ def load_onnx_model(model: Any) -> Any:
             raise FrontendError(f"ONNX model file '{model}' does not exist")
         try:
             return onnx.load(os.fspath(model))
-        except Exception as e:  # a corrupt or non-ONNX file
+        except Exception as e:  # noqa: BLE001 - a corrupt or non-ONNX file
             raise FrontendError(f"cannot read ONNX model '{model}': {type(e).__name__}: {e}") from None
     raise FrontendError(f"from_onnx() takes a path, bytes or an onnx.ModelProto, got {type(model).__name__}")
 
@@ -72,7 +73,7 @@ def upgraded(model: Any) -> tuple[Any, int]:
     if opset < MIN_OPSET:
         try:
             model = onnx.version_converter.convert_version(model, MIN_OPSET)
-        except Exception as e:  # the converter has no adapter for some op of this model
+        except Exception as e:  # noqa: BLE001 - the converter has no adapter for some op of this model
             raise FrontendError(f"ONNX opset {opset} is older than {MIN_OPSET} and onnx.version_converter "
                                 f"could not upgrade it: {type(e).__name__}: {e}") from None
         opset = MIN_OPSET
@@ -87,7 +88,8 @@ class OnnxImporter:
     """Constant analysis, the unsupported-op check, then one handler call per run-time node."""
 
     def __init__(self, model: Any, *, input_shapes: Mapping[str, Sequence[int]] | None = None,
-                 constants: Mapping[str, np.ndarray] | None = None, name: str | None = None) -> None:
+                 constants: Mapping[str, np.ndarray] | None = None, name: str | None = None,
+                 batch: int | None = None) -> None:
         onnx = require_onnx()
         self.onnx = onnx
         self.model, self.opset = upgraded(load_onnx_model(model))
@@ -98,6 +100,7 @@ class OnnxImporter:
         self.consts.update({k: np.array(v) for k, v in (constants or {}).items()})  # copies: ours to keep
         self.inputs = [i for i in graph.input if i.name not in self.consts]
         self.input_shapes = dict(input_shapes or {})
+        self.batch = batch  # replaces a symbolic batch axis (whatever input_shapes say about it)
         self.problems = Problems(f"cannot import ONNX model '{self.name}'")
         self.consumed = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
 
@@ -173,6 +176,8 @@ class OnnxImporter:
                     raise FrontendError(f"dimension {i} is symbolic ({d.dim_param or '?'}); pass "
                                         f"input_shapes={{'{spec.name}': (...)}}")
             shape = tuple(dims)
+        if self.batch is not None and shape and not declared_batch(ttype):
+            shape = (self.batch,) + shape[1:]
         return net.input(shape, dtype, name=spec.name)
 
     def _convert(self, net: Network, node: Any, ins: list[Any]) -> list[Any]:
@@ -208,7 +213,7 @@ class OnnxImporter:
         feeds = {name: v for name, v in zip(node.input, ins) if name}
         try:
             return list(ReferenceEvaluator(node, opsets={"": self.opset}).run(None, feeds))
-        except Exception as e:  # the reference implementation rejected the node: say which
+        except Exception as e:  # noqa: BLE001 - the reference implementation rejected the node: say which
             self.problems.add(node_label(node), f"cannot fold it at import: {type(e).__name__}: {e}")
             return [_Failed()] * len(node.output)
 
@@ -269,8 +274,16 @@ def from_onnx(model: Any, *, input_shapes: Mapping[str, Sequence[int]] | None = 
 
     input_shapes: concrete shapes for inputs with symbolic dimensions (a symbolic batch defaults to 1).
     constants: values for graph inputs to treat as known weights (as if they were initializers).
+    A symbolic batch axis shared by every input is kept: the inputs record it (`dynamic_batch`), and
+    `convc.compile(net, max_batch=64)` runs every batch size up to 64 (convc/frontends/onnx_batch.py).
     """
-    return OnnxImporter(model, input_shapes=input_shapes, constants=constants, name=name).run()
+    importer = OnnxImporter(model, input_shapes=input_shapes, constants=constants, name=name)
+
+    def import_at(batch: int) -> Network:
+        return OnnxImporter(importer.model, input_shapes=input_shapes, constants=constants,
+                            name=importer.name, batch=batch).run()
+
+    return keep_symbolic_batch(importer.run(), importer.inputs, import_at)
 
 
 def constant_inputs(model: Any) -> list[str]:

@@ -196,7 +196,9 @@ def _input_infer(ins: list[TensorType], a: Attrs) -> TensorType:
 
 register_op(OpSchema(
     "input", {"shape": pos_ints, "dtype": lambda v: v in DTYPES}, _input_infer,
-    num_inputs=lambda a: 0, doc="a graph input",
+    num_inputs=lambda a: 0, doc="a graph input; an imported model's symbolic batch axis is recorded as "
+                                "dynamic_batch (its name), or fixed_batch (why it cannot change)",
+    optional_attrs={"dynamic_batch": lambda v: isinstance(v, str), "fixed_batch": lambda v: isinstance(v, str)},
 ))
 # A parameter's type comes from Graph.params; the verifier checks the two agree.
 register_op(OpSchema("param", {}, lambda ins, a: TensorType((), "float32"), num_inputs=lambda a: 0,
