@@ -71,11 +71,18 @@ def read_inputs(path: str | Path, graph: Graph, dtype: type = np.float32,
     return out
 
 
+def output_is_folder(target: str | Path) -> bool:
+    """--output names a folder (one NAME.npy per output) unless it is a path ending in .npy."""
+    target = Path(target)
+    return target.is_dir() or str(target).endswith(("/", "\\")) or target.suffix != ".npy"
+
+
 def write_outputs(target: str | Path, names: list[str], outputs: list[np.ndarray]) -> list[Path]:
     """One output to FILE.npy, or each output to DIR/<name>.npy (a folder: an existing one, a path ending
-    in '/' or one without the .npy suffix). Written atomically; returns the paths."""
+    in '/' or one without the .npy suffix). Written atomically; returns the paths. A path that cannot be
+    written is an OptionError naming it."""
     target = Path(target)
-    as_folder = target.is_dir() or str(target).endswith(("/", "\\")) or target.suffix != ".npy"
+    as_folder = output_is_folder(target)
     if not as_folder and len(outputs) != 1:
         raise OptionError(f"--output {target}: the model has {len(outputs)} outputs "
                           f"({', '.join(names)}); give a folder to write one .npy per output")
@@ -83,5 +90,9 @@ def write_outputs(target: str | Path, names: list[str], outputs: list[np.ndarray
     for path, array in zip(paths, outputs):
         buffer = io.BytesIO()
         np.save(buffer, np.asarray(array), allow_pickle=False)
-        atomic_write(path, buffer.getvalue())
+        try:
+            atomic_write(path, buffer.getvalue())
+        except OSError as e:
+            raise OptionError(f"--output {target}: cannot write {path} ({e.strerror or e}); name a "
+                              f"writable file or folder") from None
     return paths

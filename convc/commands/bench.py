@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         parse_peaks(args.peaks)  # a typo fails now, not after the whole-model timings
     if args.threads is not None:
         set_cpu_threads(args.threads)
-    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+    for flag, path in (("--json", args.json), ("--jsonl", args.jsonl), ("--plot", args.plot)):
         if path:  # an unwritable report must fail now, not after minutes of timing
             check_output_path(path, flag)
     input_shape = parse_input(args.input)
@@ -150,8 +150,11 @@ def run(args: argparse.Namespace) -> int:
     def write_row(r: BenchResult) -> None:
         if args.jsonl:  # one line per result as it is timed: kept even if the run is cut short
             row = {"model": args.model, "dtype": dtype, "autotune": args.autotune, **r.to_dict()}
-            with open(args.jsonl, "a") as f:
-                f.write(json.dumps(row, default=str) + "\n")
+            try:
+                with open(args.jsonl, "a") as f:
+                    f.write(json.dumps(row, default=str) + "\n")
+            except OSError as e:  # the disk filled or the file went away mid-run
+                raise OptionError(f"--jsonl {args.jsonl}: cannot append to it ({e.strerror or e})") from None
 
     interrupted = False
     try:

@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     for flag, folder in (("--dump-ir", args.dump_ir), ("--emit", args.emit)):
         if folder:  # say it before compiling, not after
             check_output_path(folder, flag, folder=True)
+    if args.output:
+        check_output_path(args.output, "-o")
     if args.json and not (args.target or _target(args)):
         raise OptionError("--json prints the static kernel report: give --target sm_90 (or sm_80) with it")
     target = _target(args)

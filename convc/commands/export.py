@@ -21,8 +21,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from convc.files import check_output_path
     from convc.frontends.onnx_export import to_onnx
 
+    check_output_path(args.output, "-o")  # before the model is built and converted
     net = load_model(args.model, args.batch, parse_input(args.input))
     proto = to_onnx(net, args.output, optimized=args.opt_level > 0)
     print(f"wrote {args.output}: {len(proto.graph.node)} ONNX nodes, opset {proto.opset_import[0].version}, "

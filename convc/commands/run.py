@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from convc.batching import batch_size, rebatch
-from convc.commands.arrays import read_inputs, write_outputs
+from convc.commands.arrays import output_is_folder, read_inputs, write_outputs
 from convc.commands.common import (
     add_backend_arg,
     add_compile_args,
@@ -22,6 +22,7 @@ from convc.commands.common import (
     seed,
 )
 from convc.compiler import compile as convc_compile
+from convc.files import check_output_path
 from convc.ir import Graph
 from convc.numerics_check import seeded_inputs
 from convc.summary import summarize
@@ -53,6 +54,8 @@ def top5(out: np.ndarray) -> list[tuple[int, float]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.output:  # an unwritable --output fails now, not after the compile and the run
+        check_output_path(args.output, "--output", folder=output_is_folder(args.output))
     if args.model.lower().endswith(".convc"):
         model, graph, header = load_saved(args)
         dtype = model.dtype
