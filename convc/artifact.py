@@ -167,11 +167,15 @@ def load_compiled(path: str | Path, device: str | None = None, recompile: bool =
     try:
         for bucket, entry in sorted(manifest["models"].items(), key=lambda kv: int(kv[0])):
             state = {"meta": entry["backend_state"],
-                     "arrays": {k: _array(files[v], path) for k, v in entry["backend_arrays"].items()}}
+                     "arrays": {k: _array(files[v], path) for k, v in entry["backend_arrays"].items()},
+                     "binaries": {k: files[v] for k, v in entry.get("binaries", {}).items()}}
             extra = {"saved_state": state} if entry["backend_state"] else {}
             models[int(bucket)] = backend.compile(graphs[int(bucket)], dtype=manifest["dtype"], **options,
                                                   **extra)
         problems = target_differences(manifest["target"], describe_target(backend.name, models[min(models)]))
+        for one in models.values() if not problems else ():  # kernels compiled for this very target
+            if hasattr(one, "install_saved_kernels"):
+                one.install_saved_kernels()
     except ConvcError as e:
         problems = [f"it cannot be rebuilt here ({e})"]
     if problems:

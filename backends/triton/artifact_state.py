@@ -1,8 +1,10 @@
 """What a saved Triton module keeps beyond its graph: packed weights, the kernel configuration of every
-tunable launch, and the compiled kernel binaries when there is a GPU target (convc/artifact.py).
+tunable launch, and the compiled kernels when there is a GPU target (convc/artifact.py), as entries of
+Triton's disk cache (backends/triton/kernel_cache.py).
 
     state = export_state(module)    # {"meta": ..., "arrays": ..., "binaries": ..., "binaries_note": ...}
     TritonModule(backend, graph, dtype, device="cpu", saved_state=state)   # no tuning, no packing
+    module.install_saved_kernels()  # on a GPU of the saved architecture: the first launch compiles nothing
 
 Restoring puts the saved configurations in front of the tuner and switches tuning off, so the module runs
 exactly the configurations that were measured when it was compiled.
@@ -49,18 +51,16 @@ def export_state(module: TritonModule) -> dict[str, Any]:
 def _binaries(module: TritonModule, launches: list[Any]) -> tuple[dict[str, bytes], str]:
     if INTERPRET:
         return {}, NO_BINARIES
-    from convc.backends.triton.aot import compile_launch, variant_key
+    from convc.backends.triton.kernel_cache import cache_entries, to_artifact
     from convc.backends.triton.targets import local_target
 
     target = module.target or local_target()
     if target is None:
         return {}, "none: no GPU target (the local GPU is of a generation convc does not target)"
-    out = {}
-    for launch in launches:
-        compiled = compile_launch(launch, target)
-        out[f"{variant_key(launch, target)}.cubin"] = bytes(compiled.asm["cubin"])
-    return out, (f"cubins for {target.name}, recorded for inspection and deployment; Triton compiles (or "
-                 f"finds in its own cache) each kernel again on first launch")
+    return to_artifact(cache_entries(launches, target)), (
+        f"Triton cache entries for {target.name} (cubin, PTX, IR and metadata of each kernel variant): "
+        f"loaded on a GPU of that architecture with the same Triton, they go into Triton's cache and the "
+        f"first launch compiles nothing")
 
 
 def restore_state(module: TritonModule, state: dict[str, Any]) -> None:
@@ -68,6 +68,9 @@ def restore_state(module: TritonModule, state: dict[str, Any]) -> None:
     meta, arrays = state.get("meta", {}), state.get("arrays", {})
     module.tuner.entries = dict(meta.get("tuned", {}))
     module.tuner.enabled = False
+    from convc.backends.triton.kernel_cache import from_artifact
+
+    module.saved_kernels = from_artifact(state.get("binaries", {}))
     if module.device == "meta":
         return
     for name, info in meta.get("packed", {}).items():
@@ -77,3 +80,15 @@ def restore_state(module: TritonModule, state: dict[str, Any]) -> None:
         if info["dtype"] == "bfloat16":
             t = t.view(torch.bfloat16)
         module._packed[(info["node"], info["kind"])] = t.to(module.device)
+
+
+def install_saved_kernels(module: TritonModule) -> int:
+    """Writes the saved kernels into Triton's disk cache when the module runs on a CUDA GPU (not the
+    interpreter); a BackendError when they were compiled for another architecture or Triton. Returns how
+    many cache entries were written."""
+    if not module.saved_kernels or module.device != "cuda" or INTERPRET:
+        return 0
+    from convc.backends.triton.kernel_cache import install_entries
+
+    major, minor = torch.cuda.get_device_capability()
+    return install_entries(module.saved_kernels, arch=major * 10 + minor)

@@ -124,6 +124,7 @@ class TritonModule(torch.nn.Module, CompiledModel):
         self.tuner = Tuner(enabled=tune and self.target is None)
         self._target_backend = backend
         self._packed: dict[tuple[str, str], torch.Tensor] = {}
+        self.saved_kernels: dict[str, dict[str, bytes]] = {}  # Triton cache entries of a saved model
         if options.get("saved_state"):  # a saved compiled model: its configurations and packed weights
             from convc.backends.triton.artifact_state import restore_state
 
@@ -276,6 +277,13 @@ class TritonModule(torch.nn.Module, CompiledModel):
         from convc.backends.triton.artifact_state import export_state
 
         return export_state(self)
+
+    def install_saved_kernels(self) -> int:
+        """A loaded model's compiled kernels into Triton's cache (convc.load_compiled calls it once the
+        file's target matches this machine)."""
+        from convc.backends.triton.artifact_state import install_saved_kernels
+
+        return install_saved_kernels(self)
 
     def artifact_target(self) -> dict[str, Any]:
         """What a saved copy must match besides the device: the interpreter, the ahead-of-time target."""
