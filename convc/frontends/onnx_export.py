@@ -6,8 +6,9 @@
 Parameters become initializers under their convc names; every node's output tensor keeps the node's
 name. Whatever convc fused is written back as standard ops: a conv or linear's epilogue becomes the
 activations and Adds it stands for, a Winograd-transformed weight is turned back into 3x3 filters, and
-`scale_shift` becomes Mul and Add. An op ONNX cannot express the same way is an error naming the node.
-`import onnx` happens here, not at `import convc`.
+`scale_shift` becomes Mul and Add. The zoo's ops (SiLU, GELU, hardswish, layer_norm over channels, channel
+shuffle, slices, adaptive pooling to any size, ...) are written by onnx_export_ops.py. An op ONNX cannot
+express the same way is an error naming the node. `import onnx` happens here, not at `import convc`.
 """
 from __future__ import annotations
 
@@ -19,50 +20,12 @@ from typing import Any
 import numpy as np
 
 from convc.dsl import Network
-from convc.errors import ConvcError
+from convc.frontends.onnx_export_ops import ACTIVATION_STEPS, ZOO_WRITERS, per_channel, write_activation
+from convc.frontends.onnx_writer import ELEM_TYPE, OPSET, ExportError, OnnxWriter
 from convc.ir import Graph, Node
 from convc.ops.convolution import WINOGRAD_TILES
 from convc.serialize import atomic_write
 from convc.winograd import untransform_filters
-
-OPSET = 17
-ELEM_TYPE = {"float32": 1, "float64": 11, "float16": 10, "bfloat16": 16}
-ACTIVATIONS = {"relu": ("Relu", None), "sigmoid": ("Sigmoid", None), "tanh": ("Tanh", None),
-               "leaky_relu": ("LeakyRelu", "alpha"), "elu": ("Elu", "alpha")}
-ACTIVATION_ATTR = {"leaky_relu": "negative_slope", "elu": "alpha"}
-
-
-class ExportError(ConvcError):
-    """The graph holds something ONNX cannot express as convc computes it."""
-
-
-def require_onnx() -> Any:
-    try:
-        import onnx
-    except ImportError:
-        raise ExportError("exporting ONNX models needs the onnx package: pip install convc[onnx]") from None
-    return onnx
-
-
-class OnnxWriter:
-    """Collects ONNX nodes and initializers for one graph; `emit` adds a node, `constant` an initializer."""
-
-    def __init__(self, graph: Graph) -> None:
-        self.onnx = require_onnx()
-        self.graph = graph
-        self.nodes: list[Any] = []
-        self.initializers: dict[str, np.ndarray] = {}
-
-    def emit(self, op_type: str, inputs: list[str], output: str, **attrs: Any) -> str:
-        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, [output], name=output, **attrs))
-        return output
-
-    def constant(self, name: str, array: np.ndarray) -> str:
-        self.initializers[name] = np.ascontiguousarray(array)
-        return name
-
-    def dtype_of(self, value: str) -> str:
-        return self.graph.node(value).type.dtype
 
 
 def _pads(padding: tuple[tuple[int, int], ...]) -> list[int]:
@@ -79,8 +42,7 @@ def _epilogue(w: OnnxWriter, node: Node, result: str, residuals: list[str]) -> s
         if step[0] == "add":
             result = w.emit("Add", [result, next(pending)], out)
         else:
-            op_type, attr = ACTIVATIONS[step[0]]
-            result = w.emit(op_type, [result], out, **({attr: float(step[1])} if attr else {}))
+            result = write_activation(w, tuple(step), result, out, node.type.dtype)
     return result
 
 
@@ -106,16 +68,10 @@ def _linear(w: OnnxWriter, node: Node, acts: list[str], params: list[str]) -> No
     _epilogue(w, node, _layer_output(node), acts[1:])
 
 
-def _per_channel(w: OnnxWriter, node: Node, name: str, rank: int) -> str:
-    """A (C,) parameter reshaped to (C, 1, ...) so it broadcasts over an (N, C, ...) tensor."""
-    array = w.graph.params[name]
-    return w.constant(f"{name}.broadcast", array.reshape((-1,) + (1,) * (rank - 2)))
-
-
 def _scale_shift(w: OnnxWriter, node: Node, acts: list[str], params: list[str]) -> None:
     rank = len(node.type.shape)
-    scaled = w.emit("Mul", [acts[0], _per_channel(w, node, params[0], rank)], f"{node.name}/scale")
-    w.emit("Add", [scaled, _per_channel(w, node, params[1], rank)], node.name)
+    scaled = w.emit("Mul", [acts[0], per_channel(w, params[0], rank)], f"{node.name}/scale")
+    w.emit("Add", [scaled, per_channel(w, params[1], rank)], node.name)
 
 
 def _pool(kind: str) -> Callable[[OnnxWriter, Node, list[str], list[str]], None]:
@@ -167,12 +123,11 @@ WRITERS: dict[str, Callable[[OnnxWriter, Node, list[str], list[str]], None]] = {
     **{f"avg_pool{nd}d": _pool("AveragePool") for nd in (1, 2, 3)},
     "linear": _linear, "scale_shift": _scale_shift, "lrn": _lrn, "flatten": _flatten, "maxout": _maxout,
     "batch_norm": _simple("BatchNormalization", epsilon="eps"),
-    "relu": _simple("Relu"), "sigmoid": _simple("Sigmoid"), "tanh": _simple("Tanh"),
-    "leaky_relu": _simple("LeakyRelu", alpha="negative_slope"), "elu": _simple("Elu", alpha="alpha"),
     "dropout": _simple("Identity"), "identity": _simple("Identity"),
     "softmax": _simple("Softmax", axis="axis"),
     "add": _simple("Add"), "bias_add": _simple("Add"), "concat": _simple("Concat", axis="axis"),
     "global_avg_pool": _simple("GlobalAveragePool"), "global_max_pool": _simple("GlobalMaxPool"),
+    **ZOO_WRITERS,
 }
 
 
@@ -184,7 +139,7 @@ def graph_to_onnx(graph: Graph) -> Any:
     unknown = sorted({f"{n.name} ({n.op})" for n in graph.nodes() if n.op not in WRITERS
                       and n.op not in ("input", "param")}
                      | {f"{n.name} ({n.op} with a fused {s[0]})" for n in graph.nodes()
-                        for s in n.attrs.get("epilogue", ()) if s[0] != "add" and s[0] not in ACTIVATIONS})
+                        for s in n.attrs.get("epilogue", ()) if s[0] != "add" and s[0] not in ACTIVATION_STEPS})
     if unknown:
         more = " ..." if len(unknown) > 8 else ""
         raise ExportError(f"graph '{graph.name}': no ONNX export for node(s) {', '.join(unknown[:8])}{more}; "
@@ -194,12 +149,11 @@ def graph_to_onnx(graph: Graph) -> Any:
             continue
         acts = list(graph.activation_inputs(node))
         params = list(node.inputs[len(acts):])
-        for p in params:  # as they are, unless the writer reshapes or transforms them itself
-            if node.op != "scale_shift" and not node.attrs.get("weight_transformed"):
-                w.initializers.setdefault(p, np.ascontiguousarray(graph.params[p]))
-            elif node.op != "scale_shift" and p != params[0]:  # a transformed conv's bias
-                w.initializers.setdefault(p, np.ascontiguousarray(graph.params[p]))
+        for p in params:  # as they are; a writer that reshapes or transforms one adds its own form
+            w.initializers.setdefault(p, np.ascontiguousarray(graph.params[p]))
         WRITERS[node.op](w, node, acts, params)
+    used = {name for n in w.nodes for name in n.input}
+    w.initializers = {name: a for name, a in w.initializers.items() if name in used}
 
     def value_info(name: str) -> Any:
         t = graph.node(name).type
@@ -244,4 +198,4 @@ def to_onnx(model: Network | Graph, path: str | os.PathLike[str] | None = None, 
     return proto
 
 
-__all__ = ["ExportError", "OPSET", "graph_to_onnx", "to_onnx"]
+__all__ = ["OPSET", "ExportError", "graph_to_onnx", "to_onnx"]
