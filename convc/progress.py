@@ -8,6 +8,9 @@ what to show. With nobody listening a report costs one context-variable lookup:
 
     with reporting_to(print):                      # any callable taking a ProgressEvent
         convc.compile(net, opt_level=3)
+
+    with reporting_lines_to(print):                # one line each; the CLI's bar keeps drawing
+        convc.compile(net, opt_level=3)            # "measuring conv algorithms 1/3: conv2"
 """
 from __future__ import annotations
 
@@ -34,6 +37,11 @@ class ProgressEvent:
     def finished(self) -> bool:
         return self.total is not None and self.done >= self.total
 
+    def line(self) -> str:
+        """One line of text: 'measuring conv algorithms 1/3: conv2' ('... 3/3' once all are done)."""
+        count = f"{self.done}/{self.total}" if self.total is not None else str(self.done)
+        return f"{self.task} {count}: {self.current}" if self.current else f"{self.task} {count}"
+
 
 ProgressSink = Callable[[ProgressEvent], None]
 _SINK: ContextVar[ProgressSink | None] = ContextVar("convc_progress_sink", default=None)
@@ -47,6 +55,24 @@ def reporting_to(sink: ProgressSink | None) -> Iterator[None]:
         yield
     finally:
         _SINK.reset(token)
+
+
+@contextmanager
+def reporting_lines_to(write: Callable[[str], None] | None) -> Iterator[None]:
+    """Also hands each report made inside the block to `write` as one line (ProgressEvent.line); the sink
+    already listening (the CLI's bar) keeps receiving the events. None changes nothing."""
+    if write is None:
+        yield
+        return
+    outer = _SINK.get()
+
+    def both(event: ProgressEvent) -> None:
+        if outer is not None:
+            outer(event)
+        write(event.line())
+
+    with reporting_to(both):
+        yield
 
 
 def report(task: str, done: int, total: int | None, current: str = "") -> None:

@@ -37,12 +37,12 @@ from convc.ir import Graph, Node
 from convc.numerics import budget
 from convc.ops import CONV_ALGOS, CONV_OPS, fmt_dims
 from convc.pass_manager import PassContext, convc_pass
-from convc.progress import track
+from convc.progress import reporting_lines_to, track
 
 from convc.passes.conv_cost import COST_MODEL_VERSION, PROFILES, WINOGRAD_TILE, ConvShape, estimate
 from convc.passes.conv_cost_numpy import estimate_numpy
 from convc.passes.cpu_profile import NumpyProfile, calibration_enabled, numpy_profile
-from convc.passes.conv_measure import measure, report_progress
+from convc.passes.conv_measure import measure
 from convc.passes.plan import (
     LayerPlan,
     OutdatedPlanFile,
@@ -245,7 +245,18 @@ def _remeasure(why: str, path: Path, ctx: PassContext) -> None:
 @convc_pass("choose_conv_algo", opt_level=2, runs_after=(
     "eliminate_dropout", "eliminate_identity", "fold_constants", "dce", "fold_bn", "fuse_epilogue"))
 def choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
-    """Picks each conv's algorithm: cost model at -O2, measured at -O3; --algo and --plan override."""
+    """Picks each conv's algorithm: cost model at -O2, measured at -O3; --algo and --plan override.
+    Progress goes to convc.progress; the option `progress` (a callable taking one line) is shorthand
+    for wrapping the compile in convc.progress.reporting_lines_to(progress)."""
+    hook = ctx.options_of("choose_conv_algo", OPTIONS).get("progress")
+    if hook is not None and not callable(hook):
+        raise OptionError(f"pass option choose_conv_algo.progress={hook!r}: expected a callable taking one "
+                          f"line of text (print, a list's append), or leave it out")
+    with reporting_lines_to(hook):
+        return _choose_conv_algo(g, ctx)
+
+
+def _choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
     caps = ctx.capabilities
     target = tuple(caps.conv_algos) if caps is not None else CONV_ALGOS
     winograd_off = not winograd_allowed(ctx)
@@ -278,8 +289,6 @@ def choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
         ctx.log.append(f"choose_conv_algo: {cache.problem}")
     layers: list[LayerPlan] = []
     changed = False
-    to_measure = sum(1 for n in convs.values() if len(candidates(n, target)) > 1) if mode == "measure" else 0
-    measured = 0
     # Measuring (-O3) takes seconds per layer: report each one (convc.progress; the CLI draws a bar).
     steps = track(list(convs.values()), "measuring conv algorithms", lambda n: n.name) if mode == "measure" \
         else convs.values()
@@ -304,9 +313,7 @@ def choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
         else:
             lp = decide(node, g, ctx, cands, sig, mode, device, cache, cpu)
             if mode == "measure":  # saved layer by layer: an interrupted -O3 keeps what it measured
-                measured += 1
                 cache.save()
-                report_progress(ctx, f"measured {node.name} ({measured}/{to_measure}): {lp.reason}")
         layers.append(lp)
         algo_attr = lp.algo if lp.algo in CONV_ALGOS or len(cands) > 1 else preset
         if algo_attr != preset:

@@ -12,7 +12,7 @@ candidate whose fastest run is slower than twice the leader's median is dropped 
 each candidate's samples is its time.
 
 Pass options (`options={"choose_conv_algo": {...}}`): min_rounds (3), max_rounds (15), budget_s
-(seconds per layer, 2.0), and `progress`, a callable taking a one-line message per layer.
+(seconds per layer, 2.0). Each measured layer is reported to convc.progress (choose_conv_algo).
 """
 from __future__ import annotations
 
@@ -117,13 +117,6 @@ def race(runs: dict[str, Callable[[], object]], settings: RaceSettings,
         if separated({a: samples[a] for a in active}) or clock() - started >= settings.budget_s:
             break
     return samples
-
-
-def report_progress(ctx: PassContext, message: str) -> None:
-    """Hands `message` to the progress hook, if the caller gave one (ctx.progress or the pass option)."""
-    hook = getattr(ctx, "progress", None) or ctx.options.get("choose_conv_algo", {}).get("progress")
-    if callable(hook):
-        hook(message)
 
 
 def measure(node: Node, g: Graph, ctx: PassContext, candidates: tuple[str, ...],

@@ -12,7 +12,7 @@ from rich.console import Console
 import convc
 from convc.benchmark import TimingSettings, bench_model
 from convc.commands.ui import showing_progress
-from convc.progress import ProgressEvent, report, reporting_to, track
+from convc.progress import ProgressEvent, report, reporting_lines_to, reporting_to, track
 
 
 def collect() -> tuple[list[ProgressEvent], object]:
@@ -28,6 +28,19 @@ def test_track_reports_each_step_then_the_end() -> None:
         ("work", 0, 2, "A", False), ("work", 1, 2, "B", False), ("work", 2, 2, "", True)]
     report("nobody listens", 0, 1)  # outside the block: no sink, no error, no event
     assert len(events) == 3
+
+
+def test_lines_go_to_a_writer_while_the_enclosing_sink_keeps_its_events() -> None:
+    events, sink = collect()
+    lines: list[str] = []
+    with reporting_to(sink), reporting_lines_to(lines.append):
+        list(track(["a", "b"], "work"))
+        report("open-ended", 5, None, "x")
+    assert lines == ["work 0/2: a", "work 1/2: b", "work 2/2", "open-ended 5: x"]
+    assert [e.line() for e in events] == lines  # the bar (the enclosing sink) saw every event
+    with reporting_to(sink), reporting_lines_to(None):  # None: nothing changes
+        report("work", 0, 1)
+    assert len(events) == 5 and len(lines) == 4
 
 
 def test_measuring_at_O3_reports_every_measured_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

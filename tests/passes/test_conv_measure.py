@@ -11,6 +11,7 @@ import pytest
 from convc.compiler import optimize
 from convc.device_profiles import blas_threads
 from convc.dsl import Network
+from convc.errors import OptionError
 from convc.passes import conv_algo
 from convc.pass_manager import PassContext
 from convc.passes.conv_measure import RaceSettings, race, separated
@@ -103,10 +104,18 @@ def test_progress_reports_each_measured_layer_and_the_cache_is_keyed_by_threads(
     ctx = PassContext(backend=get_backend("numpy"), opt_level=3,
                       options={"choose_conv_algo": {"progress": messages.append, "max_rounds": 3}})
     conv_algo.choose_conv_algo(three_layers().graph.copy(), ctx)
-    assert [m.split(" (")[0] for m in messages] == ["measured a", "measured b", "measured c"]
-    assert "(3/3): measured:" in messages[-1]
+    # The pass option is shorthand for convc.progress.reporting_lines_to: one line per report.
+    assert messages == ["measuring conv algorithms 0/3: a", "measuring conv algorithms 1/3: b",
+                        "measuring conv algorithms 2/3: c", "measuring conv algorithms 3/3"]
     files = sorted((plan_cache_dir / "plans").glob("*measure*.json"))
     assert len(files) == 1 and json.loads(files[0].read_text())["key"]["threads"] == blas_threads()
+
+
+def test_a_progress_option_that_is_not_callable_is_named() -> None:
+    ctx = PassContext(backend=get_backend("numpy"), opt_level=3,
+                      options={"choose_conv_algo": {"progress": "stderr"}})
+    with pytest.raises(OptionError, match="choose_conv_algo.progress='stderr': expected a callable"):
+        conv_algo.choose_conv_algo(three_layers().graph.copy(), ctx)
 
 
 def test_an_interrupted_o3_keeps_the_layers_it_measured(plan_cache_dir: Path,
