@@ -68,19 +68,22 @@ def optimize(model: Network | Graph, backend: str = "numpy", dtype: str = "float
                       check_numerics=check_numerics, seed=seed, device=device or "cpu",
                       options=pass_settings(pass_options, algo, plan, plan_mismatch))
     pipeline = resolve_pipeline(opt_level, passes, disable, backend=target.name)
-    _check_algorithm_options(algo, plan, pipeline, opt_level)
+    _check_algorithm_options(ctx.options.get(ALGO_PASS, {}), pipeline, opt_level)
     manager = PassManager(pipeline, timing=timing, dump_ir=dump_ir, pass_timeout=pass_timeout)
     manager.run(graph, ctx)
     return graph, ctx, manager
 
 
-def _check_algorithm_options(algo: Any, plan: Any, pipeline: list[Any], opt_level: int) -> None:
-    """--algo and --plan only mean something to the algorithm pass: without it they are refused."""
-    given = [flag for flag, value in (("--algo", algo), ("--plan", plan)) if value]
+def _check_algorithm_options(algo_options: Mapping[str, Any], pipeline: list[Any], opt_level: int) -> None:
+    """--algo and --plan (algo=, plan=, or the same keys of pass_options['choose_conv_algo']) only mean
+    something to the algorithm pass: without it (-O0, -O1, or disabled) they are refused, not ignored."""
+    given = [flag for key, flag in (("algo", "--algo"), ("plan", "--plan")) if algo_options.get(key)]
     if given and ALGO_PASS not in {p.name for p in pipeline}:
+        forms = {"--algo": "--algo LAYER=ALGORITHM (algo={'conv1': 'direct'})", "--plan": "--plan FILE (plan=)"}
         raise OptionError(f"{' and '.join(given)} would be ignored: the conv algorithm pass {ALGO_PASS} is not in "
-                          f"the pipeline at -O{opt_level} with these --passes/--disable options; use -O2 or "
-                          f"-O3 and keep {ALGO_PASS}, or drop {' and '.join(given)}")
+                          f"the pipeline at -O{opt_level} with these --passes/--disable options, and only it "
+                          f"reads {'; '.join(forms[f] for f in given)}: use -O2 or -O3 and keep {ALGO_PASS}, "
+                          f"or drop {' and '.join(given)}")
 
 
 def _plugin_failure(backend: str, graph: Graph, error: Exception) -> PluginError:

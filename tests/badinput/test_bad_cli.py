@@ -38,6 +38,8 @@ CASES = [
     (["check", "lenet5", "--batch", "1000000000"], 1, ["input 'x'", "TB", "memory limit"]),
     (["run", "lenet5", "--plan", "/dev/zero"], 2, ["--plan", "/dev/zero", "not a regular file"]),
     (["run", "lenet5", "-O0", "--algo", "conv1=direct"], 2, ["--algo", "choose_conv_algo", "-O0"]),
+    (["compile", "lenet5", "-O0", "--algo", "conv1=bogus"], 2, ["--algo", "-O0", "LAYER=ALGORITHM", "-O2"]),
+    (["run", "lenet5", "-O1", "--algo", "no-equals"], 2, ["--algo", "-O1", "LAYER=ALGORITHM", "-O2"]),
     (["run", "lenet5", "-O1", "--plan", "p.json"], 2, ["--plan", "choose_conv_algo", "-O1"]),
     (["run", "lenet5", "--disable", "choose_conv_algo", "--algo", "conv1=direct"], 2, ["--algo", "would be ignored"]),
     (["run", "lenet5", "--passes", "fold_bn", "--disable", "fold_bn"], 2, ["fold_bn", "--passes and --disable"]),

@@ -198,6 +198,17 @@ def test_o1_does_not_choose_algorithms() -> None:
     assert op_counts(g)["relu"] == 2  # fusion is -O2 too
 
 
+@pytest.mark.parametrize("opt_level", [0, 1])
+@pytest.mark.parametrize("how", ["algo=", "pass_options"])
+@pytest.mark.parametrize("pins", [{"stem": "direct"}, {"stem": "bogus"}, "no-equals-sign"])
+def test_pins_below_o2_are_refused_with_the_option_and_its_form(opt_level: int, how: str, pins: object) -> None:
+    """At -O0 / -O1 the algorithm pass does not run: a pin, well-formed or not, is named, never ignored."""
+    kw = {"algo": pins} if how == "algo=" else {"pass_options": {"choose_conv_algo": {"algo": pins}}}
+    with pytest.raises(OptionError, match=rf"--algo would be ignored: .* at -O{opt_level} .*LAYER=ALGORITHM"
+                                          rf".*use -O2 or -O3"):
+        convc.compile(small_cnn(), opt_level=opt_level, **kw)  # type: ignore[arg-type]
+
+
 def test_a_backend_specific_algorithm_is_chosen_and_the_numerics_check_still_runs() -> None:
     """Triton lists implicit_gemm, which the NumPy reference does not have: the check runs anyway."""
     g, ctx, manager = optimize(small_cnn(), backend="triton", check_numerics=True)
