@@ -11,16 +11,27 @@ from typing import Any
 import triton
 import triton.language as tl
 
-from convc.backends.triton.common import decode_pixel, row_blocks
+from convc.backends.triton.common import decode_pixel, row_blocks, window_tap
 from convc.backends.triton.launch import Launch, View
 
 
 @triton.jit
 def adaptive_avg_pool_kernel(
+    # pointers: input and output pixel matrices
     x_ptr, y_ptr,
-    M, C, D, H, W, OD, OH, OW, KD, KH, KW, ld_x, ld_y,
+    # sizes: output pixels, channels; input and output volumes; the longest window per axis
+    M, C, D, H, W, OD, OH, OW, KD, KH, KW,
+    # strides: elements between consecutive pixels of x and y
+    ld_x, ld_y,
+    # meta: tile
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    """y[m, c] = mean of x[., c] over output pixel m's window [floor(i * S / O), ceil((i + 1) * S / O))
+    per axis; windows differ in length, so every program walks the longest (KD x KH x KW) and masks
+    the taps past its own window's end.
+
+    Tiles: program (i, j) owns [BLOCK_M pixels, BLOCK_C channels], one [BLOCK_M, BLOCK_C] load per tap,
+    accumulated in fp32. Launch grid (cdiv(M, BLOCK_M), cdiv(C, BLOCK_C))."""
     rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     rc = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     m_ok = rm < M
@@ -30,15 +41,12 @@ def adaptive_avg_pool_kernel(
     h0, h1 = (oh * H) // OH, ((oh + 1) * H + OH - 1) // OH
     w0, w1 = (ow * W) // OW, ((ow + 1) * W + OW - 1) // OW
     acc = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
-    # KD, KH, KW: the longest window along each axis; shorter windows mask the rest.
     for kd in range(KD):
-        idd = d0 + kd
         for kh in range(KH):
-            ih = h0 + kh
             for kw in range(KW):
-                iw = w0 + kw
-                ok = (m_ok & (idd < d1) & (ih < h1) & (iw < w1))[:, None] & c_ok[None, :]
-                pix = ((nb * D + idd) * H + ih) * W + iw
+                # Windows start inside the input (no padding): a tap counts while before its window's end.
+                pix, _ = window_tap(nb, d0, h0, w0, kd, kh, kw, 1, 1, 1, D, H, W)
+                ok = (m_ok & (d0 + kd < d1) & (h0 + kh < h1) & (w0 + kw < w1))[:, None] & c_ok[None, :]
                 acc += tl.load(x_ptr + pix[:, None] * ld_x + rc[None, :], mask=ok, other=0.0).to(tl.float32)
     count = ((d1 - d0) * (h1 - h0) * (w1 - w0)).to(tl.float32)
     out = acc / count[:, None]

@@ -94,6 +94,22 @@ def window_origin(rm, OD, OH, OW, stride_d, stride_h, stride_w, pad_d, pad_h, pa
 
 
 @triton.jit
+def window_tap(nb, id0, ih0, iw0, kd, kh, kw, dil_d, dil_h, dil_w, D, H, W):
+    """The input pixel that window tap (kd, kh, kw) reads for outputs whose windows start at (id0, ih0, iw0)
+    (window_origin), as a row of the NDHWC pixel matrix, and whether it lies inside the input (False in
+    the padding: the caller masks its load). Shared by the conv and pooling window loops; operands may be
+    broadcast ([:, None] / [None, :]) for a 2-D tile of taps.
+
+        pix, inside = window_tap(nb, id0, ih0, iw0, kd, kh, kw, 1, 1, 1, D, H, W)
+    """
+    idd = id0 + kd * dil_d
+    ih = ih0 + kh * dil_h
+    iw = iw0 + kw * dil_w
+    inside = (idd >= 0) & (idd < D) & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+    return ((nb * D + idd) * H + ih) * W + iw, inside
+
+
+@triton.jit
 def grouped_tile(pid, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
     """A flat program id -> (row-tile, column-tile) in grouped order: programs launched together walk
     GROUP_M row-tiles down one column-tile before moving right, so they share the column's weights (and

@@ -15,8 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from convc.backends.triton.common import window_origin
-
+from convc.backends.triton.common import window_origin, window_tap
 from convc.backends.triton.epilogue import epilogue_meta, finish_tile
 from convc.backends.triton.geometry import ConvGeometry
 from convc.backends.triton.launch import Launch, View
@@ -54,17 +53,11 @@ def conv_direct_kernel(
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kd in range(KD):
-        idd = id0 + kd * dil_d
-        d_ok = m_ok & (idd >= 0) & (idd < D)
         for kh in range(KH):
-            ih = ih0 + kh * dil_h
-            h_ok = d_ok & (ih >= 0) & (ih < H)
             for kw in range(KW):
-                iw = iw0 + kw * dil_w
-                ok = h_ok & (iw >= 0) & (iw < W)
-                pix = ((nb * D + idd) * H + ih) * W + iw
+                pix, inside = window_tap(nb, id0, ih0, iw0, kd, kh, kw, dil_d, dil_h, dil_w, D, H, W)
                 x_tile = x_ptr + pix[:, None] * ld_x + first_in_channel[None, :]
-                tile_ok = ok[:, None] & n_ok[None, :]
+                tile_ok = (m_ok & inside)[:, None] & n_ok[None, :]
                 w_row = w_ptr + ((kd * KH + kh) * KW + kw) * C_g * O + rn
                 for c in range(C_g):
                     xv = tl.load(x_tile + c, mask=tile_ok, other=0.0).to(tl.float32)

@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from convc.backends.triton.common import INTERPRET, row_blocks, window_origin
+from convc.backends.triton.common import INTERPRET, row_blocks, window_origin, window_tap
 from convc.backends.triton.gemm import gemm_launch
 from convc.backends.triton.geometry import ConvGeometry
 from convc.backends.triton.launch import Launch, View
@@ -23,12 +23,22 @@ from convc.errors import BackendError
 
 @triton.jit
 def im2col_kernel(
+    # pointers: input pixel matrix, column matrix [M, groups * K_g]
     x_ptr, col_ptr,
+    # sizes: output pixels, channels per group, columns per group (KD*KH*KW*C_g), volumes, window
     M, C_g, K_g, D, H, W, OD, OH, OW, KH, KW,
+    # window: stride, low padding and dilation per axis
     stride_d, stride_h, stride_w, pad_d, pad_h, pad_w, dil_d, dil_h, dil_w,
+    # strides: elements between consecutive rows of x and of the column matrix
     ld_x, ld_col,
+    # meta: tile
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    """cols[m, g*K_g + kpos*C_g + c] = x[pixel under tap kpos of output m's window, g*C_g + c], 0 in the
+    padding: one window tap of one group per program, for BLOCK_M output pixels.
+
+    Tiles: program (i, kpos, g) owns pixels i*BLOCK_M .. at tap kpos = (kd, kh, kw) flattened, group g,
+    and copies its C_g channels in blocks of BLOCK_C. Launch grid (cdiv(M, BLOCK_M), KD*KH*KW, groups)."""
     pid_m = tl.program_id(0)
     kpos = tl.program_id(1)  # kernel position (kd, kh, kw), flattened
     group = tl.program_id(2)
@@ -40,11 +50,8 @@ def im2col_kernel(
     m_ok = rm < M
 
     nb, id0, ih0, iw0 = window_origin(rm, OD, OH, OW, stride_d, stride_h, stride_w, pad_d, pad_h, pad_w)
-    idd = id0 + kd * dil_d
-    ih = ih0 + kh * dil_h
-    iw = iw0 + kw * dil_w
-    inside = m_ok & (idd >= 0) & (idd < D) & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-    pix = ((nb * D + idd) * H + ih) * W + iw
+    pix, inside = window_tap(nb, id0, ih0, iw0, kd, kh, kw, dil_d, dil_h, dil_w, D, H, W)
+    inside = m_ok & inside
 
     src = x_ptr + pix[:, None] * ld_x + group * C_g
     # Column of (group, kd, kh, kw, c=0) in the [M, groups * K_g] column matrix; 64-bit rows because

@@ -44,11 +44,21 @@ INPUT_BLOCK_P = 32  # rows per program of the input transform: 64 spills 5 KB pe
 
 @triton.jit
 def winograd_input_kernel(
+    # pointers: input pixel matrix, kron(Bᵀ, Bᵀ)ᵀ padded to [TT_PAD, TT_PAD] fp32, V [t*t, tiles * C]
     x_ptr, kb_ptr, v_ptr,
-    P, C, H, W, TH, TW, pad_h, pad_w, ld_x,
+    # sizes: rows (tiles * C), channels, input height / width, tiles per column / row
+    P, C, H, W, TH, TW,
+    # window: low padding; stride: elements between consecutive pixels of x
+    pad_h, pad_w, ld_x,
+    # meta: output tile m, input tile t = m + 2, t*t padded to a power of 2, rows per program
     TILE_OUT: tl.constexpr, TILE_IN: tl.constexpr, TT_PAD: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
-    """V[ζ, tile, c] = Σ_ξ d[tile, c, ξ] · kron(Bᵀ, Bᵀ)[ζ, ξ] for rows p = tile * C + c."""
+    """V[ζ, tile, c] = Σ_ξ d[tile, c, ξ] · kron(Bᵀ, Bᵀ)[ζ, ξ] for rows p = tile * C + c, where d[tile, c] is
+    the t x t input patch (zeros in the padding) that output tile `tile` reads from channel c, flattened.
+
+    Tiles: program i owns rows i*BLOCK_P .. : it gathers their [BLOCK_P, TT_PAD] patches, multiplies them
+    by the transform with one fp32 tl.dot and stores plane ζ of V at ζ * P + p. Launch grid
+    (cdiv(P, BLOCK_P),)."""
     rp = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     xi = tl.arange(0, TT_PAD)
     p_ok = rp < P
@@ -84,7 +94,12 @@ def winograd_output_kernel(
     TILE_OUT: tl.constexpr, TILE_IN: tl.constexpr, TT_PAD: tl.constexpr, MM_PAD: tl.constexpr,
     BLOCK_P: tl.constexpr,
 ):
-    """Y[tile, o, u] = Σ_ξ M[ξ, tile, o] · kron(Aᵀ, Aᵀ)[u, ξ], then the epilogue, for rows p = tile * O + o."""
+    """Y[tile, o, u] = Σ_ξ M[ξ, tile, o] · kron(Aᵀ, Aᵀ)[u, ξ], then bias and the epilogue, for rows
+    p = tile * O + o; u runs over the m x m output pixels of the tile (those past OH / OW are masked).
+
+    Tiles: program i owns rows i*BLOCK_P ..: it loads their [BLOCK_P, TT_PAD] transform-domain values,
+    multiplies by the transform with one fp32 tl.dot and scatters the [BLOCK_P, MM_PAD] result to the
+    output pixels through epilogue.apply_epilogue. Launch grid (cdiv(P, BLOCK_P),)."""
     rp = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     xi = tl.arange(0, TT_PAD)
     u = tl.arange(0, MM_PAD)

@@ -17,10 +17,23 @@ from convc.backends.triton.launch import Launch, View
 
 @triton.jit
 def layer_norm_kernel(
+    # pointers: input, per-channel weight and bias (fp32), output
     x_ptr, w_ptr, b_ptr, y_ptr,
-    M, C, ld_x, ld_y, eps,
+    # sizes: pixels (rows), channels (the normalised length)
+    M, C,
+    # strides: elements between consecutive pixels of x and y
+    ld_x, ld_y,
+    # the variance's epsilon
+    eps,
+    # meta: tile
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    """y[m, c] = (x[m, c] - mean_m) / sqrt(var_m + eps) * w[c] + b[c], with mean_m and the biased var_m
+    over row m's C channels, in fp32.
+
+    Tiles: program i owns BLOCK_M whole rows and walks their channels in blocks of BLOCK_C three times:
+    the sums, the squares of the centred values, then normalise and store. Launch grid
+    (cdiv(M, BLOCK_M),)."""
     rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     m_ok = rm < M
     rc0 = tl.arange(0, BLOCK_C)

@@ -24,11 +24,20 @@ Shape5 = tuple[int, int, int, int, int]
 
 @triton.jit
 def strided_copy_kernel(
+    # pointers: source and destination
     src_ptr, dst_ptr,
+    # sizes: elements in all, the logical (N,) C, D, H, W extents
     total, C, D, H, W,
+    # strides: source (s_*) then destination (t_*) per logical axis
     s_n, s_c, s_d, s_h, s_w, t_n, t_c, t_d, t_h, t_w,
+    # meta: elements per program
     BLOCK: tl.constexpr,
 ):
+    """dst[n*t_n + c*t_c + d*t_d + h*t_h + w*t_w] = src[n*s_n + c*s_c + ...] for every (n, c, d, h, w),
+    cast to dst's dtype.
+
+    Tiles: program i owns flat indices i*BLOCK .. of the logical NCDHW index space, decodes each into
+    (n, c, d, h, w) and does one gather load and one scatter store. Launch grid (cdiv(total, BLOCK),)."""
     idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = idx < total
     w = idx % W

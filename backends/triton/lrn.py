@@ -19,9 +19,23 @@ from convc.errors import BackendError
 
 @triton.jit
 def lrn_kernel(
-    x_ptr, y_ptr, M, C, ld_x, ld_y, SIZE, alpha_over_size, beta, k,
+    # pointers: input and output pixel matrices
+    x_ptr, y_ptr,
+    # sizes: pixels, channels
+    M, C,
+    # strides: elements between consecutive pixels of x and y
+    ld_x, ld_y,
+    # normalisation: window length (channels), alpha / size, beta, k
+    SIZE, alpha_over_size, beta, k,
+    # meta: tile
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    """y[m, c] = x[m, c] / (k + alpha / size * Σ x[m, c']²) ** beta over c' in
+    [c - SIZE // 2, c + (SIZE - 1) // 2] within [0, C), in fp32.
+
+    Tiles: program (i, j) owns [BLOCK_M pixels, BLOCK_C channels]; the loop makes SIZE loads of the tile
+    shifted by one channel each (neighbours of a tile's edge come from the next tile's columns). Launch
+    grid (cdiv(M, BLOCK_M), cdiv(C, BLOCK_C))."""
     rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     rc = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     m_ok = rm < M

@@ -16,9 +16,19 @@ from convc.errors import BackendError
 
 @triton.jit
 def maxout_kernel(
-    x_ptr, y_ptr, M, C_out, K, ld_x, ld_y,
+    # pointers: input and output pixel matrices
+    x_ptr, y_ptr,
+    # sizes: pixels, output channels, input channels per output channel
+    M, C_out, K,
+    # strides: elements between consecutive pixels of x and y
+    ld_x, ld_y,
+    # meta: tile
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    """y[m, c] = max over j < K of x[m, c*K + j], NaN if any of them is NaN.
+
+    Tiles: program (i, j) owns [BLOCK_M pixels, BLOCK_C output channels]; the loop makes K strided loads
+    of that tile. Launch grid (cdiv(M, BLOCK_M), cdiv(C_out, BLOCK_C))."""
     rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     rc = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = (rm < M)[:, None] & (rc < C_out)[None, :]

@@ -19,10 +19,21 @@ from convc.backends.triton.launch import Launch, View
 
 @triton.jit
 def multiply_kernel(
+    # pointers: full operand x, broadcast operand s, output
     x_ptr, s_ptr, y_ptr,
-    M, C, rows_per_s, col_step, ld_x, ld_s, ld_y,
+    # sizes: pixels and channels of x and y
+    M, C,
+    # broadcast: rows of x per row of s, column step in s (0: one channel)
+    rows_per_s, col_step,
+    # strides: elements between consecutive rows of x, s and y
+    ld_x, ld_s, ld_y,
+    # meta: tile
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    """y[m, c] = x[m, c] * s[m // rows_per_s, c * col_step], in fp32, stored in y's dtype.
+
+    Tiles: program (i, j) owns [BLOCK_M pixels, BLOCK_C channels]; no loop. Launch grid
+    (cdiv(M, BLOCK_M), cdiv(C, BLOCK_C))."""
     rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     rc = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = (rm < M)[:, None] & (rc < C)[None, :]

@@ -12,7 +12,7 @@ from typing import Any
 import triton
 import triton.language as tl
 
-from convc.backends.triton.common import max_keep_nan, max_reduce_keep_nan, row_blocks, window_origin
+from convc.backends.triton.common import max_keep_nan, max_reduce_keep_nan, row_blocks, window_origin, window_tap
 from convc.backends.triton.geometry import PoolGeometry
 from convc.backends.triton.launch import Launch, View
 from convc.errors import BackendError
@@ -20,12 +20,24 @@ from convc.errors import BackendError
 
 @triton.jit
 def window_pool_kernel(
+    # pointers: input and output pixel matrices
     x_ptr, y_ptr,
+    # sizes: output pixels, channels; input, output and window volumes
     M, C, D, H, W, OD, OH, OW, KD, KH, KW,
-    stride_d, stride_h, stride_w, pad_d, pad_h, pad_w, ld_x, ld_y,
+    # window: stride and low padding per axis
+    stride_d, stride_h, stride_w, pad_d, pad_h, pad_w,
+    # strides: elements between consecutive pixels of x and y
+    ld_x, ld_y,
+    # meta: max or average, average's divisor, tile
     IS_MAX: tl.constexpr, COUNT_INCLUDE_PAD: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    """y[m, c] = max (IS_MAX) or average of x over output pixel m's KD x KH x KW window, channel c;
+    x is the [N*D*H*W, C] and y the [M = N*OD*OH*OW, C] channels-last pixel matrix.
+
+    Tiles: program (i, j) owns [BLOCK_M pixels, BLOCK_C channels]; the loop walks the window's taps
+    (common.window_tap), loading one [BLOCK_M, BLOCK_C] slab per tap and accumulating in fp32. Launch grid
+    (cdiv(M, BLOCK_M), cdiv(C, BLOCK_C))."""
     rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     rc = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     m_ok = rm < M
@@ -37,15 +49,10 @@ def window_pool_kernel(
     else:
         acc = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
     for kd in range(KD):
-        idd = d0 + kd
-        d_ok = m_ok & (idd >= 0) & (idd < D)
         for kh in range(KH):
-            ih = h0 + kh
-            h_ok = d_ok & (ih >= 0) & (ih < H)
             for kw in range(KW):
-                iw = w0 + kw
-                ok = (h_ok & (iw >= 0) & (iw < W))[:, None] & c_ok[None, :]
-                pix = ((nb * D + idd) * H + ih) * W + iw
+                pix, inside = window_tap(nb, d0, h0, w0, kd, kh, kw, 1, 1, 1, D, H, W)
+                ok = (m_ok & inside)[:, None] & c_ok[None, :]
                 if IS_MAX:
                     v = tl.load(x_ptr + pix[:, None] * ld_x + rc[None, :], mask=ok, other=float("-inf"))
                     acc = max_keep_nan(acc, v.to(tl.float32))  # a NaN in the window gives NaN, as in torch
@@ -71,9 +78,20 @@ def window_pool_kernel(
 
 @triton.jit
 def global_pool_kernel(
-    x_ptr, y_ptr, C, P, ld_x, ld_y,
+    # pointers: input and output pixel matrices
+    x_ptr, y_ptr,
+    # sizes: channels, positions per example
+    C, P,
+    # strides: elements between consecutive pixels of x and y
+    ld_x, ld_y,
+    # meta: max or average, tile
     IS_MAX: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    """y[n, c] = max (IS_MAX) or mean of x[n*P + p, c] over the P positions of example n.
+
+    Tiles: program (n, j) owns example n and channels j*BLOCK_C ..; the loop walks the positions in
+    blocks of BLOCK_P, keeping a [BLOCK_P, BLOCK_C] fp32 partial that one reduction ends. Launch grid
+    (N, cdiv(C, BLOCK_C))."""
     nb = tl.program_id(0)
     rc = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     rp = tl.arange(0, BLOCK_P)
@@ -82,8 +100,8 @@ def global_pool_kernel(
         acc = tl.full((BLOCK_P, BLOCK_C), float("-inf"), tl.float32)
     else:
         acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
-    for p0 in range(0, P, BLOCK_P):
-        pp = p0 + rp
+    for first in range(0, P, BLOCK_P):
+        pp = first + rp
         ok = (pp < P)[:, None] & c_ok[None, :]
         offs = (nb * P + pp)[:, None] * ld_x + rc[None, :]
         if IS_MAX:

@@ -21,11 +21,19 @@ from convc.types import TensorType
 
 @triton.jit
 def softmax_kernel(
+    # pointers: input and output
     x_ptr, y_ptr,
+    # sizes: row length, positions after the axis, channels inside (row r = (o * P_after + p) * C_inner + c)
     L, P_after, C_inner,
+    # strides: of o, of p and along the row, for x then y
     xs_o, xs_p, x_step, ys_o, ys_p, y_step,
+    # meta: block along the row
     BLOCK_L: tl.constexpr,
 ):
+    """y = exp(x - max) / Σ exp(x - max) along one row (one 1-D slice along the softmax axis), in fp32.
+
+    Tiles: program r owns row r and walks it twice in blocks of BLOCK_L: a running max and rescaled sum,
+    then normalise and store. Launch grid (rows,)."""
     r = tl.program_id(0)
     c = r % C_inner
     t = r // C_inner

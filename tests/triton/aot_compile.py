@@ -1,21 +1,33 @@
 """Compiles every kernel the Triton backend emits for one small graph with the real Triton compiler for
 sm_90 (front end, MLIR passes, ptxas) without a GPU: the interpreter runs kernels as Python and would
-not notice code the compiler rejects. Run as a script, without TRITON_INTERPRET; prints one line per
-failure and a final "compiled N of N".
+not notice code the compiler rejects. Each variant's static report must show no spills and registers
+within its kernel's bound, and every @triton.jit `*_kernel` of backends/triton must have been compiled.
+Run as a script, without TRITON_INTERPRET; prints one line per problem, one per kernel with its largest
+register count, and a final "compiled N of N, P problems".
 
     python tests/triton/aot_compile.py float16
 """
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import sys
 
 os.environ.pop("TRITON_INTERPRET", None)
 
 import convc  # noqa: E402
-from convc.backends.triton.aot import compile_launch, variant_key  # noqa: E402
+import convc.backends.triton as triton_backend  # noqa: E402
+from convc.backends.triton.aot import compile_launch, kernel_stats, variant_key  # noqa: E402
 from convc.backends.triton.targets import GPU_TARGETS  # noqa: E402
 from convc.dsl import Network  # noqa: E402
+
+# Registers per thread at these small configurations (measured with triton 3.8, 2026-12-01: 24-80; fp32
+# layer norm 122, the Winograd output transform 123): 128 keeps 4 CTAs of 4 warps on an SM; the two
+# kernels holding a [BLOCK, 32+] fp32 tile across a loop or a product may take up to 168 (3 CTAs).
+REGISTER_BOUND = 128
+REGISTER_BOUNDS = {"winograd_output_kernel": 168, "layer_norm_kernel": 168}
+
 
 def every_kernel_graph() -> Network:
     """One graph that makes the backend emit each kernel family (and each conv algorithm via `algo`)."""
@@ -32,14 +44,30 @@ def every_kernel_graph() -> Network:
                    axis=1)
     z = net.softmax(net.bias_add(net.maxout(net.lrn(net.batch_norm(z)), 2)), axis=2)
     f = net.linear(net.flatten(z), 10)
+    # Every epilogue step code as a standalone elementwise launch (at -O0 nothing fuses).
+    steps = net.silu(net.hardsigmoid(net.hardswish(net.clip(net.gelu(net.gelu(net.elu(net.tanh(res)),
+                                                                                approximate="tanh")), 0.0, 6.0))))
+    scaled = net.mul(y, net.adaptive_avg_pool(y, 1))  # a squeeze-excitation broadcast
     net.output(net.softmax(f), net.global_avg_pool(z), net.global_max_pool(z), net.concat([z, z], axis=3),
-               net.sigmoid(res))
+               net.sigmoid(res), steps, net.layer_norm(scaled), net.adaptive_avg_pool(y, (3, 4)))
     return net
+
+
+def kernel_names() -> set[str]:
+    """Every @triton.jit function named *_kernel in the backend's modules (helpers are inlined into them)."""
+    names = set()
+    for info in pkgutil.iter_modules(triton_backend.__path__):
+        module = importlib.import_module(f"{triton_backend.__name__}.{info.name}")
+        for name, value in vars(module).items():
+            if name.endswith("_kernel") and hasattr(value, "fn") and value.__module__ == module.__name__:
+                names.add(name)
+    return names
 
 
 def main(dtype: str) -> int:
     target = GPU_TARGETS["sm_90"]
-    failures, seen = 0, set()
+    problems, seen = 0, set()
+    registers: dict[str, int] = {}
     for algo in ("implicit_gemm", "im2col", "winograd_2x2", "winograd_4x4", "direct"):
         net = every_kernel_graph()
         c = net.graph.node("c")
@@ -51,13 +79,25 @@ def main(dtype: str) -> int:
                 continue
             seen.add(key)
             try:
-                compile_launch(launch, target)
+                stats = kernel_stats(compile_launch(launch, target))
             except Exception as e:  # report every failure, not just the first
-                failures += 1
+                problems += 1
                 print(f"FAILED {launch.node} {launch.name} {launch.meta} {launch.config}: {type(e).__name__}: "
                       f"{e}"[:2000])
-    print(f"compiled {len(seen) - failures} of {len(seen)}")
-    return 1 if failures else 0
+                continue
+            registers[launch.name] = max(registers.get(launch.name, 0), stats.registers)
+            bound = REGISTER_BOUNDS.get(launch.name, REGISTER_BOUND)
+            if stats.spills or stats.registers > bound:
+                problems += 1
+                print(f"PROBLEM {launch.node} {launch.name} {launch.config}: {stats.registers} registers "
+                      f"(bound {bound}), {stats.spills} bytes spilled")
+    for name in sorted(kernel_names() - set(registers)):
+        problems += 1
+        print(f"PROBLEM {name}: no launch of this graph compiled it; extend every_kernel_graph")
+    for name, count in sorted(registers.items()):
+        print(f"{name}: up to {count} registers, no spills")
+    print(f"compiled {len(seen)} of {len(seen)}, {problems} problems")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
