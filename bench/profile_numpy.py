@@ -2,6 +2,9 @@
 padding, GEMM (np.matmul), epilogue and the rest (gathers, transforms, layout copies), summed by kind.
 
     OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python bench/profile_numpy.py resnet50 googlenet [--rounds 5]
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python bench/profile_numpy.py convnext_tiny --size 224
+
+A name convc.models does not know is built from torchvision (tests/models/torchvision_zoo.py).
 
 The graph runs node by node as the interpreter runs it (same steps, same order, same operands); each
 node's time is the median over `--rounds` forwards, after one warm-up. The conv split wraps
@@ -13,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 import types
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,8 +72,19 @@ def conv_phase_timers(totals: dict[str, float]) -> Iterator[None]:
         conv_operands.apply_epilogue = saved_epilogue
 
 
-def profile(name: str, rounds: int) -> None:
-    net = convc.models.get(name)
+def network(name: str, size: int) -> convc.Network:
+    """convc's own model `name`, else the torchvision zoo model of that name at `size` x `size`."""
+    if name in convc.models.names():
+        return convc.models.get(name)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models"))
+    import torchvision_zoo
+
+    model, x = torchvision_zoo.build(name, size=size)
+    return convc.from_torch(model, x)
+
+
+def profile(name: str, rounds: int, size: int) -> None:
+    net = network(name, size)
     model = convc.compile(net, backend="numpy", dtype="float32", check_numerics=False)
     x = np.random.default_rng(0).standard_normal(net.graph.inputs[0].type.shape).astype(np.float32)
     order, steps = model._order, model._steps
@@ -109,9 +125,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--size", type=int, default=224, help="input size of torchvision zoo models")
     args = parser.parse_args()
     for name in args.models:
-        profile(name, args.rounds)
+        profile(name, args.rounds, args.size)
 
 
 if __name__ == "__main__":

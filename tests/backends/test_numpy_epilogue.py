@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convc.backends.numpy_ref import epilogue
-from convc.numerics import rel_err
+from convc.numerics import budget, rel_err
 
 STEPS = st.lists(st.sampled_from([("relu",), ("add",), ("leaky_relu", 0.1), ("sigmoid",), ("tanh",),
                                   ("elu", 0.7)]), max_size=4).map(tuple)
@@ -62,3 +62,37 @@ def test_a_large_output_goes_block_by_block_and_nan_still_propagates() -> None:
     out = epilogue.apply_epilogue(y, np.full(64, -2.0, np.float32), (("relu",),), [])
     assert np.isnan(out[0, 63, 159, 159]) and np.count_nonzero(np.isnan(out)) == 1
     assert np.all(out[~np.isnan(out)] == 0)
+
+
+TORCH_UNARY = {"gelu": F.gelu, "silu": F.silu, "sigmoid": torch.sigmoid}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", sorted(TORCH_UNARY))
+def test_exp_activations_match_torch_float64_everywhere(kind: str, dtype: type) -> None:
+    """GELU (float32: a closed-form erfc, A&S 7.1.26, instead of math.erf element by element), SiLU and
+    sigmoid (exp(-x) may overflow to inf: the right limit): within budget from -100 to 100, both
+    tails pointwise, and NaN / inf as torch's."""
+    x = np.concatenate([np.linspace(-100, 100, 40001), np.linspace(-12, 12, 24001),
+                        [np.nan, np.inf, -np.inf, 0.0, 1e-30, -1e-30]])
+    expected = TORCH_UNARY[kind](torch.from_numpy(x)).numpy()
+    got = epilogue.apply_activation_(x.astype(dtype), kind)
+    assert got.dtype == dtype
+    finite = np.isfinite(expected)
+    name = np.dtype(dtype).name
+    assert rel_err(got[finite], expected[finite]) <= budget(name)
+    # pointwise: the closed form's 1.5e-7 plus roundings of x and of the result in the working dtype
+    ulp = np.finfo(dtype).eps
+    bound = 3e-7 + 2 * ulp * np.abs(x[finite]) if dtype == np.float32 else 1e-15 * (1 + np.abs(x[finite]))
+    assert np.all(np.abs(got[finite] - expected[finite]) <= bound)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(got[~finite & ~np.isnan(expected)], expected[~finite & ~np.isnan(expected)])
+
+
+@settings(max_examples=30, deadline=None)
+@given(scale=st.floats(1e-3, 1e3), seed=st.integers(0, 2**16))
+def test_float32_gelu_property_matches_torch(scale: float, seed: int) -> None:
+    x = np.random.default_rng(seed).standard_normal(257) * scale
+    expected = F.gelu(torch.from_numpy(x)).numpy()
+    got = epilogue.apply_activation_(x.astype(np.float32), "gelu")
+    assert rel_err(got, expected) <= budget("float32")
