@@ -39,8 +39,14 @@ def maxout(node: Node, args: list[Any]) -> np.ndarray:
     return x.reshape((x.shape[0], x.shape[1] // k, k) + x.shape[2:]).max(axis=2)
 
 
+def relu(node: Node, args: list[Any]) -> np.ndarray:
+    """max(x, 0) into a fresh array in one pass (not a copy, then a pass over the copy); NaN stays NaN."""
+    return np.maximum(args[0], 0)
+
+
 def clip(node: Node, args: list[Any]) -> np.ndarray:
-    return apply_activation_(args[0].copy(), "clip", (node.attrs["min"], node.attrs["max"]))
+    """min(max(x, lo), hi) into a fresh array in one pass; NaN stays NaN, as in torch.clamp."""
+    return np.clip(args[0], node.attrs["min"], node.attrs["max"])
 
 
 def gelu(node: Node, args: list[Any]) -> np.ndarray:
@@ -77,7 +83,7 @@ def passthrough(node: Node, args: list[Any]) -> np.ndarray:
 
 
 KERNELS = {
-    ("relu", None): _activation("relu"),
+    ("relu", None): relu,
     ("leaky_relu", None): _activation("leaky_relu", "negative_slope"),
     ("sigmoid", None): _activation("sigmoid"),
     ("tanh", None): _activation("tanh"),
