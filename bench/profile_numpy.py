@@ -103,15 +103,15 @@ def profile(name: str, rounds: int, size: int) -> None:
                     per_node[node.name].append(time.perf_counter() - t)
         if r:
             totals.append(time.perf_counter() - t_all)
-    total = statistics.median(totals) * 1e3
+    total = statistics.mean(totals) * 1e3
     by_kind: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     conv_ms = 0.0
     for node in order:
-        ms = statistics.median(per_node[node.name]) * 1e3
+        ms = statistics.mean(per_node[node.name]) * 1e3
         by_kind[node_kind(node)][0] += ms
         by_kind[node_kind(node)][1] += 1
         conv_ms += ms if node.op in CONV_OPS else 0.0
-    print(f"\n### {name}: {total:.1f} ms per forward (median of {rounds}), {len(order)} nodes\n")
+    print(f"\n### {name}: {total:.1f} ms per forward (mean of {rounds}), {len(order)} nodes\n")
     print("| kind | nodes | ms | share |\n|---|---:|---:|---:|")
     for kind, (ms, count) in sorted(by_kind.items(), key=lambda kv: -kv[1][0]):
         print(f"| {kind} | {count} | {ms:.2f} | {ms / total:.1%} |")
