@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from convc.backends.triton.common import dot_acc, grouped_tile, window_origin
+from convc.backends.triton.common import dot_acc, grouped_tile, window_origin, window_tap
 from convc.backends.triton.epilogue import epilogue_meta, finish_tile
 from convc.backends.triton.geometry import ConvGeometry
 from convc.backends.triton.launch import Launch, View
@@ -81,12 +81,10 @@ def conv_implicit_gemm_kernel(
             k_ok = kk < K
             c = kk % C_g
             pos = kk // C_g
-            idd = id0[:, None] + (pos // (KH * KW))[None, :] * dil_d
-            ih = ih0[:, None] + (pos // KW % KH)[None, :] * dil_h
-            iw = iw0[:, None] + (pos % KW)[None, :] * dil_w
-            ok = (m_ok[:, None] & k_ok[None, :] & (idd >= 0) & (idd < D) & (ih >= 0) & (ih < H)
-                  & (iw >= 0) & (iw < W))
-            pix = ((nb[:, None] * D + idd) * H + ih) * W + iw
+            kd, kh, kw = pos // (KH * KW), pos // KW % KH, pos % KW
+            pix, inside = window_tap(nb[:, None], id0[:, None], ih0[:, None], iw0[:, None], kd[None, :],
+                                     kh[None, :], kw[None, :], dil_d, dil_h, dil_w, D, H, W)
+            ok = m_ok[:, None] & k_ok[None, :] & inside
             a = tl.load(x_group + pix * ld_x + c[None, :], mask=ok, other=0.0)
             b = tl.load(w_group + kk[:, None] * O_g + rn[None, :], mask=k_ok[:, None] & n_ok[None, :], other=0.0)
             acc = dot_acc(a, b, acc, DOT_MODE)
@@ -97,11 +95,9 @@ def conv_implicit_gemm_kernel(
             pos = step // c_steps
             ck = (step - pos * c_steps) * BLOCK_K + rk
             c_ok = ck < C_g
-            idd = id0 + (pos // (KH * KW)) * dil_d
-            ih = ih0 + (pos // KW % KH) * dil_h
-            iw = iw0 + (pos % KW) * dil_w
-            ok = m_ok & (idd >= 0) & (idd < D) & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            pix = ((nb * D + idd) * H + ih) * W + iw
+            pix, inside = window_tap(nb, id0, ih0, iw0, pos // (KH * KW), pos // KW % KH, pos % KW,
+                                     dil_d, dil_h, dil_w, D, H, W)
+            ok = m_ok & inside
             a = tl.load(x_group + pix[:, None] * ld_x + ck[None, :], mask=ok[:, None] & c_ok[None, :], other=0.0)
             b = tl.load(w_group + (pos * C_g + ck)[:, None] * O_g + rn[None, :], mask=c_ok[:, None] & n_ok[None, :],
                         other=0.0)
