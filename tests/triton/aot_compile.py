@@ -45,11 +45,13 @@ def every_kernel_graph() -> Network:
     z = net.softmax(net.bias_add(net.maxout(net.lrn(net.batch_norm(z)), 2)), axis=2)
     f = net.linear(net.flatten(z), 10)
     # Every epilogue step code as a standalone elementwise launch (at -O0 nothing fuses).
-    steps = net.silu(net.hardsigmoid(net.hardswish(net.clip(net.gelu(net.gelu(net.elu(net.tanh(res)),
-                                                                                approximate="tanh")), 0.0, 6.0))))
+    steps = net.gelu(net.elu(net.tanh(res)), approximate="tanh")
+    steps = net.silu(net.hardsigmoid(net.hardswish(net.clip(net.gelu(steps), 0.0, 6.0))))
     scaled = net.mul(y, net.adaptive_avg_pool(y, 1))  # a squeeze-excitation broadcast
+    # Three channels: the implicit GEMM's flat (position, channel) K gather.
+    rgb = net.conv2d(net.input((2, 3, 10, 10), name="image"), 16, 3, padding=1, name="rgb")
     net.output(net.softmax(f), net.global_avg_pool(z), net.global_max_pool(z), net.concat([z, z], axis=3),
-               net.sigmoid(res), steps, net.layer_norm(scaled), net.adaptive_avg_pool(y, (3, 4)))
+               net.sigmoid(res), steps, net.layer_norm(scaled), net.adaptive_avg_pool(y, (3, 4)), rgb)
     return net
 
 
