@@ -155,9 +155,17 @@ def graph_to_onnx(graph: Graph) -> Any:
     used = {name for n in w.nodes for name in n.input}
     w.initializers = {name: a for name, a in w.initializers.items() if name in used}
 
+    # An imported model's symbolic batch (the inputs' dynamic_batch) is written back as that symbol:
+    # the writers above never bake the batch into a node (reshapes copy axis 0 with a 0).
+    symbols = {n.attrs.get("dynamic_batch") for n in graph.inputs}
+    batch = symbols.pop() if len(symbols) == 1 else None
+
     def value_info(name: str) -> Any:
         t = graph.node(name).type
-        return onnx.helper.make_tensor_value_info(name, ELEM_TYPE[t.dtype], list(t.shape))
+        dims: list[Any] = list(t.shape)
+        if batch is not None and dims:
+            dims[0] = None if batch == "?" else batch
+        return onnx.helper.make_tensor_value_info(name, ELEM_TYPE[t.dtype], dims)
 
     initializers = [onnx.numpy_helper.from_array(np.asarray(a), name) for name, a in w.initializers.items()]
     body = onnx.helper.make_graph(w.nodes, graph.name, [value_info(n.name) for n in graph.inputs],

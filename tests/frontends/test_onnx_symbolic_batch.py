@@ -3,6 +3,7 @@ max_batch runs every batch size (against torch in float64), and a graph that cha
 is kept at its fixed size with a warning and refused for other sizes."""
 from __future__ import annotations
 
+import copy
 import io
 import warnings
 from pathlib import Path
@@ -26,14 +27,14 @@ from convc.serialize import from_json, to_json
 from tests.frontends.frontend_helpers import assert_matches, randomize_batch_norm, torch_reference
 
 
-def export_dynamic(model: nn.Module, shape: tuple[int, ...]) -> bytes:
-    """`model` in float64 (the exporter folds batch norm into the weights: float32 would round them) as
-    ONNX with a symbolic batch named 'batch'."""
+def export_dynamic(model: nn.Module, shape: tuple[int, ...], dtype: torch.dtype = torch.float64) -> bytes:
+    """`model` in `dtype` (float64 by default: the exporter folds batch norm into the weights, and float32
+    would round them) as ONNX with a symbolic batch named 'batch'."""
     buffer = io.BytesIO()
-    model = model.double()
+    model = model.to(dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's deprecation notes about the TorchScript exporter
-        torch.onnx.export(model.eval(), (torch.randn(*shape, dtype=torch.float64),), buffer, dynamo=False, opset_version=13,
+        torch.onnx.export(model.eval(), (torch.randn(*shape, dtype=dtype),), buffer, dynamo=False, opset_version=13,
                           input_names=["x"], output_names=["y"],
                           dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
     return buffer.getvalue()
@@ -158,3 +159,25 @@ def test_fixed_or_disagreeing_batches_are_not_marked() -> None:
         assert all("dynamic_batch" not in n.attrs for n in net.graph.inputs), inputs
     net = from_onnx(symbolic_model(add, {"a": ["N", 3], "b": [None, 3]}))  # unnamed joins the named symbol
     assert [n.attrs["dynamic_batch"] for n in net.graph.inputs] == ["N", "N"]
+
+
+def test_export_writes_the_symbolic_batch_back(tmp_path: Path) -> None:
+    import onnxruntime
+
+    torch.manual_seed(0)
+    model = ViewHead().eval()
+    x = torch.randn(5, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    expected = torch_reference(copy.deepcopy(model).double(), x)
+    for dtype, budget_of in ((torch.float64, "float64"), (torch.float32, "float32")):
+        path = tmp_path / f"again_{budget_of}.onnx"
+        convc.to_onnx(from_onnx(export_dynamic(copy.deepcopy(model), (2, 3, 8, 8), dtype)), path, optimized=True)
+        proto = onnx.load(str(path))
+        assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+        assert proto.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+        again = from_onnx(str(path))  # convc reads it back as batch-polymorphic
+        assert again.graph.inputs[0].attrs["dynamic_batch"] == "batch"
+        got = convc.compile(again, dtype=budget_of, max_batch=8).run(x.numpy().astype(budget_of))
+        assert_matches(got, expected, dtype=budget_of)
+    # onnxruntime (no float64 Conv on its CPU) runs the float32 file at a batch it was never given
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert_matches(session.run(None, {"x": x.numpy().astype(np.float32)}), expected, dtype="float32")
