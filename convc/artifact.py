@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from convc.artifact_target import describe_target, target_differences
+from convc.artifact_target import describe_target, local_gpu, target_differences
 from convc.backend import CompiledModel
 from convc.batching import BatchedModel
 from convc.errors import ConvcError, FileFormatError, OptionError
@@ -153,11 +153,17 @@ def read_artifact(path: str | Path) -> tuple[dict[str, Any], dict[str, bytes]]:
 def load_compiled(path: str | Path, device: str | None = None, recompile: bool = False) -> CompiledModel:
     """A runnable model from a saved file: no pass runs and nothing is autotuned. A file made by another
     convc, or for another backend version, device or target is a StaleArtifactError; with
-    `recompile=True` its saved graphs are compiled again here instead (with a warning)."""
+    `recompile=True` its saved graphs are compiled again here instead (with a warning). A file compiled
+    ahead of time for a GPU architecture (--target sm_90) runs on the CUDA device when this machine's GPU
+    has that architecture."""
     manifest, files = read_artifact(path)
     backend = get_backend(manifest["backend"])
     settings = manifest["settings"]
     options = dict(settings.get("backend_options", {}))
+    saved_target = manifest.get("target", {})
+    if device is None and saved_target.get("device") == "meta" and saved_target.get("arch") and \
+            local_gpu()[1] == saved_target.get("arch"):
+        device = "cuda"  # compiled ahead of time for this GPU's architecture: it runs here
     if device is not None:
         options["device"] = device
     options.pop("target", None) if device is not None else None

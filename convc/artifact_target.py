@@ -21,7 +21,7 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _gpu() -> tuple[str, str]:
+def local_gpu() -> tuple[str, str]:
     """(name, 'sm_XY') of the current CUDA device, or empty strings without one."""
     try:
         import torch
@@ -42,7 +42,7 @@ def describe_target(backend: str, model: Any) -> dict[str, Any]:
 
     device = getattr(model, "device", "cpu")
     device = str(getattr(device, "type", device)).split(":")[0]
-    gpu, arch = _gpu() if device == "cuda" else ("", "")
+    gpu, arch = local_gpu() if device == "cuda" else ("", "")
     described: dict[str, Any] = {
         "convc": convc.__version__, "backend": backend, "device": device, "gpu": gpu, "arch": arch,
         "packages": {p: _version(p) for p in CODE_PACKAGES.get(backend, ())}, "interpreter": False,

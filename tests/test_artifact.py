@@ -176,3 +176,28 @@ def test_the_readmes_artifact_commands_run_as_shown(tmp_path: Path) -> None:
                               timeout=300, check=False)
         assert done.returncode == 0, (line, done.stderr)
     assert (tmp_path / "lenet5.convc").is_file() and (tmp_path / "lenet5-any.convc").is_file()
+
+
+@pytest.mark.parametrize("gpu_arch, device", [("sm_90", "cuda"), ("sm_80", None), ("", None)])
+def test_a_file_compiled_for_a_gpu_target_runs_on_a_gpu_of_that_architecture(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gpu_arch: str, device: str | None) -> None:
+    from convc import artifact
+
+    net = convc.Network("tiny")
+    net.output(net.relu(net.conv2d(net.input((1, 2, 4, 4)), 2, 3)))
+    path = save_compiled(convc.compile(net, backend="triton", target="sm_90"), tmp_path / "aot.convc")
+    assert read_artifact(path)[0]["target"]["device"] == "meta"
+    monkeypatch.setattr(artifact, "local_gpu", lambda: ("a GPU", gpu_arch))
+    asked: dict[str, object] = {}
+
+    class Recording:
+        name = "triton"
+
+        def compile(self, graph: object, **options: object) -> None:
+            asked.update(options)
+            raise StopIteration  # what was asked is all this test needs
+
+    monkeypatch.setattr(artifact, "get_backend", lambda name: Recording())
+    with pytest.raises(StopIteration):
+        load_compiled(path)
+    assert asked.get("device") == device and ("target" in asked) == (device is None)
