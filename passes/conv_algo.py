@@ -1,7 +1,8 @@
 """conv {algo=None}  ->  conv {algo=<the target backend's fastest applicable algorithm>}.
 
 For each conv, the candidates are the target's algorithms (`ctx.capabilities.conv_algos`) that apply
-to it: Winograd F(2x2,3x3) and F(4x4,3x3) only for a 2D 3x3 conv with stride 1, dilation 1, groups 1.
+to it: Winograd F(2x2,3x3) and F(4x4,3x3) only for a 2D 3x3 conv with stride 1, dilation 1, groups 1;
+"depthwise" only where groups equal the input channels (MobileNet, EfficientNet, ConvNeXt).
 At -O2 an analytical cost model (passes/conv_cost.py) picks; at -O3 each candidate is timed on the
 backend itself and checked against its numerical budget (passes/conv_measure.py). The result is a
 `Plan` (passes/plan.py) in `ctx.results["plan"]`, cached per layer signature so a second compile
@@ -63,6 +64,7 @@ class PlanMismatchError(OptionError):
 
 
 WINOGRAD_NEEDS = "a conv2d with a 3x3 kernel, stride 1, dilation 1 and groups 1"
+DEPTHWISE_NEEDS = "groups equal to the input channels and out_channels a multiple of them"
 # ctx.options["choose_conv_algo"]: layer pins, a plan file, whether to calibrate the CPU profile (-O2 on
 # NumPy), how -O3 measures (passes/conv_measure.py), and whether Winograd may be chosen
 OPTIONS = ("algo", "plan", "plan_mismatch", "calibrate", "repeats", "min_rounds", "max_rounds", "budget_s",
@@ -97,7 +99,16 @@ def winograd_allowed(ctx: PassContext) -> bool:
     return bool(ctx.options_of("choose_conv_algo", OPTIONS).get("winograd", True))
 
 
-def applies(node: Node, algo: str) -> bool:
+def is_depthwise(node: Node, in_channels: int | None) -> bool:
+    """groups == input channels and out_channels a multiple of them (False when the input is unknown)."""
+    a = node.attrs
+    return in_channels is not None and a["groups"] == in_channels and a["out_channels"] % in_channels == 0
+
+
+def applies(node: Node, algo: str, in_channels: int | None = None) -> bool:
+    """Whether `algo` can run conv `node` whose input has `in_channels` channels ("depthwise" needs them)."""
+    if algo == "depthwise":
+        return is_depthwise(node, in_channels)
     if algo not in WINOGRAD_TILE:
         return True
     a = node.attrs
@@ -105,8 +116,11 @@ def applies(node: Node, algo: str) -> bool:
             and tuple(a["dilation"]) == (1, 1) and a["groups"] == 1)
 
 
-def candidates(node: Node, target_algos: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(a for a in target_algos if applies(node, a))
+def candidates(node: Node, target_algos: tuple[str, ...], graph: Graph | None = None) -> tuple[str, ...]:
+    """The target's algorithms that apply to `node`; without its `graph` "depthwise" is left out (the
+    input's channel count decides it)."""
+    in_channels = graph.node(graph.activation_inputs(node)[0]).type.shape[1] if graph is not None else None
+    return tuple(a for a in target_algos if applies(node, a, in_channels))
 
 
 def describe(node: Node) -> str:
@@ -141,7 +155,7 @@ def target_device(ctx: PassContext) -> str:
 
 
 def check_choice(layer: str, algo: str, convs: dict[str, Node], target: tuple[str, ...], backend: str,
-                 where: str) -> None:
+                 where: str, graph: Graph) -> None:
     """Raises an OptionError naming the layer and the valid choices when `algo` cannot run it."""
     if layer not in convs:
         close = difflib.get_close_matches(layer, list(convs), n=3)
@@ -150,9 +164,10 @@ def check_choice(layer: str, algo: str, convs: dict[str, Node], target: tuple[st
         listed = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
         raise OptionError(f"{where} {layer}={algo}: no conv layer named '{layer}'; {hint}conv layers: "
                           f"{listed or 'none'}")
-    valid = candidates(convs[layer], target)
+    valid = candidates(convs[layer], target, graph)
     if algo not in valid:
         why = f" (winograd needs {WINOGRAD_NEEDS})" if algo in WINOGRAD_TILE else ""
+        why = f" (depthwise needs {DEPTHWISE_NEEDS})" if algo == "depthwise" else why
         raise OptionError(f"{where} {layer}={algo}: algorithm '{algo}' does not apply to conv layer "
                           f"'{layer}' ({describe(convs[layer])}) on backend '{backend}'{why}; valid "
                           f"choices: {', '.join(valid) or 'none'}")
@@ -278,7 +293,7 @@ def _choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
         if winograd_off and algo in WINOGRAD_TILE:
             raise OptionError(f"{where} {layer}={algo} contradicts winograd=False (--no-winograd): pin another "
                               f"algorithm for '{layer}' or allow Winograd")
-        check_choice(layer, algo, convs, target, backend, where)
+        check_choice(layer, algo, convs, target, backend, where, g)
     cpu = numpy_cpu_profile(ctx, device) if mode == "model" else None
     # A plan holds for one thread count, and a modelled one for one profile: both are in the cache key.
     extra: dict[str, object] = {"threads": blas_threads()}
@@ -293,7 +308,7 @@ def _choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
     steps = track(list(convs.values()), "measuring conv algorithms", lambda n: n.name) if mode == "measure" \
         else convs.values()
     for node in steps:
-        cands = candidates(node, target)
+        cands = candidates(node, target, g)
         sig = signature(node, g)
         preset = node.attrs["algo"]
         from_file = followed.layer(node.name) if followed is not None else None

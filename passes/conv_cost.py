@@ -17,7 +17,7 @@ from convc.ir import Graph, Node
 from convc.types import ITEMSIZE
 
 # Bumped whenever the formulas or profiles change, so cached modelled plans are not replayed.
-COST_MODEL_VERSION = 4
+COST_MODEL_VERSION = 6
 WINOGRAD_TILE = {"winograd_2x2": 2, "winograd_4x4": 4}
 
 
@@ -149,16 +149,44 @@ def estimate(shape: ConvShape, algo: str, profile: DeviceProfile, dtype: str) ->
             nbytes = x + w + y
         return phase(shape.macs, nbytes * size, profile.direct_macs_per_s[dtype], profile, calls)
     if algo == "implicit_gemm":  # the column matrix is gathered on the fly, never stored
-        return phase(shape.macs, (x + w + y) * size, rate * profile.implicit_gemm_efficiency, profile)
+        return phase(shape.macs * group_tile_padding(shape, profile), (x + w + y) * size,
+                     rate * profile.implicit_gemm_efficiency, profile)
     if algo == "im2col":
         cols = 0 if shape.unit_window else (shape.batch * shape.in_channels * math.prod(shape.kernel)
                                             * math.prod(shape.out_spatial))
         gather = phase(0, (x + cols) * size, rate, profile) if cols else 0.0
-        return gather + phase(shape.macs, ((cols or x) + w + y) * size, rate, profile)
+        return gather + phase(shape.macs * group_tile_padding(shape, profile), ((cols or x) + w + y) * size,
+                              rate, profile)
     if algo in WINOGRAD_TILE:
         return winograd_estimate(shape, WINOGRAD_TILE[algo], profile, dtype)
+    if algo == "depthwise":
+        return depthwise_estimate(shape, profile, dtype)
     # An algorithm the model does not know (a plugin backend's): assume it is as good as a GEMM.
     return phase(shape.macs, (x + w + y) * size, rate, profile)
+
+
+# The narrowest output-channel tile of a GPU GEMM kernel (tl.dot needs 16 columns or more).
+MIN_GEMM_TILE_COLUMNS = 16
+
+
+def group_tile_padding(shape: ConvShape, profile: DeviceProfile) -> float:
+    """How many MACs a GPU GEMM kernel does per useful one on a grouped conv: each group's out_channels /
+    groups columns fill a tile of at least MIN_GEMM_TILE_COLUMNS (16x for a depthwise layer). 1 on the
+    CPU, whose BLAS has no minimum tile."""
+    per_group = shape.out_channels // shape.groups
+    if profile.direct_calls_per_offset or per_group >= MIN_GEMM_TILE_COLUMNS:
+        return 1.0
+    return MIN_GEMM_TILE_COLUMNS / per_group
+
+
+def depthwise_estimate(shape: ConvShape, profile: DeviceProfile, dtype: str) -> float:
+    """A depthwise conv (backends/triton/conv_depthwise.py): one FMA per output element and tap on CUDA
+    cores, reading the input, the [taps, O] weights and writing the output once (the taps re-read the
+    input from cache). The GEMM algorithms pay for the empty columns of their tiles (group_tile_padding);
+    on a memory-bound layer they may still tie with this, and the Triton backend lists "depthwise" first,
+    which wins ties."""
+    x, w, y = shape.elements()
+    return phase(shape.macs, (x + w + y) * ITEMSIZE[dtype], profile.direct_macs_per_s[dtype], profile)
 
 
 def _padded(n: int) -> int:

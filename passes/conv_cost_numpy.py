@@ -10,6 +10,7 @@ the rate the profile measured for that kind of operation:
   stride-1 unpadded conv), one GEMM per image and group;
 - direct: the padded copy, then per kernel offset a strided slice copy, a GEMM with the small inner
   dimension C/groups, and an accumulation into the output;
+- depthwise: the flat padded copy, two calls over the output grid per tap, the crop;
 - Winograd F(m x m, 3x3): the padded copy, the overlapping-tile gather, the input transform GEMM,
   alpha^2 GEMMs of [K x C] @ [C x tiles] (the smaller `tiles` is, the lower the GEMM rate), the output
   transform GEMM, the permutation of output tiles back to NCHW, the crop when the tiles overhang, and
@@ -100,6 +101,19 @@ def winograd_seconds(shape: ConvShape, m: int, profile: NumpyProfile, size: int,
     return total
 
 
+def depthwise_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> float:
+    """backends/numpy_ref/conv_depthwise.py: one zero-padded flat copy of the input, then per tap a
+    multiply into a scratch array and an add (about four passes over the output grid, which spans the
+    padded width at stride s: s times the output's positions), then the crop back to the output."""
+    pads = shape.padding or ((0, 0),) * len(shape.in_spatial)
+    padded = [s + lo + hi for s, (lo, hi) in zip(shape.in_spatial, pads)]
+    grid = shape.batch * shape.out_channels * shape.out_spatial[0] * math.prod(padded[1:])
+    y = shape.elements()[2]
+    copy = (shape.elements()[0] + padded_elements(shape)) * size / profile.copy_bytes_per_s
+    per_tap = 4 * grid * size / profile.copy_bytes_per_s + 2 * profile.call_overhead_s
+    return copy + math.prod(shape.kernel) * per_tap + 2 * y * size / profile.copy_bytes_per_s
+
+
 def estimate_numpy(shape: ConvShape, algo: str, profile: NumpyProfile,
                    filters_pretransformed: bool = True) -> float:
     """Modelled seconds of the NumPy backend's `algo` kernel on `shape`, in the profile's dtype."""
@@ -108,5 +122,7 @@ def estimate_numpy(shape: ConvShape, algo: str, profile: NumpyProfile,
         return direct_seconds(shape, profile, size)
     if algo in WINOGRAD_TILE:
         return winograd_seconds(shape, WINOGRAD_TILE[algo], profile, size, filters_pretransformed)
+    if algo == "depthwise":
+        return depthwise_seconds(shape, profile, size)
     # im2col, and any algorithm a plugin adds that the model does not know: priced as one GEMM.
     return im2col_seconds(shape, profile, size)

@@ -4,8 +4,8 @@ Every other backend is checked against it.
     model = convc.compile(net, backend="numpy", dtype="float64")
     y = model(x)                           # NumPy arrays in and out
 
-Convolutions run by `node.attrs["algo"]`: "direct", "im2col", "winograd_2x2" or "winograd_4x4"; with
-no algo the backend picks im2col (one BLAS GEMM per group, the fastest that applies to every conv).
+Convolutions run by `node.attrs["algo"]`: "direct", "im2col", "winograd_2x2", "winograd_4x4" or
+"depthwise" (groups == input channels only); with no algo the backend picks im2col (one BLAS GEMM per group, the fastest that applies to every conv).
 Parameters are cast to the working dtype once, at compile time, by the interpreter.
 """
 from __future__ import annotations
@@ -23,13 +23,13 @@ from convc.params import to_numpy
 from convc.types import numpy_dtype
 
 from convc.backends.numpy_ref import (
-    conv_direct, conv_im2col, conv_winograd, elementwise, layout, linear, normalization, pooling,
+    conv_depthwise, conv_direct, conv_im2col, conv_winograd, elementwise, layout, linear, normalization, pooling,
 )
 
 DTYPES = ("float32", "float64")
 DEFAULT_CONV_ALGO = "im2col"
 KERNELS = {
-    **conv_direct.KERNELS, **conv_im2col.KERNELS, **conv_winograd.KERNELS,
+    **conv_direct.KERNELS, **conv_im2col.KERNELS, **conv_winograd.KERNELS, **conv_depthwise.KERNELS,
     **pooling.KERNELS, **elementwise.KERNELS, **normalization.KERNELS, **linear.KERNELS,
     **layout.KERNELS,
 }
@@ -48,8 +48,8 @@ def default_algo(node: Node, ctx: LoweringContext | None = None) -> str | None:
     return DEFAULT_CONV_ALGO if is_conv(node) else None
 
 
-def algo_problem(node: Node) -> str | None:
-    """Why this backend cannot run `node` with its chosen conv algorithm, or None if it can."""
+def algo_problem(node: Node, graph: Graph) -> str | None:
+    """Why this backend cannot run `node` of `graph` with its chosen conv algorithm, or None if it can."""
     algo = node.attrs.get("algo")
     if not is_conv(node) or algo is None:
         return None
@@ -57,6 +57,8 @@ def algo_problem(node: Node) -> str | None:
         return f"node '{node.name}': conv algorithm {algo!r} is not one of {', '.join(NUMPY_CONV_ALGOS)}"
     if algo in conv_winograd.TILE_OF_ALGO:
         return conv_winograd.winograd_problem(node, algo)
+    if algo == "depthwise":
+        return conv_depthwise.depthwise_problem(node, graph.node(node.inputs[0]).type.shape[1])
     return None
 
 
@@ -71,7 +73,7 @@ def compile_graph(target: Backend[LoweringContext, Step], graph: Graph, *, dtype
     if options:
         raise OptionError(f"backend '{target.name}' takes no options; got {', '.join(sorted(options))}")
     for node in graph.nodes():
-        problem = algo_problem(node)
+        problem = algo_problem(node, graph)
         if problem:
             raise BackendError(problem)
     return InterpretedModel(target, graph, dtype, to_native=to_native, to_numpy=np.asarray, cast=to_native)

@@ -5,7 +5,8 @@
 
 Options: device ("cuda" | "cpu"), tf32 (fp32 GEMMs on tf32 tensor cores), cuda_graphs (capture forward in
 one CUDA graph), autotune (tune block sizes per shape; default on the GPU). Conv nodes pick their kernel
-with attrs["algo"]: "implicit_gemm", "im2col", "direct", "winograd_2x2", "winograd_4x4" (None: automatic).
+with attrs["algo"]: "implicit_gemm", "im2col", "direct", "winograd_2x2", "winograd_4x4", "depthwise" (None:
+automatic).
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ backend: Backend[NodeContext, list[Launch]] = Backend(
     "triton",
     Capabilities(
         ops=frozenset(SCHEMAS) - {"input", "param"},
-        conv_algos=("implicit_gemm", "im2col", "direct", "winograd_2x2", "winograd_4x4"),  # preferred first
+        # preferred first; "depthwise" (groups == input channels only) wins the cost model's ties
+        conv_algos=("depthwise", "implicit_gemm", "im2col", "direct", "winograd_2x2", "winograd_4x4"),
         dtypes=("float32", "float16", "bfloat16"),
         fused_epilogue=True,
         devices=("cuda", "cpu"),
@@ -41,5 +43,5 @@ backend: Backend[NodeContext, list[Launch]] = Backend(
     LOWERINGS,
     build=build_module,
     default_algo=default_conv_algo,
-    description="Triton kernels (implicit GEMM, im2col, direct and Winograd convs) with a memory planner",
+    description="Triton kernels (implicit GEMM, im2col, direct, depthwise and Winograd convs) with a memory planner",
 )

@@ -17,6 +17,7 @@ import torch
 from convc.backend import LoweringContext, LoweringTable, registrar
 from convc.backends.triton.autotune import default_config
 from convc.backends.triton.common import TORCH_DTYPES, cdiv
+from convc.backends.triton.conv_depthwise import conv_depthwise_launch
 from convc.backends.triton.conv_direct import conv_direct_launch
 from convc.backends.triton.conv_im2col import conv_im2col_launches, im2col_columns
 from convc.backends.triton.conv_implicit_gemm import (
@@ -46,12 +47,15 @@ def default_conv_algo(node: Node, ctx: LoweringContext) -> str | None:
 
 
 def resolve_conv_algo(node: Node, graph: Graph) -> str:
-    """The node's algo, or for None: direct for depthwise / narrow grouped layers (a tensor-core K block
-    would be mostly empty), implicit GEMM otherwise (an RGB input gathers K flat: conv_implicit_gemm.py)."""
+    """The node's algo, or for None: depthwise where groups == input channels, direct for narrow grouped
+    layers (a tensor-core K block would be mostly empty), implicit GEMM otherwise (an RGB input gathers K
+    flat: conv_implicit_gemm.py)."""
     algo = node.attrs.get("algo")
     if algo is not None:
         return algo
     x = graph.node(node.inputs[0]).type
+    if node.attrs["groups"] == x.shape[1] and node.attrs["out_channels"] % x.shape[1] == 0:
+        return "depthwise"
     c_per_group = x.shape[1] // node.attrs["groups"]
     if c_per_group < 16 and node.attrs["groups"] > 1:
         return "direct"
@@ -127,6 +131,14 @@ def lower_conv_direct(node: Node, ctx: NodeContext) -> list[Launch]:
     codes, params = encode_epilogue(node)
     cfg = _config(ctx, "conv_direct", (geo.out_pixels, geo.o, geo.c_per_group))
     return [conv_direct_launch(node.name, geo, ctx.x, w, ctx.bias(), ctx.out, ctx.residuals(), codes, params, cfg)]
+
+
+@lowering(CONV_OPS, "depthwise")
+def lower_conv_depthwise(node: Node, ctx: NodeContext) -> list[Launch]:
+    geo = _geometry(node, ctx)
+    w = ctx.pack("direct", lambda: pack_conv_direct(ctx.param("weight"), ctx.torch_dtype, ctx.device))
+    codes, params = encode_epilogue(node)
+    return [conv_depthwise_launch(node.name, geo, ctx.x, w, ctx.bias(), ctx.out, ctx.residuals(), codes, params)]
 
 
 @lowering(CONV_OPS, "im2col")

@@ -98,7 +98,8 @@ CONV_OPS = ("conv1d", "conv2d", "conv3d")  # one per spatial rank, 1 to 3
 # Every convolution algorithm convc has kernels for. A backend's Capabilities.conv_algos names the subset
 # it implements, in its order of preference. A backend whose library picks the algorithm itself declares
 # one name outside this tuple instead (torch: "cudnn"); plans record it, graphs never carry it.
-CONV_ALGOS = ("direct", "im2col", "implicit_gemm", "winograd_2x2", "winograd_4x4")
+# "depthwise" applies only where groups == in_channels and out_channels is a multiple of them.
+CONV_ALGOS = ("direct", "im2col", "implicit_gemm", "winograd_2x2", "winograd_4x4", "depthwise")
 
 CONV_ATTRS = {
     "out_channels": lambda v: is_int(v) and v > 0,

@@ -22,7 +22,7 @@ def test_registered_under_numpy_entry_point() -> None:
 def test_capabilities_cover_every_op_and_algorithm() -> None:
     caps = backend.capabilities
     assert caps.ops == frozenset(SCHEMAS) - {"input", "param"}
-    assert caps.conv_algos == ("direct", "im2col", "winograd_2x2", "winograd_4x4")
+    assert caps.conv_algos == ("direct", "im2col", "winograd_2x2", "winograd_4x4", "depthwise")
     assert set(caps.conv_algos) <= set(CONV_ALGOS)
     assert caps.dtypes == ("float32", "float64")
 

@@ -93,7 +93,7 @@ def test_direct_half_precision(dtype: str) -> None:
 
 
 def test_default_algorithm_choice_runs_every_layer_kind() -> None:
-    """algo=None: direct for depthwise, implicit GEMM for the rest (a 3-channel input gathers K flat; a
+    """algo=None: depthwise for groups == C, implicit GEMM for the rest (a 3-channel input gathers K flat; a
     1x1 stride-1 conv is the plain GEMM on its input)."""
     net = Network("mixed", seed=2)
     x = net.input((1, 3, 8, 8))
@@ -103,7 +103,7 @@ def test_default_algorithm_choice_runs_every_layer_kind() -> None:
     net.output(y)
     model = compile_triton(net)
     kernels = [launch.name for launch in model.launches]
-    assert kernels == ["conv_implicit_gemm_kernel", "conv_direct_kernel", "gemm_kernel"]
+    assert kernels == ["conv_implicit_gemm_kernel", "conv_depthwise_kernel", "gemm_kernel"]
     assert model.launches[0].meta["GATHER_K"]
     check(net)
 

@@ -31,7 +31,8 @@ def test_capabilities_and_registration() -> None:
     assert convc.registry.get_backend("triton") is backend
     caps = backend.capabilities
     assert caps.ops == frozenset(SCHEMAS) - {"input", "param"}
-    assert set(caps.conv_algos) == {"implicit_gemm", "im2col", "direct", "winograd_2x2", "winograd_4x4"}
+    assert set(caps.conv_algos) == {"implicit_gemm", "im2col", "direct", "winograd_2x2", "winograd_4x4",
+                                    "depthwise"}
     assert set(caps.dtypes) == {"float32", "float16", "bfloat16"}
     assert set(caps.devices) == {"cuda", "cpu"}
 
