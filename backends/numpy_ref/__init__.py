@@ -23,7 +23,8 @@ from convc.params import to_numpy
 from convc.types import numpy_dtype
 
 from convc.backends.numpy_ref import (
-    conv_depthwise, conv_direct, conv_im2col, conv_winograd, elementwise, layout, linear, normalization, pooling,
+    conv_depthwise, conv_direct, conv_im2col, conv_winograd, elementwise, layout, linear, normalization,
+    pooling,
 )
 
 DTYPES = ("float32", "float64")

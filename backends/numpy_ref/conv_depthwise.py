@@ -51,8 +51,9 @@ def depthwise_problem(node: Node, in_channels: int) -> str | None:
 
 
 def _flat_padded(x: np.ndarray, pads: list[tuple[int, int]], length: int, channels_last: bool) -> np.ndarray:
-    """The zero-padded input flattened over its spatial axes to at least `length` positions (whole extra
-    zero slabs of the first spatial axis at the end): (N, C, positions) or, channels-last, (N, positions, C)."""
+    """The zero-padded input flattened over its spatial axes to at least `length` positions (whole
+    extra zero slabs of the first spatial axis at the end): (N, C, positions) or, channels-last,
+    (N, positions, C)."""
     n, c = x.shape[:2]
     padded = [s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pads)]
     padded[0] = max(padded[0], -(-length // math.prod(padded[1:])))
@@ -78,7 +79,8 @@ def conv_depthwise(node: Node, args: list[Any]) -> np.ndarray:
     step = conv.stride[0] if uniform else 1
     grid = ((conv.out_spatial[0] if uniform else padded[0]),) + padded[1:]  # positions q, in pitch units
     positions = math.prod(grid)
-    offsets = [sum(k * d * p for k, d, p in zip(tap, conv.dilation, pitches)) for tap in np.ndindex(*conv.kernel)]
+    offsets = [sum(k * d * p for k, d, p in zip(tap, conv.dilation, pitches))
+               for tap in np.ndindex(*conv.kernel)]
     length = step * (positions - 1) + max(offsets) + 1
     dtype = np.result_type(conv.x, conv.weight)
     channels_last = c * mult > CHANNELS_LAST_RATIO * positions

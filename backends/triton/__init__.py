@@ -43,5 +43,6 @@ backend: Backend[NodeContext, list[Launch]] = Backend(
     LOWERINGS,
     build=build_module,
     default_algo=default_conv_algo,
-    description="Triton kernels (implicit GEMM, im2col, direct, depthwise and Winograd convs) with a memory planner",
+    description="Triton kernels (implicit GEMM, im2col, direct, depthwise and Winograd convs) with a memory "
+                "planner",
 )

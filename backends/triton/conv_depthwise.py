@@ -41,7 +41,7 @@ def conv_depthwise_kernel(
     # pointers: input [pixels, C], packed weight [KD, KH, KW, O], bias [O], output [pixels', O], residuals
     x_ptr, w_ptr, bias_ptr, y_ptr, r0_ptr, r1_ptr,
     # sizes: output pixels, output channels, filters per input channel, input and output volumes
-    P, O, MULT, D, H, W, OD, OH, OW, KD, KH, KW,
+    P, OC, MULT, D, H, W, OD, OH, OW, KD, KH, KW,
     # window: stride, low padding and dilation per axis
     stride_d, stride_h, stride_w, pad_d, pad_h, pad_w, dil_d, dil_h, dil_w,
     # strides: elements between consecutive pixels of x, y and the residuals
@@ -54,13 +54,13 @@ def conv_depthwise_kernel(
     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """y[p, o] = epilogue(bias[o] + sum over taps t of x[window(p, t), o // MULT] * w[t, o]) for one
-    [BLOCK_P pixels, BLOCK_C channels] tile."""
+    [BLOCK_P pixels, BLOCK_C channels] tile; OC is the number of output channels."""
     pid_p = tl.program_id(0)
     pid_c = tl.program_id(1)
     rp = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
     rc = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     p_ok = rp < P
-    c_ok = rc < O
+    c_ok = rc < OC
     in_channel = rc // MULT
 
     nb, id0, ih0, iw0 = window_origin(rp, OD, OH, OW, stride_d, stride_h, stride_w, pad_d, pad_h, pad_w)
@@ -80,7 +80,7 @@ def conv_depthwise_kernel(
                     pix = pix.to(tl.int64)
                 x_tile = tl.load(x_ptr + pix[:, None] * ld_x + in_channel[None, :],
                                  mask=ok[:, None] & c_ok[None, :], other=0.0).to(tl.float32)
-                w_row = tl.load(w_ptr + ((kd * KH + kh) * KW + kw) * O + rc, mask=c_ok, other=0.0)
+                w_row = tl.load(w_ptr + ((kd * KH + kh) * KW + kw) * OC + rc, mask=c_ok, other=0.0)
                 acc += x_tile * w_row.to(tl.float32)[None, :]
 
     finish_tile(acc, rp, rc, p_ok, c_ok, bias_ptr, y_ptr, ld_y, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
@@ -90,24 +90,25 @@ def conv_depthwise_kernel(
 def depthwise_config(pixels: int, channels: int) -> dict[str, Any]:
     """BLOCK_P x BLOCK_C: 64 x 64 on the GPU (fewer channels when there are fewer); under the interpreter
     the largest tile it allows (interpreted programs cost per op, not per element)."""
-    block_p, block_c = row_blocks(pixels, channels, gpu_elements=GPU_TILE_ELEMENTS, gpu_max_cols=GPU_MAX_CHANNELS)
-    block_c = max(block_c, 16)
-    return dict(BLOCK_P=block_p, BLOCK_C=block_c, num_warps=NUM_WARPS)
+    block_p, block_c = row_blocks(pixels, channels, gpu_elements=GPU_TILE_ELEMENTS,
+                                  gpu_max_cols=GPU_MAX_CHANNELS)
+    return {"BLOCK_P": block_p, "BLOCK_C": max(block_c, 16), "num_warps": NUM_WARPS}
 
 
 def conv_depthwise_launch(node: str, geo: ConvGeometry, x: View, w: torch.Tensor, bias: torch.Tensor | None,
                           y: View, residuals: list[View], codes: tuple[int, ...], params: tuple[float, ...]
                           ) -> Launch:
-    """The launch of one depthwise conv; `w` is the [KD, KH, KW, 1, O] packing of backends/triton/packing.py
-    (pack_conv_direct with one channel per group)."""
+    """The launch of one depthwise conv; `w` is the [KD, KH, KW, 1, O] packing of
+    backends/triton/packing.py (pack_conv_direct with one channel per group)."""
     if geo.groups != geo.c or geo.o % geo.c:
-        raise BackendError(f"node '{node}': conv algorithm 'depthwise' needs groups equal to the {geo.c} input "
-                           f"channels and out_channels a multiple of them; got groups={geo.groups}, "
+        raise BackendError(f"node '{node}': conv algorithm 'depthwise' needs groups equal to the {geo.c} "
+                           f"input channels and out_channels a multiple of them; got groups={geo.groups}, "
                            f"out_channels={geo.o}; use 'direct' or 'implicit_gemm'")
     expected_w = geo.kernel + (1, geo.o)
     if tuple(w.shape) != expected_w:
         raise BackendError(f"node '{node}': packed weight {tuple(w.shape)} differs from {expected_w}")
-    if (x.rows, x.cols) != (geo.n * geo.d * geo.h * geo.w, geo.c) or (y.rows, y.cols) != (geo.out_pixels, geo.o):
+    expected_views = ((geo.n * geo.d * geo.h * geo.w, geo.c), (geo.out_pixels, geo.o))
+    if ((x.rows, x.cols), (y.rows, y.cols)) != expected_views:
         raise BackendError(f"node '{node}': views {x.rows}x{x.cols} -> {y.rows}x{y.cols} do not match {geo}")
     r0 = residuals[0] if residuals else y
     r1 = residuals[1] if len(residuals) > 1 else y
@@ -120,4 +121,5 @@ def conv_depthwise_launch(node: str, geo: ConvGeometry, x: View, w: torch.Tensor
     def grid(cfg: dict[str, Any]) -> tuple[int, ...]:
         return (triton.cdiv(geo.out_pixels, cfg["BLOCK_P"]), triton.cdiv(geo.o, cfg["BLOCK_C"]))
 
-    return Launch(node, conv_depthwise_kernel, grid, args, meta, depthwise_config(geo.out_pixels, geo.o), out=y)
+    config = depthwise_config(geo.out_pixels, geo.o)
+    return Launch(node, conv_depthwise_kernel, grid, args, meta, config, out=y)

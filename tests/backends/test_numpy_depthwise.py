@@ -30,7 +30,8 @@ from convc.errors import BackendError, OptionError
 def test_depthwise_matches_torch(ndim: int, shape: tuple, mult: int, kernel: object, stride: object,
                                  padding: object, dilation: object, dtype: str) -> None:
     c = shape[1]
-    check(conv_graph(ndim, shape, c * mult, kernel, stride, padding, dilation, c, True, algo="depthwise"), dtype)
+    graph = conv_graph(ndim, shape, c * mult, kernel, stride, padding, dilation, c, True, algo="depthwise")
+    check(graph, dtype)
 
 
 @settings(max_examples=40, deadline=None)
@@ -41,8 +42,8 @@ def test_depthwise_property(channels: int, mult: int, size: int, kernel: int, st
                             lo: int, hi: int, bias: bool, seed: int) -> None:
     if dilation * (kernel - 1) + 1 > size + lo + hi:
         return  # the kernel does not fit: the schema rejects the layer (tested elsewhere)
-    graph = conv_graph(2, (2, channels, size, size + 1), channels * mult, kernel, stride, ((lo, hi), (hi, lo)),
-                       dilation, channels, bias, algo="depthwise")
+    graph = conv_graph(2, (2, channels, size, size + 1), channels * mult, kernel, stride,
+                       ((lo, hi), (hi, lo)), dilation, channels, bias, algo="depthwise")
     check(graph, "float64", seed)
 
 
