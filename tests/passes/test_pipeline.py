@@ -19,8 +19,8 @@ from convc.pass_manager import (PassContext, available_passes, convc_pass, regis
 from convc.types import TensorType
 from pass_check import assert_same_outputs, seeded_inputs
 
-BUILT_IN = ["eliminate_dropout", "eliminate_identity", "fold_constants", "dce", "fold_bn", "fold_channel_scale",
-            "fuse_epilogue", "choose_conv_algo", "winograd_weights"]
+BUILT_IN = ["eliminate_dropout", "eliminate_identity", "fold_constants", "fuse_silu", "dce", "fold_bn",
+            "fold_channel_scale", "fuse_epilogue", "choose_conv_algo", "winograd_weights"]
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def cnn() -> Network:
 def test_built_in_passes_come_from_convc_and_run_in_the_documented_order() -> None:
     registry = available_passes()
     assert all(registry[n].info.origin == "convc" for n in BUILT_IN)
-    assert [p.name for p in resolve_pipeline(1, registry=registry)] == BUILT_IN[:6]
+    assert [p.name for p in resolve_pipeline(1, registry=registry)] == BUILT_IN[:7]
     assert [p.name for p in resolve_pipeline(2, registry=registry)] == BUILT_IN
     # A hand-written list in any order is put back in dependency order.
     shuffled = resolve_pipeline(2, passes=list(reversed(BUILT_IN)), registry=registry)
@@ -83,10 +83,10 @@ def test_dump_ir_writes_the_graph_after_every_pass(tmp_path: Path) -> None:
     assert stems == ["00_input"] + [f"{i:02d}_{n}" for i, n in enumerate(BUILT_IN, 1)]
     assert sorted(p.stem for p in tmp_path.glob("*.dot")) == stems
     assert "batch_norm(" in (tmp_path / "00_input.txt").read_text()
-    folded = (tmp_path / "05_fold_bn.txt").read_text()
+    folded = (tmp_path / "06_fold_bn.txt").read_text()
     assert "batch_norm(" not in folded and "dropout(" not in folded and "relu(" in folded
-    assert "relu(" not in (tmp_path / "07_fuse_epilogue.txt").read_text()
-    assert "algo=" in (tmp_path / "08_choose_conv_algo.txt").read_text()
+    assert "relu(" not in (tmp_path / "08_fuse_epilogue.txt").read_text()
+    assert "algo=" in (tmp_path / "09_choose_conv_algo.txt").read_text()
 
 
 def test_the_full_pipeline_with_numerics_checked_after_every_pass() -> None:
@@ -124,8 +124,8 @@ def test_a_plugin_that_breaks_the_graph_is_named_with_its_node_and_the_passes_be
     add_plugin(plugins, "dangle", dangle, runs_after=("fold_channel_scale",))
     with pytest.raises(PassError, match=r"pass 'dangle' \(package '<script>'\) left a broken graph: "
                                         r"node 'fc': input %nowhere has no producer; passes run before "
-                                        r"it: eliminate_dropout, eliminate_identity, fold_constants, dce, "
-                                        r"fold_bn, fold_channel_scale$"):
+                                        r"it: eliminate_dropout, eliminate_identity, fold_constants, fuse_silu, "
+                                        r"dce, fold_bn, fold_channel_scale$"):
         optimize(cnn(), opt_level=1, passes=["+dangle"])
 
 
