@@ -46,11 +46,12 @@ def conv_depthwise_kernel(
     stride_d, stride_h, stride_w, pad_d, pad_h, pad_w, dil_d, dil_h, dil_w,
     # strides: elements between consecutive pixels of x, y and the residuals
     ld_x, ld_y, ld_r0, ld_r1,
-    # epilogue step parameters
-    p0, p1, p2, p3,
-    # meta: bias, epilogue step codes (epilogue.py), 64-bit offsets, tile
+    # epilogue: the steps' float parameters (epilogue.py)
+    epi_param0, epi_param1, epi_param2, epi_param3,
+    # meta: bias, EpilogueStep codes, 64-bit offsets, tile
     HAS_BIAS: tl.constexpr,
-    E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr, E3: tl.constexpr, WIDE: tl.constexpr,
+    EPI_STEP0: tl.constexpr, EPI_STEP1: tl.constexpr, EPI_STEP2: tl.constexpr, EPI_STEP3: tl.constexpr,
+    WIDE: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """y[p, o] = epilogue(bias[o] + sum over taps t of x[window(p, t), o // MULT] * w[t, o]) for one
@@ -83,8 +84,9 @@ def conv_depthwise_kernel(
                 w_row = tl.load(w_ptr + ((kd * KH + kh) * KW + kw) * OC + rc, mask=c_ok, other=0.0)
                 acc += x_tile * w_row.to(tl.float32)[None, :]
 
-    finish_tile(acc, rp, rc, p_ok, c_ok, bias_ptr, y_ptr, ld_y, r0_ptr, ld_r0, r1_ptr, ld_r1, p0, p1, p2, p3,
-                HAS_BIAS, E0, E1, E2, E3, WIDE)
+    finish_tile(acc, rp, rc, p_ok, c_ok, bias_ptr, y_ptr, ld_y, r0_ptr, ld_r0, r1_ptr, ld_r1,
+                epi_param0, epi_param1, epi_param2, epi_param3,
+                HAS_BIAS, EPI_STEP0, EPI_STEP1, EPI_STEP2, EPI_STEP3, WIDE)
 
 
 def depthwise_config(pixels: int, channels: int) -> dict[str, Any]:
