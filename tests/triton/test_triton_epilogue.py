@@ -6,6 +6,7 @@ import pytest
 from triton_check import apply_steps, check, compile_triton, fuse, set_algo
 
 from convc.backends.triton import epilogue
+from convc.backends.triton.conv_depthwise import conv_depthwise_kernel
 from convc.backends.triton.conv_direct import conv_direct_kernel
 from convc.backends.triton.conv_implicit_gemm import conv_implicit_gemm_kernel
 from convc.backends.triton.conv_winograd import winograd_output_kernel
@@ -120,7 +121,7 @@ def test_every_step_code_has_its_jit_constant() -> None:
 
 
 @pytest.mark.parametrize("kernel", [gemm_kernel, conv_implicit_gemm_kernel, conv_direct_kernel,
-                                    split_k_reduce_kernel, elementwise_kernel, winograd_output_kernel])
+                                    conv_depthwise_kernel, split_k_reduce_kernel, elementwise_kernel, winograd_output_kernel])
 def test_epilogue_kernels_take_the_named_codes_and_parameters(kernel: object) -> None:
     names = kernel.arg_names  # type: ignore[attr-defined]
     assert [n for n in names if n.startswith("EPI_STEP")] == list(epilogue_meta(NO_EPILOGUE.steps))
