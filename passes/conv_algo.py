@@ -64,7 +64,7 @@ class PlanMismatchError(OptionError):
 
 
 WINOGRAD_NEEDS = "a conv2d with a 3x3 kernel, stride 1, dilation 1 and groups 1"
-DEPTHWISE_NEEDS = "groups equal to the input channels and out_channels a multiple of them"
+DEPTHWISE_NEEDS = "groups equal to the input channels (two or more) and out_channels a multiple of them"
 # ctx.options["choose_conv_algo"]: layer pins, a plan file, whether to calibrate the CPU profile (-O2 on
 # NumPy), how -O3 measures (passes/conv_measure.py), and whether Winograd may be chosen
 OPTIONS = ("algo", "plan", "plan_mismatch", "calibrate", "repeats", "min_rounds", "max_rounds", "budget_s",
@@ -100,9 +100,11 @@ def winograd_allowed(ctx: PassContext) -> bool:
 
 
 def is_depthwise(node: Node, in_channels: int | None) -> bool:
-    """groups == input channels and out_channels a multiple of them (False when the input is unknown)."""
+    """groups == input channels (more than one: a one-channel input is an ordinary conv) and out_channels a
+    multiple of them; False when the input is unknown."""
     a = node.attrs
-    return in_channels is not None and a["groups"] == in_channels and a["out_channels"] % in_channels == 0
+    return (in_channels is not None and in_channels > 1 and a["groups"] == in_channels
+            and a["out_channels"] % in_channels == 0)
 
 
 def applies(node: Node, algo: str, in_channels: int | None = None) -> bool:

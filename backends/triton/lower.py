@@ -54,7 +54,7 @@ def resolve_conv_algo(node: Node, graph: Graph) -> str:
     if algo is not None:
         return algo
     x = graph.node(node.inputs[0]).type
-    if node.attrs["groups"] == x.shape[1] and node.attrs["out_channels"] % x.shape[1] == 0:
+    if 1 < x.shape[1] == node.attrs["groups"] and node.attrs["out_channels"] % x.shape[1] == 0:
         return "depthwise"
     c_per_group = x.shape[1] // node.attrs["groups"]
     if c_per_group < 16 and node.attrs["groups"] > 1:
