@@ -24,14 +24,15 @@ import torch
 import triton
 import triton.language as tl
 
-from convc.backends.triton.common import row_blocks, window_origin
+from convc.backends.triton.common import row_blocks, window_origin, window_tap
 from convc.backends.triton.epilogue import epilogue_meta, finish_tile
 from convc.backends.triton.geometry import ConvGeometry
 from convc.backends.triton.launch import Launch, View
 from convc.errors import BackendError
 
-# GPU tile: 64 pixels x up to 64 channels (fp32 accumulator of 32 registers a thread at 4 warps).
-GPU_TILE_ELEMENTS = 4096
+# GPU tile: 2048 outputs, 32 pixels x 64 channels or more pixels when there are fewer channels (at 4096 a
+# 128 x 32 fp32 tile reached the 128-register bound and spilled 8 bytes on sm_90).
+GPU_TILE_ELEMENTS = 2048
 GPU_MAX_CHANNELS = 64
 NUM_WARPS = 4
 
@@ -68,15 +69,10 @@ def conv_depthwise_kernel(
 
     acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
     for kd in range(KD):
-        idd = id0 + kd * dil_d
-        d_ok = p_ok & (idd >= 0) & (idd < D)
         for kh in range(KH):
-            ih = ih0 + kh * dil_h
-            h_ok = d_ok & (ih >= 0) & (ih < H)
             for kw in range(KW):
-                iw = iw0 + kw * dil_w
-                ok = h_ok & (iw >= 0) & (iw < W)
-                pix = ((nb * D + idd) * H + ih) * W + iw
+                pix, inside = window_tap(nb, id0, ih0, iw0, kd, kh, kw, dil_d, dil_h, dil_w, D, H, W)
+                ok = p_ok & inside
                 if WIDE:
                     pix = pix.to(tl.int64)
                 x_tile = tl.load(x_ptr + pix[:, None] * ld_x + in_channel[None, :],
@@ -90,8 +86,8 @@ def conv_depthwise_kernel(
 
 
 def depthwise_config(pixels: int, channels: int) -> dict[str, Any]:
-    """BLOCK_P x BLOCK_C: 64 x 64 on the GPU (fewer channels when there are fewer); under the interpreter
-    the largest tile it allows (interpreted programs cost per op, not per element)."""
+    """BLOCK_P x BLOCK_C: 32 x 64 on the GPU (2048 outputs; more pixels when there are fewer channels);
+    under the interpreter the largest tile it allows (interpreted programs cost per op, not per element)."""
     block_p, block_c = row_blocks(pixels, channels, gpu_elements=GPU_TILE_ELEMENTS,
                                   gpu_max_cols=GPU_MAX_CHANNELS)
     return {"BLOCK_P": block_p, "BLOCK_C": max(block_c, 16), "num_warps": NUM_WARPS}

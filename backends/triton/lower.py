@@ -138,7 +138,8 @@ def lower_conv_depthwise(node: Node, ctx: NodeContext) -> list[Launch]:
     geo = _geometry(node, ctx)
     w = ctx.pack("direct", lambda: pack_conv_direct(ctx.param("weight"), ctx.torch_dtype, ctx.device))
     codes, params = encode_epilogue(node)
-    return [conv_depthwise_launch(node.name, geo, ctx.x, w, ctx.bias(), ctx.out, ctx.residuals(), codes, params)]
+    return [conv_depthwise_launch(node.name, geo, ctx.x, w, ctx.bias(), ctx.out, ctx.residuals(), codes,
+                                  params)]
 
 
 @lowering(CONV_OPS, "im2col")
