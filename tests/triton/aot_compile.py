@@ -34,10 +34,12 @@ def every_kernel_graph() -> Network:
     net = Network("aot", seed=0)
     x = net.input((2, 16, 10, 10))
     res = net.conv2d(x, 32, 1, name="res")
+    res2 = net.conv2d(x, 32, 1, name="res2")
     c = net.conv2d(x, 32, 3, padding=1, name="c")
-    node = net.graph.node("c")  # fused as fuse_epilogue would: (x, residual, weight, bias)
-    net.graph.replace_node(node.replace(inputs=(node.inputs[0], res.name, *node.inputs[1:]),
-                                        attrs={**node.attrs, "epilogue": (("add",), ("relu",), ("leaky_relu", 0.1))}))
+    node = net.graph.node("c")  # fused as fuse_epilogue would: (x, residuals, weight, bias)
+    epilogue = (("add",), ("relu",), ("add",), ("leaky_relu", 0.1))  # both residual operands
+    net.graph.replace_node(node.replace(inputs=(node.inputs[0], res.name, res2.name, *node.inputs[1:]),
+                                        attrs={**node.attrs, "epilogue": epilogue}))
     y = net.conv2d(c, 32, 3, padding=1, groups=32, name="dw")
     z = net.concat([net.max_pool2d(y, 3, stride=2, padding=1, ceil_mode=True),
                     net.avg_pool2d(y, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)],
