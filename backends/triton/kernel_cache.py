@@ -19,6 +19,7 @@ compile, never a wrong kernel: the key covers everything the code depends on.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -125,19 +126,26 @@ def check_entries(entries: Entries, arch: int, triton_version: str) -> None:
 
 def install_entries(entries: Entries, arch: int) -> int:
     """Writes `entries` into Triton's disk cache through its cache manager (each file atomically, the
-    group file last); an entry already there is left alone. Returns how many entries were written."""
+    group file last); an entry already there is left alone. Returns how many entries were written; a
+    cache that cannot be written is a warning (the kernels then compile on first launch)."""
     import triton
     from triton.runtime.cache import get_cache_manager
 
     check_entries(entries, arch, triton.__version__)
     written = 0
     for key, files in entries.items():
-        manager = get_cache_manager(key)
         meta_name = next(n for n in files if n.endswith(".json") and not n.startswith(GROUP_PREFIX))
-        if manager.get_group(meta_name) is not None:
-            continue
-        group = {name: manager.put(data, name, binary=True) for name, data in sorted(files.items())}
-        manager.put_group(meta_name, group)
+        try:
+            manager = get_cache_manager(key)
+            if manager.get_group(meta_name) is not None:
+                continue
+            group = {name: manager.put(data, name, binary=True) for name, data in sorted(files.items())}
+            manager.put_group(meta_name, group)
+        except (OSError, RuntimeError) as e:  # an unwritable cache folder costs compiles, not the load
+            warnings.warn(f"convc: cannot write the saved Triton kernels into Triton's cache ({e}); they will "
+                          f"be compiled on first launch (set TRITON_CACHE_DIR to a writable folder)",
+                          stacklevel=2)
+            return written
         written += 1
     return written
 

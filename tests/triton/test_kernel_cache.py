@@ -62,3 +62,18 @@ def test_saved_kernels_are_tritons_own_cache_entries_and_the_jit_finds_them(tmp_
         assert done.returncode == 0, output[-4000:]
         outputs.append(done.stdout)
     assert outputs[0].count("ok:") == 3 and "found all" in outputs[1], outputs
+
+
+def test_an_unwritable_triton_cache_warns_and_the_load_goes_on(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import triton
+    from convc.backends.triton.kernel_cache import install_entries
+
+    version = triton.__version__
+    (tmp_path / "file").write_text("a file where the cache folder belongs")
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    with pytest.warns(UserWarning, match="cannot write the saved Triton kernels .* TRITON_CACHE_DIR"):
+        assert install_entries({KEY: entry(version=version)}, arch=90) == 0
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "cache"))
+    assert install_entries({KEY: entry(version=version)}, arch=90) == 1
+    assert install_entries({KEY: entry(version=version)}, arch=90) == 0  # already there: left alone
