@@ -93,6 +93,12 @@ class ConvOperands:
             return self.x
         return padded_copy(self.x, pads)
 
-    def finish(self, out: np.ndarray) -> np.ndarray:
-        """Bias and the fused epilogue, in place on `out` (the kernel's own array)."""
-        return apply_epilogue(out, self.bias, self.node.attrs["epilogue"], self.residuals)
+    def finish(self, out: np.ndarray, *, bias_added: bool = False) -> np.ndarray:
+        """Bias (unless the kernel already added it on the way) and the fused epilogue, in place on
+        `out` (the kernel's own array)."""
+        return apply_epilogue(out, None if bias_added else self.bias, self.node.attrs["epilogue"],
+                              self.residuals)
+
+    def channel_bias(self, ndim: int) -> np.ndarray | None:
+        """The bias shaped (1, C, 1, ...) to broadcast over an array of `ndim` axes, or None."""
+        return None if self.bias is None else self.bias.reshape((1, -1) + (1,) * (ndim - 2))

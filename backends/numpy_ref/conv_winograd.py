@@ -84,14 +84,19 @@ def conv_winograd(node: Node, args: list[Any], tile: int) -> np.ndarray:
                   out=scratch("winograd products", (span * span, k, columns), dtype))
     y = np.matmul(_transform(a_t, dtype), m.reshape(span * span, k * columns),
                   out=scratch("winograd output transform", (tile * tile, k * columns), dtype))
-    whole = (tiles_h * tile, tiles_w * tile) == (out_h, out_w)
-    blocks_shape = (n, k, tiles_h, tile, tiles_w, tile)
-    blocks = np.empty(blocks_shape, dtype) if whole else scratch("winograd uncropped", blocks_shape, dtype)
-    np.copyto(blocks, y.reshape(tile, tile, k, n, tiles_h, tiles_w).transpose(3, 2, 4, 0, 5, 1))
-    y = blocks.reshape(n, k, tiles_h * tile, tiles_w * tile)
-    if not whole:
-        y = np.ascontiguousarray(y[:, :, :out_h, :out_w])
-    return conv.finish(y)
+    # Back to NCHW: the permutation copy adds the bias on the way (one pass over the output, not two).
+    blocks = y.reshape(tile, tile, k, n, tiles_h, tiles_w).transpose(3, 2, 4, 0, 5, 1)
+    if (tiles_h * tile, tiles_w * tile) != (out_h, out_w):  # crop from scratch into the fresh output
+        whole = scratch("winograd uncropped", blocks.shape, dtype)
+        np.copyto(whole, blocks)
+        blocks = whole.reshape(n, k, tiles_h * tile, tiles_w * tile)[:, :, :out_h, :out_w]
+    out = np.empty(blocks.shape, dtype)
+    bias = conv.channel_bias(blocks.ndim)
+    if bias is None:
+        np.copyto(out, blocks)
+    else:
+        np.add(blocks, bias, out=out)
+    return conv.finish(out.reshape(n, k, out_h, out_w), bias_added=True)
 
 
 def conv_winograd_f2x3(node: Node, args: list[Any]) -> np.ndarray:
