@@ -6,9 +6,8 @@
 Each algorithm is priced as the operations its kernel in backends/numpy_ref really performs, each at
 the rate the profile measured for that kind of operation:
 
-- im2col: the window gather into a column matrix, one strided copy per kernel offset straight from the
-  unpadded input (the padding taps are zeroed, never copied; no gather for a 1x1 stride-1 unpadded
-  conv), one GEMM per image and group;
+- im2col: the zero-padded copy of the input, the window gather into a column matrix (none for a 1x1
+  stride-1 unpadded conv), one GEMM per image and group;
 - direct: the padded copy, then per kernel offset a strided slice copy, a GEMM with the small inner
   dimension C/groups, and an accumulation into the output;
 - depthwise: the flat padded copy, two calls over the output grid per tap, the crop;
@@ -58,10 +57,10 @@ def im2col_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> float:
     g = shape.groups
     positions = math.prod(shape.out_spatial)
     patch = shape.in_channels // g * math.prod(shape.kernel)
-    total = 0.0
+    total = pad_seconds(shape, padded_elements(shape), profile, size)
     if not shape.unit_window:
         cols = shape.batch * g * patch * positions
-        total += 2 * cols * size / profile.gather_bytes_per_s + math.prod(shape.kernel) * profile.call_overhead_s
+        total += 2 * cols * size / profile.gather_bytes_per_s + profile.call_overhead_s
     return total + gemm_seconds(shape.out_channels // g, positions, patch, profile, size, shape.batch * g)
 
 
