@@ -3,11 +3,9 @@ would, and backends registered from a script with `register_backend`."""
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,26 +20,12 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "convc-backend-exam
 PACKAGE = "convc-backend-example"
 
 
-def pip(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
-                   check=True, capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
-def installed() -> Iterator[None]:
-    """A regular (not editable) install built from a copy, uninstalled afterwards even if a test fails."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "src"
-        shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-        pip("install", "--no-deps", "--no-build-isolation", str(src))
-    importlib.invalidate_caches()
-    try:
+def installed(install_example: Callable, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Installed with pip the way a user would (a regular install), into a folder of this test's own."""
+    with install_example(EXAMPLE, tmp_path_factory.mktemp("backend")):
         yield
-    finally:
-        pip("uninstall", "-y", PACKAGE)
-        sys.modules.pop("convc_backend_example", None)
+    sys.modules.pop("convc_backend_example", None)
 
 
 def lenet() -> convc.Network:

@@ -2,13 +2,11 @@
 through its entry point with its package as origin, listed by `convc passes`, and run by compile."""
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,24 +22,13 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "convc-plugin-examp
 PACKAGE = "convc-plugin-example"
 
 
-def pip(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
-                   check=True, capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """A regular (not editable) install, so this very process can import it; built from a copy so the
-    build leaves nothing in the source tree. Uninstalled afterwards, even if a test fails."""
-    src = tmp_path_factory.mktemp("plugin") / "src"
-    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    pip("install", "--no-deps", "--no-build-isolation", str(src))
-    importlib.invalidate_caches()
-    try:
+def installed(install_example: Callable, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Installed with pip the way a user would (a regular install, so this very process can import it),
+    into a folder of this test's own."""
+    with install_example(EXAMPLE, tmp_path_factory.mktemp("plugin")):
         yield
-    finally:
-        pip("uninstall", "-y", PACKAGE)
-        sys.modules.pop("convc_plugin_example", None)
+    sys.modules.pop("convc_plugin_example", None)
 
 
 def head_net() -> Network:
