@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from convc.ir import Node
-from convc.ops import epilogue_extra_inputs
+from convc.ops import epilogue_extra_inputs, input_scale_inputs
 
 from convc.backends.numpy_ref.epilogue import apply_epilogue
 from convc.backends.numpy_ref.scratch import scratch
@@ -49,11 +49,17 @@ class ConvOperands:
 
     @staticmethod
     def of(node: Node, args: list[Any]) -> ConvOperands:
-        """Splits a conv node's operands: x, one residual per ("add",) step, weight, then bias if any."""
+        """Splits a conv node's operands: x, one residual per ("add",) step, the input scale when
+        attrs["input_scale"] (applied here: x * scale), weight, then bias if any."""
         n_res = epilogue_extra_inputs(node.attrs)
-        weight = args[1 + n_res]
-        bias = args[2 + n_res] if node.attrs["bias"] else None
-        return ConvOperands(node, args[0], tuple(args[1:1 + n_res]), weight, bias)
+        n_act = 1 + n_res + input_scale_inputs(node.attrs)
+        x = args[0]
+        if input_scale_inputs(node.attrs):
+            scale = args[n_act - 1]
+            x = np.multiply(x, scale, dtype=np.result_type(x, scale))
+        weight = args[n_act]
+        bias = args[n_act + 1] if node.attrs["bias"] else None
+        return ConvOperands(node, x, tuple(args[1:1 + n_res]), weight, bias)
 
     @property
     def groups(self) -> int:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from convc.backend import LoweringKey
 from convc.interpreter import Kernel
 from convc.ir import Node
-from convc.ops import CONV_OPS, epilogue_extra_inputs
+from convc.ops import CONV_OPS, epilogue_extra_inputs, input_scale_inputs
 
 
 ConvFn = Callable[..., torch.Tensor]
@@ -54,11 +54,15 @@ def apply_epilogue(y: torch.Tensor, steps: tuple[tuple[Any, ...], ...],
 
 def split_layer_operands(node: Node, args: list[torch.Tensor]
                          ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
-    """(x, residuals, weight, bias or None) from a conv/linear node's operands."""
+    """(x, residuals, weight, bias or None) from a conv/linear node's operands; a conv's input scale
+    (attrs["input_scale"]) is applied to x here."""
     n_residuals = epilogue_extra_inputs(node.attrs)
+    n_act = 1 + n_residuals + input_scale_inputs(node.attrs)
     x, residuals = args[0], args[1:1 + n_residuals]
-    weight = args[1 + n_residuals]
-    bias = args[2 + n_residuals] if node.attrs["bias"] else None
+    if input_scale_inputs(node.attrs):
+        x = x * args[n_act - 1]
+    weight = args[n_act]
+    bias = args[n_act + 1] if node.attrs["bias"] else None
     return x, residuals, weight, bias
 
 

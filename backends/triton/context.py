@@ -18,6 +18,7 @@ from convc.backends.triton.launch import View
 from convc.backends.triton.memory import MemoryPlan
 from convc.backends.triton.packing import pack_vector
 from convc.ir import Node
+from convc.ops import input_scale_inputs
 
 
 @dataclass
@@ -46,7 +47,15 @@ class NodeContext(LoweringContext):
         return self.plan.views[self.node.inputs[0]]
 
     def residuals(self) -> list[View]:
-        return [self.plan.views[v] for v in self.graph.activation_inputs(self.node)[1:]]
+        """The views the epilogue's ("add",) steps read (a conv's input scale is not one of them)."""
+        acts = self.graph.activation_inputs(self.node)
+        return [self.plan.views[v] for v in acts[1:len(acts) - input_scale_inputs(self.node.attrs)]]
+
+    def input_scale(self) -> View | None:
+        """The [N, C] view of a conv's input scale (attrs["input_scale"]), or None."""
+        if not input_scale_inputs(self.node.attrs):
+            return None
+        return self.plan.views[self.graph.activation_inputs(self.node)[-1]]
 
     def param(self, slot: str) -> np.ndarray | None:
         return self.graph.param_of(self.node, slot)

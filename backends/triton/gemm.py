@@ -1,6 +1,10 @@
 """Batched GEMM with the fused epilogue: the linear layer, the product half of im2col convolution and the
 16 / 36 transform-domain products of Winograd convolution.
 
+Optional prologue (A_SCALE): each loaded A tile is multiplied by a per-(image, column) scale before the
+product, A[m, k] * S[m // rows_per_scale, k]: a 1x1 conv reading x * s, where s [N, C] is the output of a
+squeeze-excitation branch, reads x itself and never has x * s written to memory (passes/fuse_input_scale.py).
+
 Per batch entry g (grid axis 1; axis 0 walks the output tiles in grouped order):  C_g[M, N] = A_g[M, K] @ B_g[K, N]  (+ bias, activations, residuals)
 A rows are `lda` apart and batches `stride_ag` apart; B is packed [G, K, N]; C columns of batch g start at
 g * stride_cg, so a grouped conv's groups land side by side in one output row.
@@ -27,16 +31,16 @@ WIDE_EXTENT = 2**31  # element offsets from here on need 64-bit arithmetic
 
 @triton.jit
 def gemm_kernel(
-    # pointers: A, packed B, bias, C, residuals
-    a_ptr, b_ptr, bias_ptr, c_ptr, r0_ptr, r1_ptr,
-    # sizes of one product
-    M, N, K,
-    # strides: A rows and batches, B batches, C rows and batches, residual rows
-    lda, stride_ag, stride_bg, ldc, stride_cg, ld_r0, ld_r1,
+    # pointers: A, packed B, bias, C, residuals, A's scale
+    a_ptr, b_ptr, bias_ptr, c_ptr, r0_ptr, r1_ptr, s_ptr,
+    # sizes of one product; A rows that share one row of the scale (pixels per image)
+    M, N, K, rows_per_scale,
+    # strides: A rows and batches, B batches, C rows and batches, residual rows, scale rows
+    lda, stride_ag, stride_bg, ldc, stride_cg, ld_r0, ld_r1, ld_s,
     # epilogue: the steps' float parameters (epilogue.py)
     epi_param0, epi_param1, epi_param2, epi_param3,
-    # meta: bias, tensor-core mode, EpilogueStep codes, tile and tile order
-    HAS_BIAS: tl.constexpr, DOT_MODE: tl.constexpr,
+    # meta: bias, A's scale, tensor-core mode, EpilogueStep codes, tile and tile order
+    HAS_BIAS: tl.constexpr, A_SCALE: tl.constexpr, DOT_MODE: tl.constexpr,
     EPI_STEP0: tl.constexpr, EPI_STEP1: tl.constexpr, EPI_STEP2: tl.constexpr, EPI_STEP3: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     SPLIT_K: tl.constexpr, WIDE: tl.constexpr,
@@ -45,7 +49,8 @@ def gemm_kernel(
     entry g = program_id(1); A is row-major with row stride lda, B is [G, K, N] contiguous, C's batch g
     starts stride_cg elements into each row block. WIDE: offsets in 64 bits (im2col's A and Winograd's
     separate outputs pass 2**31 elements for large layers). SPLIT_K > 1: program (.., .., s) sums every
-    SPLIT_K-th K block into c_ptr = fp32 partials [SPLIT_K, M, ldc] for split_k.py's reduction."""
+    SPLIT_K-th K block into c_ptr = fp32 partials [SPLIT_K, M, ldc] for split_k.py's reduction. A_SCALE:
+    A[m, k] is read as A[m, k] * S[m // rows_per_scale, k] (one batch entry only)."""
     pid_m, pid_n = grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     batch = tl.program_id(1)
     split = tl.program_id(2)
@@ -60,11 +65,16 @@ def gemm_kernel(
     else:
         a_rows = a_ptr + batch * stride_ag + rm[:, None] * lda
     b_cols = b_ptr + batch * stride_bg + rn[None, :]
+    if A_SCALE:
+        s_rows = s_ptr + (rm // rows_per_scale)[:, None] * ld_s
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(split * BLOCK_K, K, BLOCK_K * SPLIT_K):
         kk = k0 + rk
         k_ok = kk < K
         a = tl.load(a_rows + kk[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
+        if A_SCALE:  # rounded back to A's dtype, as a separate multiply would have stored it
+            s = tl.load(s_rows + kk[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
+            a = (a.to(tl.float32) * s.to(tl.float32)).to(a.dtype)
         b = tl.load(b_cols + kk[:, None] * N, mask=k_ok[:, None] & n_ok[None, :], other=0.0)
         acc = dot_acc(a, b, acc, DOT_MODE)
 
@@ -85,13 +95,14 @@ def gemm_kernel(
 def gemm_launch(node: str, a: View, b: torch.Tensor, bias: torch.Tensor | None, c: View, residuals: list[View],
                 codes: tuple[int, ...], params: tuple[float, ...], dot_mode: int, config: dict[str, Any], *,
                 batches: int = 1, stride_ag: int = 0, separate_outputs: bool = False, split_k: int = 1,
-                partials: View | None = None) -> list[Launch]:
+                partials: View | None = None, a_scale: View | None = None) -> list[Launch]:
     """Binds C = A @ B (+ epilogue) for `batches` independent products: one launch, or with split_k > 1
     the split product into `partials` (fp32, split_k x M x batches * N) and split_k.py's reduction.
 
     `a` is batch 0's [M, K] matrix (batch g starts stride_ag elements later). By default the batches' outputs
     sit side by side in the columns of `c` (a grouped conv); with `separate_outputs`, `c` is batch 0's [M, N]
-    matrix and batch g's is M * ldc elements later (Winograd's products, which take no epilogue)."""
+    matrix and batch g's is M * ldc elements later (Winograd's products, which take no epilogue).
+    `a_scale` ([images, K], one batch entry only): A's rows are read times their image's row of it."""
     if b.dim() != 3 or b.shape[0] != batches or b.shape[1] != a.cols:
         raise BackendError(f"node '{node}': B {tuple(b.shape)} does not fit {batches} batches of "
                            f"A {a.rows}x{a.cols}")
@@ -105,15 +116,20 @@ def gemm_launch(node: str, a: View, b: torch.Tensor, bias: torch.Tensor | None, 
                         or partials.rows * partials.cols < split_k * m * batches * n):
         raise BackendError(f"node '{node}': split-K {split_k} needs an fp32 buffer of {split_k} x {m} x "
                            f"{batches * n} and side-by-side outputs")
+    if a_scale is not None and (batches != 1 or a_scale.cols != k or a_scale.rows == 0 or m % a_scale.rows):
+        raise BackendError(f"node '{node}': input scale {a_scale.rows}x{a_scale.cols} does not fit A {m}x{k} "
+                           f"({batches} batch entries)")
     stride_cg = m * c.ld if separate_outputs else n
     r0 = residuals[0] if residuals else c
     r1 = residuals[1] if len(residuals) > 1 else c
     target, ldc = (partials.ptr, batches * n) if split and partials is not None else (c.ptr, c.ld)
-    args = (a.ptr, b, bias if bias is not None else b, target, r0.ptr, r1.ptr, m, n, k,
-            a.ld, stride_ag, k * n, ldc, stride_cg, r0.ld, r1.ld, *params)
+    s = a_scale if a_scale is not None else a
+    rows_per_scale = m // a_scale.rows if a_scale is not None else 1
+    args = (a.ptr, b, bias if bias is not None else b, target, r0.ptr, r1.ptr, s.ptr, m, n, k, rows_per_scale,
+            a.ld, stride_ag, k * n, ldc, stride_cg, r0.ld, r1.ld, s.ld, *params)
     extents = (m * a.ld + batches * stride_ag, m * c.ld + batches * stride_cg, batches * k * n,
                split_k * m * ldc)
-    meta = {"HAS_BIAS": bias is not None, "DOT_MODE": dot_mode, **epilogue_meta(codes), "GROUP_M": GROUP_M,
+    meta = {"HAS_BIAS": bias is not None, "A_SCALE": a_scale is not None, "DOT_MODE": dot_mode, **epilogue_meta(codes), "GROUP_M": GROUP_M,
             "SPLIT_K": split_k, "WIDE": max(extents) >= WIDE_EXTENT}
 
     def grid(cfg: dict[str, Any]) -> tuple[int, ...]:

@@ -34,6 +34,7 @@ from convc.backends.triton.context import NodeContext
 from convc.backends.triton.launch import Launch, View
 from convc.backends.triton.packing import channels_last_columns, pack_conv_direct, pack_conv_gemm, pack_linear
 from convc.backends.triton.split_k import split_k_factor
+from convc.errors import BackendError
 from convc.ir import Graph, Node
 from convc.ops import CONV_OPS
 
@@ -92,8 +93,20 @@ def _partials(ctx: NodeContext, split_k: int, rows: int, cols: int) -> View | No
     return View(scratch.storage, scratch.offset, split_k * rows, cols, cols)
 
 
+def no_input_scale(node: Node) -> None:
+    """Raises for a conv with attrs["input_scale"] that the chosen lowering cannot apply."""
+    if node.attrs.get("input_scale"):
+        raise BackendError(f"node '{node.name}': an input scale (a fused squeeze-excitation multiply) needs a 1x1 "
+                           f"stride-1 unpadded ungrouped conv run as a GEMM (algo implicit_gemm or im2col); "
+                           f"got algo={node.attrs.get('algo')!r}, kernel {node.attrs['kernel']}")
+
+
 def _as_gemm(node: Node, ctx: NodeContext, geo: ConvGeometry) -> list[Launch]:
-    """A unit-window conv as the batched GEMM (one batch entry per group) reading the input in place."""
+    """A unit-window conv as the batched GEMM (one batch entry per group) reading the input in place; an
+    input scale (attrs["input_scale"]) multiplies the A tiles as they are loaded."""
+    scale = ctx.input_scale()
+    if scale is not None and geo.groups != 1:
+        no_input_scale(node)
     w = ctx.pack("gemm", lambda: pack_conv_gemm(ctx.param("weight"), geo.groups, ctx.torch_dtype, ctx.device))
     codes, params = encode_epilogue(node)
     x = ctx.x
@@ -102,7 +115,7 @@ def _as_gemm(node: Node, ctx: NodeContext, geo: ConvGeometry) -> list[Launch]:
     return gemm_launch(node.name, a, w.reshape(geo.groups, geo.c_per_group, geo.o_per_group), ctx.bias(), ctx.out,
                        ctx.residuals(), codes, params, ctx.dot_mode, cfg, batches=geo.groups,
                        stride_ag=geo.c_per_group, split_k=split_k,
-                       partials=_partials(ctx, split_k, geo.out_pixels, geo.o))
+                       partials=_partials(ctx, split_k, geo.out_pixels, geo.o), a_scale=scale)
 
 
 def implicit_gemm_schedule(geo: ConvGeometry, dtype: str) -> tuple[dict[str, Any], int]:
@@ -116,6 +129,7 @@ def lower_conv_implicit_gemm(node: Node, ctx: NodeContext) -> list[Launch]:
     geo = _geometry(node, ctx)
     if unit_window(geo):
         return _as_gemm(node, ctx, geo)
+    no_input_scale(node)
     w = ctx.pack("gemm", lambda: pack_conv_gemm(ctx.param("weight"), geo.groups, ctx.torch_dtype, ctx.device))
     codes, params = encode_epilogue(node)
     cfg, split_k = implicit_gemm_schedule(geo, ctx.dtype)
@@ -126,6 +140,7 @@ def lower_conv_implicit_gemm(node: Node, ctx: NodeContext) -> list[Launch]:
 
 @lowering(CONV_OPS, "direct")
 def lower_conv_direct(node: Node, ctx: NodeContext) -> list[Launch]:
+    no_input_scale(node)
     geo = _geometry(node, ctx)
     w = ctx.pack("direct", lambda: pack_conv_direct(ctx.param("weight"), ctx.torch_dtype, ctx.device))
     codes, params = encode_epilogue(node)
@@ -135,6 +150,7 @@ def lower_conv_direct(node: Node, ctx: NodeContext) -> list[Launch]:
 
 @lowering(CONV_OPS, "depthwise")
 def lower_conv_depthwise(node: Node, ctx: NodeContext) -> list[Launch]:
+    no_input_scale(node)
     geo = _geometry(node, ctx)
     w = ctx.pack("direct", lambda: pack_conv_direct(ctx.param("weight"), ctx.torch_dtype, ctx.device))
     codes, params = encode_epilogue(node)
@@ -147,6 +163,7 @@ def lower_conv_im2col(node: Node, ctx: NodeContext) -> list[Launch]:
     geo = _geometry(node, ctx)
     if unit_window(geo):  # the input already is the column matrix: no copy
         return _as_gemm(node, ctx, geo)
+    no_input_scale(node)
     w = ctx.pack("gemm", lambda: pack_conv_gemm(ctx.param("weight"), geo.groups, ctx.torch_dtype, ctx.device))
     codes, params = encode_epilogue(node)
     width = im2col_columns(geo)
@@ -158,6 +175,7 @@ def lower_conv_im2col(node: Node, ctx: NodeContext) -> list[Launch]:
 
 
 def _lower_winograd(node: Node, ctx: NodeContext) -> list[Launch]:
+    no_input_scale(node)
     geo = _geometry(node, ctx)
     check_winograd(node, geo)
     plan = WinogradPlan(geo, ALGO_TILE[node.attrs["algo"]])

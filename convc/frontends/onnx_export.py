@@ -57,7 +57,11 @@ def _conv(w: OnnxWriter, node: Node, acts: list[str], params: list[str]) -> None
         u = w.graph.params[weight]
         filters = untransform_filters(u, WINOGRAD_TILES[a["algo"]]).astype(u.dtype)
         weight = w.constant(f"{weight}.filters", filters)
-    inputs = [acts[0], weight] + params[1:]
+    x = acts[0]
+    if a.get("input_scale"):  # the squeeze-excitation multiply a Triton compile fused into the conv
+        x = w.emit("Mul", [x, acts[-1]], f"{node.name}/input_scale")
+        acts = acts[:-1]
+    inputs = [x, weight] + params[1:]
     w.emit("Conv", inputs, _layer_output(node), kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
            pads=_pads(a["padding"]), dilations=list(a["dilation"]), group=int(a["groups"]))
     _epilogue(w, node, _layer_output(node), acts[1:])

@@ -13,7 +13,9 @@ from __future__ import annotations
 from convc.ops import activation as _activation  # noqa: F401  (registers the mobile-net activations)
 from convc.ops import layout as _layout  # noqa: F401  (registers the layout ops)
 from convc.ops import tensor as _tensor  # noqa: F401  (registers the remaining schemas)
-from convc.ops.convolution import CONV_ALGOS, CONV_ATTRS, CONV_OPS, SPATIAL, conv_output_size
+from convc.ops.convolution import (
+    CONV_ALGOS, CONV_ATTRS, CONV_OPS, SPATIAL, conv_output_size, input_scale_inputs,
+)
 from convc.ops.pooling import POOL_ATTRS, pool_output_size
 from convc.ops.schema import (
                               ACTIVATION_OPS,
@@ -38,6 +40,6 @@ __all__ = [
     "ACTIVATION_OPS", "BUFFER_SLOTS", "CONV_ALGOS", "CONV_ATTRS", "CONV_OPS", "EPILOGUE_ACTIVATIONS",
     "LAYER_OPS", "POOL_ATTRS",
     "SCHEMAS", "SPATIAL", "Attrs", "InvalidNode", "OpSchema", "Shape", "conv_output_size",
-    "epilogue_extra_inputs",
+    "epilogue_extra_inputs", "input_scale_inputs",
     "fmt_dims", "fmt_padding", "pool_output_size", "register_op", "schema_of",
 ]

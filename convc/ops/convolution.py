@@ -32,10 +32,27 @@ def conv_output_size(size: int, k: int, s: int, d: int, lo: int, hi: int) -> int
     return (size + lo + hi - d * (k - 1) - 1) // s + 1
 
 
+def input_scale_inputs(attrs: Attrs) -> int:
+    """1 when the conv multiplies its input by a per-(image, channel) scale first (attrs["input_scale"],
+    passes/fuse_channel_scale.py), else 0. The scale is the last activation operand, after the residuals:
+    (x, residuals..., scale, weight, bias)."""
+    return 1 if attrs.get("input_scale") else 0
+
+
+def _check_input_scale(x: TensorType, scale: TensorType) -> None:
+    expected = x.shape[:2] + (1,) * (x.rank - 2)
+    if scale.shape != expected:
+        raise InvalidNode(f"input_scale operand {scale} must have shape {fmt_dims(expected)} (one factor per "
+                          f"image and input channel of {x})")
+
+
 def _conv_infer(nd: int) -> Callable[[list[TensorType], Attrs], TensorType]:
     def infer(ins: list[TensorType], a: Attrs) -> TensorType:
         x = ins[0]
         check_rank(x, nd + 2, "N, C, " + SPATIAL[nd])
+        if input_scale_inputs(a):
+            _check_input_scale(x, ins[-1])
+            ins = ins[:-1]
         for key in ("kernel", "stride", "dilation"):
             if len(a[key]) != nd:
                 raise InvalidNode(f"{key} {a[key]} must have {nd} entries")
@@ -116,9 +133,10 @@ CONV_ATTRS = {
 for _nd, _op in enumerate(CONV_OPS, 1):
     register_op(OpSchema(
         _op, CONV_ATTRS, _conv_infer(_nd),
-        num_inputs=lambda a: 1 + epilogue_extra_inputs(a),
+        num_inputs=lambda a: 1 + epilogue_extra_inputs(a) + input_scale_inputs(a),
         params=_conv_params, macs=_conv_macs, tags=frozenset({"conv", "layer"}),
         doc=f"{_nd}D convolution, optionally with a fused epilogue",
         # True: the weight is already Winograd-transformed for the node's algo (passes/winograd_weights.py).
-        optional_attrs={"weight_transformed": is_bool},
+        # True: x is multiplied by the [N, C, 1, ...] scale operand before the conv (squeeze-excitation).
+        optional_attrs={"weight_transformed": is_bool, "input_scale": is_bool},
     ))

@@ -19,8 +19,11 @@ from convc.pass_manager import (PassContext, available_passes, convc_pass, regis
 from convc.types import TensorType
 from pass_check import assert_same_outputs, seeded_inputs
 
+# The NumPy backend's pipeline; EVERY_PASS adds the Triton-only fuse_input_scale (winograd_weights is
+# NumPy's).
 BUILT_IN = ["eliminate_dropout", "eliminate_identity", "fold_constants", "fuse_silu", "dce", "fold_bn",
             "fold_channel_scale", "fuse_epilogue", "choose_conv_algo", "winograd_weights"]
+EVERY_PASS = BUILT_IN[:9] + ["fuse_input_scale"] + BUILT_IN[9:]
 
 
 @pytest.fixture
@@ -48,13 +51,13 @@ def cnn() -> Network:
 
 def test_built_in_passes_come_from_convc_and_run_in_the_documented_order() -> None:
     registry = available_passes()
-    assert all(registry[n].info.origin == "convc" for n in BUILT_IN)
+    assert all(registry[n].info.origin == "convc" for n in EVERY_PASS)
     assert [p.name for p in resolve_pipeline(1, registry=registry)] == BUILT_IN[:7]
-    assert [p.name for p in resolve_pipeline(2, registry=registry)] == BUILT_IN
+    assert [p.name for p in resolve_pipeline(2, registry=registry)] == EVERY_PASS
     # A hand-written list in any order is put back in dependency order.
-    shuffled = resolve_pipeline(2, passes=list(reversed(BUILT_IN)), registry=registry)
-    assert [p.name for p in shuffled] == BUILT_IN
-    for name in BUILT_IN:
+    shuffled = resolve_pipeline(2, passes=list(reversed(EVERY_PASS)), registry=registry)
+    assert [p.name for p in shuffled] == EVERY_PASS
+    for name in EVERY_PASS:
         doc = sys.modules[registry[name].fn.__module__].__doc__
         assert doc and "->" in doc.splitlines()[0], f"{name}: module docstring must open with the rewrite"
 
