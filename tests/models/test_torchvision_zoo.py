@@ -69,6 +69,7 @@ def test_onnx_float64(name: str, tmp_path) -> None:  # noqa: ANN001
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (x,), str(path), opset_version=20, dynamo=False)
     net = convc.from_onnx(str(path))
+    path.unlink()  # float64 files of 0.1-1.1 GB each: the 68 of `make test-zoo` would fill a small disk
     y = convc.compile(net, backend="numpy", dtype="float64").run(x.numpy())[0]
     err = rel_err(y, torch_float64(model, x))
     assert err <= budget("float64", whole_model=True), err
