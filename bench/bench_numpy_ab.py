@@ -14,12 +14,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from types import ModuleType
@@ -31,6 +28,8 @@ import convc.models
 from convc.benchmark import set_cpu_threads
 from convc.device_profiles import blas_threads, cpu_name
 from convc.numerics import rel_err
+
+from bench_cpu_baselines import alternate  # alternating rounds, medians (same folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "backends/numpy_ref"
@@ -49,18 +48,6 @@ def base_backend(rev: str, where: Path) -> ModuleType:
             (package / name).write_text(text.replace("convc.backends.numpy_ref", "numpy_ref_base"))
     sys.path.insert(0, str(where))
     return importlib.import_module("numpy_ref_base")
-
-
-def alternate(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    for run in runs.values():
-        run()
-    samples: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(rounds):
-        for key, run in runs.items():
-            t = time.perf_counter()
-            run()
-            samples[key].append(time.perf_counter() - t)
-    return {k: statistics.median(v) * 1e3 for k, v in samples.items()}
 
 
 def main() -> None:
@@ -83,8 +70,9 @@ def main() -> None:
             ort = convc.compile(net, backend="onnxruntime", dtype="float32", threads=1)
             x = np.random.default_rng(0).standard_normal(net.graph.inputs[0].type.shape).astype(np.float32)
             diff = rel_err(this.run(x)[0], before.run(x)[0])
-            t = alternate({"base": partial(before.run, x), "this": partial(this.run, x),
-                           "ort": partial(ort.run, x)}, args.rounds)
+            seconds = alternate({"base": partial(before.run, x), "this": partial(this.run, x),
+                                 "ort": partial(ort.run, x)}, args.rounds)
+            t = {k: v * 1e3 for k, v in seconds.items()}
             print(f"| {name} | {t['base']:.1f} | {t['this']:.1f} | {t['ort']:.1f} | {t['this'] / t['base']:.2f} "
                   f"| {t['this'] / t['ort']:.2f} | {diff:.1e} |", flush=True)
         print(f"\nload average after {os.getloadavg()[0]:.1f}")
