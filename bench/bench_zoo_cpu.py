@@ -37,7 +37,7 @@ from convc.numerics import rel_err
 from convc.ops import CONV_OPS
 from convc.serialize import atomic_write
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models"))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests" / d) for d in ("models", "")]
 import torchvision_zoo as zoo
 
 torch = zoo.torch

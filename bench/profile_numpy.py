@@ -76,7 +76,7 @@ def network(name: str, size: int) -> convc.Network:
     """convc's own model `name`, else the torchvision zoo model of that name at `size` x `size`."""
     if name in convc.models.names():
         return convc.models.get(name)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models"))
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests" / d) for d in ("models", "")]
     import torchvision_zoo
 
     model, x = torchvision_zoo.build(name, size=size)

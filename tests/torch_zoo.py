@@ -234,13 +234,15 @@ class GoogLeNet(nn.Module):
 
 
 def randomize_batch_norm(model: nn.Module, seed: int = 0) -> None:
-    """Random BN statistics and affine terms, so a comparison does not see BN as the identity."""
+    """Random BN statistics and affine terms (1d, 2d and 3d), so a comparison does not see BN as the
+    identity; the one helper every torch-model test shares (frontends, zoo, benchmarks)."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 c = m.num_features
-                m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
+                if m.affine:
+                    m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+                    m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
                 m.running_mean.copy_(torch.randn(c, generator=gen) * 0.2)
                 m.running_var.copy_(torch.rand(c, generator=gen) * 1.5 + 0.5)

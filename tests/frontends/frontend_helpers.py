@@ -7,20 +7,7 @@ from torch import nn
 
 import convc
 from convc.numerics import budget, rel_err
-
-
-def randomize_batch_norm(model: nn.Module, seed: int = 0) -> None:
-    """Non-trivial BN statistics, so a comparison never sees BN as the identity."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
-                m.running_var.copy_(torch.rand(c, generator=gen) * 1.5 + 0.5)
-                if m.affine:
-                    m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-                    m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
+from torch_zoo import randomize_batch_norm  # noqa: F401  (the frontend tests import it from here)
 
 
 def torch_reference(model: nn.Module, *inputs: torch.Tensor) -> list[np.ndarray]:

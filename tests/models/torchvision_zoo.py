@@ -13,6 +13,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torchvision import models as tv_models  # noqa: E402
 
+from torch_zoo import randomize_batch_norm  # noqa: E402  (tests/ is on sys.path: pytest's rootdir conftest)
+
 ATTENTION_PREFIXES = ("vit_", "swin_", "maxvit_")
 SMALLEST_INPUT = {"alexnet": 63, "inception_v3": 75}
 FLOOR = 32
@@ -47,19 +49,6 @@ def onnx_input_size(name: str) -> int:
     """torch.onnx.export writes adaptive average pooling only where the output size divides the input's:
     AlexNet and VGG export at 224 (their 6x6 and 7x7 feature maps), the others at input_size."""
     return 224 if name == "alexnet" or name.startswith("vgg") else input_size(name)
-
-
-def randomize_batch_norm(model: nn.Module, seed: int = 0) -> None:
-    """Non-trivial BN statistics and affine terms (weights=None starts them at the identity)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.2)
-                m.running_var.copy_(torch.rand(c, generator=gen) * 1.5 + 0.5)
-                m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
 
 
 def build(name: str, dtype: torch.dtype = torch.float32, batch: int = 1, size: int | None = None
