@@ -12,6 +12,7 @@ interpreter the kernels are Python functions, not compilable JIT functions.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import re
 import subprocess
@@ -66,8 +67,9 @@ def launch_signature(launch: Launch) -> tuple[dict[str, str], dict[str, Any], di
         elif flag:
             attrs[(i,)] = [["tt.divisibility", 16]]
     values = {**launch.meta, **{k: v for k, v in launch.config.items() if k not in LAUNCH_OPTIONS}}
+    defaults = inspect.signature(launch.kernel.fn).parameters  # a constexpr with a default may be left out
     for name in names[len(launch.args):]:
-        consts[name] = values[name]
+        consts[name] = values[name] if name in values else defaults[name].default
         sig[name] = "constexpr"
     return sig, consts, attrs
 
@@ -119,7 +121,7 @@ class KernelStats:
     pipelined_depth: int  # loop nesting depth of the deepest pipelined loop (1: not inside another loop)
     wgmma: bool  # Hopper warpgroup MMA in the PTX
     mma: bool  # any tensor-core instruction (mma.sync or wgmma)
-    tma: bool  # bulk tensor copies (TMA) in the PTX
+    tma: int  # bulk tensor copy instructions (TMA loads through descriptors) in the PTX; 0: none
     cp_async: bool  # cp.async (Ampere-style asynchronous copies) in the PTX
 
 
@@ -172,5 +174,6 @@ def kernel_stats(compiled: Any) -> KernelStats:
     return KernelStats(registers=registers, spills=stack, shared_memory=int(meta.shared),
                        num_warps=int(meta.num_warps), num_stages=int(meta.num_stages), loops=loops,
                        pipelined_loops=pipelined, pipelined_depth=depth, wgmma="wgmma.mma_async" in ptx,
-                       mma="wgmma.mma_async" in ptx or "mma.sync" in ptx, tma="cp.async.bulk.tensor" in ptx,
+                       mma="wgmma.mma_async" in ptx or "mma.sync" in ptx,
+                       tma=ptx.count("cp.async.bulk.tensor"),
                        cp_async="cp.async.cg" in ptx or "cp.async.ca" in ptx)

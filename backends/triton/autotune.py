@@ -26,13 +26,16 @@ import triton
 from convc.backends.triton import common
 from convc.backends.triton.common import INTERPRET, interpreter_block
 from convc.backends.triton.launch import Launch
+from convc.backends.triton.tma import TMA_ACTIVATIONS, TMA_WEIGHTS
 from convc.files import cache_dir, update_json
 from convc.numerics import budget
 
 CACHE_VERSION = 1
 CACHE_FILE = "triton_autotune.json"
-TUNABLE = {"conv_implicit_gemm": ("BLOCK_M", "BLOCK_N", "BLOCK_K"), "gemm": ("BLOCK_M", "BLOCK_N", "BLOCK_K"),
+TUNABLE = {"conv_implicit_gemm": ("BLOCK_M", "BLOCK_N", "BLOCK_K", "TMA"),
+           "gemm": ("BLOCK_M", "BLOCK_N", "BLOCK_K", "TMA"),
            "conv_direct": ("BLOCK_M", "BLOCK_N")}
+TMA_REQUEST = TMA_WEIGHTS | TMA_ACTIVATIONS  # what a default tensor-core config asks for; binders cut it down
 LAUNCH_KEYS = ("num_warps", "num_stages")
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages). fp16 / bf16 tiles feed wgmma (64+ rows) with
@@ -69,18 +72,20 @@ def _tiles(family: str, dtype: str, gather: bool) -> list[tuple[int, int, int, i
 
 
 def candidate_configs(family: str, sizes: tuple[int, int, int], dtype: str = "float16",
-                      gather: bool = False) -> list[dict[str, Any]]:
-    """GPU candidates for (M, N, K)-like sizes; the first is the default and the reference: the largest
-    tile whose grid fills the GPU once (else the one with the most tiles)."""
+                      gather: bool = False, tma: int = 0) -> list[dict[str, Any]]:
+    """GPU candidates for (M, N, K)-like sizes; the first is the default tile without TMA, and the
+    reference every other candidate is checked against: the largest tile whose grid fills the GPU once
+    (else the one with the most tiles). With `tma` (the bits a launch's operands allow, tma.py) each
+    tensor-core tile is followed by its twin reading those operands through tensor descriptors."""
     m, n, k = sizes
     if family == "conv_direct":
         tiles = [dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=w, num_stages=1) for bm, bn, w in _DIRECT_TILES
                  if _fits(bn, n)]
         return tiles or [dict(BLOCK_M=64, BLOCK_N=16, num_warps=4, num_stages=1)]
-    out = [dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=s)
+    out = [dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, TMA=0, num_warps=w, num_stages=s)
            for bm, bn, bk, w, s in _tiles(family, dtype, gather) if _fits(bm, m) and _fits(bn, n) and _fits(bk, k)]
     if not out:
-        return [dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, num_warps=4, num_stages=2)]
+        out = [dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, TMA=0, num_warps=4, num_stages=2)]
 
     def grid(cfg: dict[str, Any]) -> int:
         return triton.cdiv(m, cfg["BLOCK_M"]) * triton.cdiv(n, cfg["BLOCK_N"])
@@ -88,7 +93,10 @@ def candidate_configs(family: str, sizes: tuple[int, int, int], dtype: str = "fl
     big = [c for c in out[:6] if c["BLOCK_M"] >= 64]  # wgmma tiles; split-K fills the GPU when few
     defaults = big or out[:6]
     first = next((c for c in defaults if grid(c) >= FULL_WAVE_TILES), max(defaults, key=grid))
-    return [first] + [c for c in out if c is not first]
+    ordered = [first] + [c for c in out if c is not first]
+    if not tma or dtype == "float32":  # fp32 runs on FMA units from registers: no TMA twins
+        return ordered
+    return [cfg for c in ordered for cfg in (c, {**c, "TMA": tma})]
 
 
 def interpreter_config(family: str, sizes: tuple[int, int, int]) -> dict[str, Any]:
@@ -102,11 +110,14 @@ def interpreter_config(family: str, sizes: tuple[int, int, int]) -> dict[str, An
     return dict(BLOCK_M=interpreter_block(m, common.INTERPRETER_TILE // max(bn, bk)), BLOCK_N=bn, BLOCK_K=bk)
 
 
-def default_config(family: str, sizes: tuple[int, int, int], dtype: str, gather: bool = False
-                   ) -> dict[str, Any]:
+def default_config(family: str, sizes: tuple[int, int, int], dtype: str, gather: bool = False,
+                   tma: int = TMA_REQUEST) -> dict[str, Any]:
+    """The untuned configuration: the first candidate, on the GPU with a tensor-core dtype asking for the
+    `tma` bits (the launch binder keeps those its operands' alignment allows)."""
     if INTERPRET:
         return interpreter_config(family, sizes)
-    return candidate_configs(family, sizes, dtype, gather)[0]
+    first = candidate_configs(family, sizes, dtype, gather)[0]
+    return {**first, "TMA": tma} if "TMA" in first and dtype != "float32" else first
 
 
 def _valid_entry(family: str, entry: Any) -> bool:
@@ -115,9 +126,15 @@ def _valid_entry(family: str, entry: Any) -> bool:
         return False
     cfg = entry["config"]
     keys = set(TUNABLE.get(family, ())) | set(LAUNCH_KEYS)
-    if set(cfg) != keys or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in cfg.values()):
+    tma = cfg.get("TMA", 0)
+    sizes = {k: v for k, v in cfg.items() if k != "TMA"}
+    if set(cfg) not in (keys, keys - {"TMA"}):  # a config without TMA reads no operand through it
         return False
-    return all(v & (v - 1) == 0 for k, v in cfg.items() if k != "num_stages") and cfg["num_stages"] <= 8
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes.values()):
+        return False
+    if tma not in (0, TMA_WEIGHTS, TMA_WEIGHTS | TMA_ACTIVATIONS) or isinstance(tma, bool):
+        return False
+    return all(v & (v - 1) == 0 for k, v in sizes.items() if k != "num_stages") and cfg["num_stages"] <= 8
 
 
 def _valid_entries(data: Any) -> dict[str, Any] | None:
@@ -235,7 +252,7 @@ class Tuner:
             return launch
         key = self.key(launch, dtype)
         entry = self.entries.get(key)
-        if entry is not None and self._plausible(launch, entry["config"]):
+        if entry is not None and self._plausible(launch, entry["config"], dtype):
             return launch.with_config(entry["config"])
         if entry is not None:  # e.g. BLOCK_M=65536 edited in by hand: never launched, tuned again
             warnings.warn(f"convc: autotune cache entry for {launch.name} has a configuration no candidate "
@@ -243,16 +260,18 @@ class Tuner:
             del self.entries[key]
         if not self.enabled:
             return launch
-        configs = self.candidates(launch.family, launch.tune_key[:3], dtype, bool(launch.meta.get("GATHER_K")))
+        configs = self.candidates(launch.family, launch.tune_key[:3], dtype, bool(launch.meta.get("GATHER_K")),
+                                  launch.tma)
         best = self.tune(launch, dtype, configs, key)
         self.entries[key] = {"config": best, "node": launch.node}
         self.dirty = True
         return launch.with_config(best)
 
-    def _plausible(self, launch: Launch, config: dict[str, Any]) -> bool:
+    def _plausible(self, launch: Launch, config: dict[str, Any], dtype: str) -> bool:
         """A cached configuration is one the tuner itself could have chosen for this launch."""
-        sizes = launch.tune_key[:3]
-        return config in self.candidates(launch.family, sizes) or config == default_config(launch.family, sizes, "")
+        sizes, gather = launch.tune_key[:3], bool(launch.meta.get("GATHER_K"))
+        return (config in self.candidates(launch.family, sizes, dtype, gather, launch.tma)
+                or config == default_config(launch.family, sizes, dtype, gather, launch.tma))
 
     def tune(self, launch: Launch, dtype: str, configs: list[dict[str, Any]], key: str = "") -> dict[str, Any]:
         """Runs every config, rejects those whose output differs from the first's, returns the fastest."""

@@ -29,6 +29,7 @@ from convc.backends.triton.epilogue import epilogue_meta, finish_tile
 from convc.backends.triton.geometry import ConvGeometry
 from convc.backends.triton.launch import Launch, View
 from convc.backends.triton.split_k import split_k_factor, split_k_reduce_launch
+from convc.backends.triton.tma import TMA_WEIGHTS, allowed_tma, tma_modes
 from convc.errors import BackendError
 
 GROUP_M = 8  # row-tiles per group of the grouped (L2-friendly) tile order
@@ -53,10 +54,13 @@ def conv_implicit_gemm_kernel(
     EPI_STEP0: tl.constexpr, EPI_STEP1: tl.constexpr, EPI_STEP2: tl.constexpr, EPI_STEP3: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, GATHER_K: tl.constexpr, WIDE: tl.constexpr,
+    TMA: tl.constexpr = 0,
 ):
     """y[m, g*O_g + n] = epilogue(bias + sum_k x_col[m, k] * w[g, k, n]) for one [BLOCK_M, BLOCK_N] tile;
     with SPLIT_K > 1, program (.., .., s) sums every SPLIT_K-th K step into y_ptr = fp32 partials
-    [SPLIT_K, M, groups * O_g] and the epilogue waits for split_k_reduce_kernel."""
+    [SPLIT_K, M, groups * O_g] and the epilogue waits for split_k_reduce_kernel. TMA bit 1 (tma.py): the
+    weight tiles arrive through a tensor descriptor of the group's packed weight, [positions, C_g, O_g]
+    (flat [positions * C_g, O_g] when gathering), zero-filled past C_g and O_g as the masks would."""
     pid_m, pid_n = grouped_tile(tl.program_id(0), M, O_g, BLOCK_M, BLOCK_N, GROUP_M)
     group = tl.program_id(1)
     split = tl.program_id(2)
@@ -76,6 +80,9 @@ def conv_implicit_gemm_kernel(
     if GATHER_K:
         # K = (kernel position, channel) flattened: each column of the A tile decodes its own position.
         K = KD * KH * KW * C_g
+        if TMA & 1:
+            w_flat = tl.make_tensor_descriptor(w_group, shape=[K, O_g], strides=[O_g, 1],
+                                               block_shape=[BLOCK_K, BLOCK_N])
         for k0 in range(split * BLOCK_K, K, BLOCK_K * SPLIT_K):
             kk = k0 + rk
             k_ok = kk < K
@@ -86,21 +93,32 @@ def conv_implicit_gemm_kernel(
                                      kh[None, :], kw[None, :], dil_d, dil_h, dil_w, D, H, W)
             ok = m_ok[:, None] & k_ok[None, :] & inside
             a = tl.load(x_group + pix * ld_x + c[None, :], mask=ok, other=0.0)
-            b = tl.load(w_group + kk[:, None] * O_g + rn[None, :], mask=k_ok[:, None] & n_ok[None, :], other=0.0)
+            if TMA & 1:
+                b = w_flat.load([k0, pid_n * BLOCK_N])
+            else:
+                b = tl.load(w_group + kk[:, None] * O_g + rn[None, :], mask=k_ok[:, None] & n_ok[None, :],
+                            other=0.0)
             acc = dot_acc(a, b, acc, DOT_MODE)
     else:
         # One K step = (kernel position, BLOCK_K channels); the single loop is what Triton pipelines.
         c_steps = tl.cdiv(C_g, BLOCK_K)
+        if TMA & 1:  # 3-D, so that a step's channel block never runs into the next kernel position's rows
+            w_desc = tl.make_tensor_descriptor(w_group, shape=[KD * KH * KW, C_g, O_g],
+                                               strides=[C_g * O_g, O_g, 1], block_shape=[1, BLOCK_K, BLOCK_N])
         for step in range(split, KD * KH * KW * c_steps, SPLIT_K):
             pos = step // c_steps
-            ck = (step - pos * c_steps) * BLOCK_K + rk
+            ck0 = (step - pos * c_steps) * BLOCK_K
+            ck = ck0 + rk
             c_ok = ck < C_g
             pix, inside = window_tap(nb, id0, ih0, iw0, pos // (KH * KW), pos // KW % KH, pos % KW,
                                      dil_d, dil_h, dil_w, D, H, W)
             ok = m_ok & inside
             a = tl.load(x_group + pix[:, None] * ld_x + ck[None, :], mask=ok[:, None] & c_ok[None, :], other=0.0)
-            b = tl.load(w_group + (pos * C_g + ck)[:, None] * O_g + rn[None, :], mask=c_ok[:, None] & n_ok[None, :],
-                        other=0.0)
+            if TMA & 1:
+                b = w_desc.load([pos, ck0, pid_n * BLOCK_N]).reshape(BLOCK_K, BLOCK_N)
+            else:
+                b = tl.load(w_group + (pos * C_g + ck)[:, None] * O_g + rn[None, :],
+                            mask=c_ok[:, None] & n_ok[None, :], other=0.0)
             acc = dot_acc(a, b, acc, DOT_MODE)
 
     ch = group * O_g + rn
@@ -176,10 +194,13 @@ def conv_implicit_gemm_launches(node: str, geo: ConvGeometry, x: View, w: torch.
     meta = {"HAS_BIAS": bias is not None, "DOT_MODE": dot_mode, **epilogue_meta(codes), "GROUP_M": GROUP_M,
             "SPLIT_K": split_k, "GATHER_K": gather_k(geo), "WIDE": wide}
     key = (*tile_sizes(geo), geo.kernel, geo.groups, split_k, str(w.dtype))
+    # Rows of O_g weights; each group's block starts a multiple of O_g elements after the first.
+    modes = tma_modes((w, [geo.o_per_group])) & TMA_WEIGHTS
     # A split launch writes partial sums that depend on how BLOCK_K cuts K: it keeps its configuration.
-    main = Launch(node, conv_implicit_gemm_kernel, _grid(geo, split_k), args, meta, dict(config),
+    main = Launch(node, conv_implicit_gemm_kernel, _grid(geo, split_k), args, meta,
+                  allowed_tma(config, modes),
                   family="conv_implicit_gemm" if split_k == 1 else None, out=y if split_k == 1 else None,
-                  tune_key=key)
+                  tune_key=key, tma=modes)
     if split_k == 1:
         return [main]
     assert partials is not None

@@ -23,6 +23,7 @@ from convc.backends.triton.common import dot_acc, grouped_tile
 from convc.backends.triton.epilogue import epilogue_meta, finish_tile
 from convc.backends.triton.launch import Launch, View
 from convc.backends.triton.split_k import split_k_reduce_launch
+from convc.backends.triton.tma import allowed_tma, tma_modes
 from convc.errors import BackendError
 
 GROUP_M = 8  # row-tiles per band of the grouped (L2-friendly) tile order
@@ -44,13 +45,16 @@ def gemm_kernel(
     EPI_STEP0: tl.constexpr, EPI_STEP1: tl.constexpr, EPI_STEP2: tl.constexpr, EPI_STEP3: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     SPLIT_K: tl.constexpr, WIDE: tl.constexpr,
+    TMA: tl.constexpr = 0,
 ):
     """C[g][m, n] = epilogue(bias + sum_k A[g][m, k] * B[g][k, n]) for one [BLOCK_M, BLOCK_N] tile of batch
     entry g = program_id(1); A is row-major with row stride lda, B is [G, K, N] contiguous, C's batch g
     starts stride_cg elements into each row block. WIDE: offsets in 64 bits (im2col's A and Winograd's
     separate outputs pass 2**31 elements for large layers). SPLIT_K > 1: program (.., .., s) sums every
     SPLIT_K-th K block into c_ptr = fp32 partials [SPLIT_K, M, ldc] for split_k.py's reduction. A_SCALE:
-    A[m, k] is read as A[m, k] * S[m // rows_per_scale, k] (one batch entry only)."""
+    A[m, k] is read as A[m, k] * S[m // rows_per_scale, k] (one batch entry only). TMA (tma.py): bit 1 reads
+    B's tiles through a tensor descriptor of B_g [K, N], bit 2 A's through one of A_g [M, K] (rows lda
+    apart); the copy engine zero-fills what lies past K, M or N, as the masks do for pointer loads."""
     pid_m, pid_n = grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     batch = tl.program_id(1)
     split = tl.program_id(2)
@@ -60,22 +64,32 @@ def gemm_kernel(
     m_ok = rm < M
     n_ok = rn < N
 
-    if WIDE:
-        a_rows = a_ptr + batch.to(tl.int64) * stride_ag + rm.to(tl.int64)[:, None] * lda
-    else:
-        a_rows = a_ptr + batch * stride_ag + rm[:, None] * lda
+    a_batch = a_ptr + (batch.to(tl.int64) if WIDE else batch) * stride_ag
+    a_rows = a_batch + (rm.to(tl.int64) if WIDE else rm)[:, None] * lda
     b_cols = b_ptr + batch * stride_bg + rn[None, :]
+    if TMA & 1:  # one bulk tensor copy per B tile instead of BLOCK_K x BLOCK_N masked loads
+        b_desc = tl.make_tensor_descriptor(b_ptr + batch * stride_bg, shape=[K, N], strides=[N, 1],
+                                           block_shape=[BLOCK_K, BLOCK_N])
+    if TMA & 2:
+        a_desc = tl.make_tensor_descriptor(a_batch, shape=[M, K], strides=[lda, 1],
+                                           block_shape=[BLOCK_M, BLOCK_K])
     if A_SCALE:
         s_rows = s_ptr + (rm // rows_per_scale)[:, None] * ld_s
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(split * BLOCK_K, K, BLOCK_K * SPLIT_K):
         kk = k0 + rk
         k_ok = kk < K
-        a = tl.load(a_rows + kk[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
+        if TMA & 2:
+            a = a_desc.load([pid_m * BLOCK_M, k0])
+        else:
+            a = tl.load(a_rows + kk[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
         if A_SCALE:  # rounded back to A's dtype, as a separate multiply would have stored it
             s = tl.load(s_rows + kk[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
             a = (a.to(tl.float32) * s.to(tl.float32)).to(a.dtype)
-        b = tl.load(b_cols + kk[:, None] * N, mask=k_ok[:, None] & n_ok[None, :], other=0.0)
+        if TMA & 1:
+            b = b_desc.load([k0, pid_n * BLOCK_N])
+        else:
+            b = tl.load(b_cols + kk[:, None] * N, mask=k_ok[:, None] & n_ok[None, :], other=0.0)
         acc = dot_acc(a, b, acc, DOT_MODE)
 
     # Batch g's columns: g * stride_cg (side by side for a grouped conv; Winograd's separate outputs put
@@ -129,16 +143,19 @@ def gemm_launch(node: str, a: View, b: torch.Tensor, bias: torch.Tensor | None, 
             a.ld, stride_ag, k * n, ldc, stride_cg, r0.ld, r1.ld, s.ld, *params)
     extents = (m * a.ld + batches * stride_ag, m * c.ld + batches * stride_cg, batches * k * n,
                split_k * m * ldc)
-    meta = {"HAS_BIAS": bias is not None, "A_SCALE": a_scale is not None, "DOT_MODE": dot_mode, **epilogue_meta(codes), "GROUP_M": GROUP_M,
-            "SPLIT_K": split_k, "WIDE": max(extents) >= WIDE_EXTENT}
+    meta = {"HAS_BIAS": bias is not None, "A_SCALE": a_scale is not None, "DOT_MODE": dot_mode,
+            **epilogue_meta(codes), "GROUP_M": GROUP_M, "SPLIT_K": split_k, "WIDE": max(extents) >= WIDE_EXTENT}
+    # Each batch's A and B start stride_ag and K * N elements after the previous one's.
+    modes = tma_modes((b, [n, k * n]), (a.ptr, [a.ld, stride_ag]))
 
     def grid(cfg: dict[str, Any]) -> tuple[int, ...]:
         return (triton.cdiv(m, cfg["BLOCK_M"]) * triton.cdiv(n, cfg["BLOCK_N"]), batches, split_k)
 
     out = View(c.storage, c.offset, m * batches, n, c.ld) if separate_outputs and c.ld == n else c
     # A split launch writes partial sums that depend on how BLOCK_K cuts K: it keeps its configuration.
-    product = Launch(node, gemm_kernel, grid, args, meta, dict(config), family=None if split else "gemm",
-                     out=None if split else out, tune_key=(m, n, k, batches, split_k, str(b.dtype)))
+    product = Launch(node, gemm_kernel, grid, args, meta, allowed_tma(config, modes),
+                     family=None if split else "gemm", out=None if split else out,
+                     tune_key=(m, n, k, batches, split_k, str(b.dtype)), tma=modes)
     if not split or partials is None:
         return [product]
     return [product, split_k_reduce_launch(node, partials, split_k, bias, c, residuals, codes, params)]

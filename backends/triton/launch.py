@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from convc.backends.triton.common import INTERPRET, unchecked_overflow
+from convc.backends.triton.tma import ensure_allocator
 from convc.errors import BackendError
 
 
@@ -63,6 +64,7 @@ class Launch:
     family: str | None = None  # autotune family ("conv_implicit_gemm", "gemm", "conv_direct"), or None
     out: View | None = None  # what the launch writes (for autotune's output checks)
     tune_key: tuple[Any, ...] = ()  # (M, N, K, ...): the sizes that decide which configuration is fastest
+    tma: int = 0  # config["TMA"] bits the operands' alignment allows (tma.py); tuner candidates may set them
     grid: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -76,6 +78,8 @@ class Launch:
         return replace(self, config=dict(config))
 
     def __call__(self) -> None:
+        if self.config.get("TMA") and not INTERPRET:  # device-side descriptors live in global scratch
+            ensure_allocator()
         if INTERPRET:
             with unchecked_overflow():
                 self.kernel[self.grid](*self.args, **self.meta, **self.config)

@@ -31,7 +31,7 @@ COLUMNS = ("layer", "kernel", "tile", "regs", "spill", "smem KB", "CTA/SM", "pip
 def _tile(config: dict[str, Any]) -> str:
     dims = [str(config[k]) for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K") if k in config]
     launch = f" w{config['num_warps']}s{config.get('num_stages', 3)}" if "num_warps" in config else ""
-    return "x".join(dims) + launch
+    return "x".join(dims) + launch + (f" tma{config['TMA']}" if config.get("TMA") else "")
 
 
 def launch_row(launch: Launch, target: GpuTarget) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def launch_row(launch: Launch, target: GpuTarget) -> dict[str, Any]:
         "warps_per_sm": per_sm * stats.num_warps, "loops": stats.loops,
         "pipelined_loops": stats.pipelined_loops,
         "pipelined_depth": stats.pipelined_depth, "wgmma": stats.wgmma, "mma": stats.mma, "tma": stats.tma,
-        "cp_async": stats.cp_async, "grid": list(launch.grid), "ctas": ctas,
+        "cp_async": stats.cp_async, "tma_modes": launch.tma, "grid": list(launch.grid), "ctas": ctas,
         "waves": target.waves(ctas, per_sm) if per_sm else None,
     }
 
@@ -69,7 +69,7 @@ def report_lines(report: dict[str, Any]) -> list[list[str]]:
                      str(k["registers"]),
                      str(k["spills"]), f"{k['shared_memory'] / 1024:.0f}", str(k["ctas_per_sm"]),
                      f"{k['pipelined_loops']}@{k['pipelined_depth']}" if k["pipelined_loops"] else "0",
-                     "yes" if k["wgmma"] else "-", "yes" if k["tma"] else "-",
+                     "yes" if k["wgmma"] else "-", str(k["tma"]) if k["tma"] else "-",
                      "-" if k["waves"] is None else f"{k['waves']:.2f}"])
     return rows
 

@@ -1,7 +1,8 @@
 """Compiles every kernel the Triton backend emits for one small graph with the real Triton compiler for
 sm_90 (front end, MLIR passes, ptxas) without a GPU: the interpreter runs kernels as Python and would
 not notice code the compiler rejects. Each variant's static report must show no spills and registers
-within its kernel's bound, and every @triton.jit `*_kernel` of backends/triton must have been compiled.
+within its kernel's bound, every @triton.jit `*_kernel` of backends/triton must have been compiled, and
+in fp16 the GEMM kernels' TMA variants must issue bulk tensor copies.
 Run as a script, without TRITON_INTERPRET; prints one line per problem, one per kernel with its largest
 register count, and a final "compiled N of N, P problems".
 
@@ -27,6 +28,9 @@ from convc.dsl import Network  # noqa: E402
 # kernels holding a [BLOCK, 32+] fp32 tile across a loop or a product may take up to 168 (3 CTAs).
 REGISTER_BOUND = 128
 REGISTER_BOUNDS = {"winograd_output_kernel": 168, "layer_norm_kernel": 168}
+# Kernels whose fp16 launches read operands through TMA descriptors by default (the graph's channel counts
+# meet the alignment rules): each such variant must show bulk tensor copies in its PTX.
+TMA_KERNELS = {"gemm_kernel", "conv_implicit_gemm_kernel"}
 
 
 def every_kernel_graph() -> Network:
@@ -72,6 +76,7 @@ def main(dtype: str) -> int:
     target = GPU_TARGETS["sm_90"]
     problems, seen = 0, set()
     registers: dict[str, int] = {}
+    with_tma: set[str] = set()
     for algo in ("implicit_gemm", "im2col", "winograd_2x2", "winograd_4x4", "direct"):
         net = every_kernel_graph()
         c = net.graph.node("c")
@@ -90,6 +95,11 @@ def main(dtype: str) -> int:
                       f"{e}"[:2000])
                 continue
             registers[launch.name] = max(registers.get(launch.name, 0), stats.registers)
+            if launch.config.get("TMA"):
+                with_tma.add(launch.name)
+                if not stats.tma:
+                    problems += 1
+                    print(f"PROBLEM {launch.node} {launch.name} {launch.config}: TMA asked for, no bulk tensor copy")
             bound = REGISTER_BOUNDS.get(launch.name, REGISTER_BOUND)
             if stats.spills or stats.registers > bound:
                 problems += 1
@@ -98,6 +108,10 @@ def main(dtype: str) -> int:
     for name in sorted(kernel_names() - set(registers)):
         problems += 1
         print(f"PROBLEM {name}: no launch of this graph compiled it; extend every_kernel_graph")
+    if dtype != "float32":
+        for name in sorted(TMA_KERNELS - with_tma):
+            problems += 1
+            print(f"PROBLEM {name}: no {dtype} launch of this graph read its operands through TMA descriptors")
     for name, count in sorted(registers.items()):
         print(f"{name}: up to {count} registers, no spills")
     print(f"compiled {len(seen)} of {len(seen)}, {problems} problems")

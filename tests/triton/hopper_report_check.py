@@ -1,8 +1,9 @@
 """The static sm_90 report of the zoo's main CNNs in fp16, checked against what a Hopper-class kernel
 needs: zero spills, one pipelined main loop (the kernel's outermost loop) per conv kernel, wgmma in every
-fp16 conv tile of 64+ rows, and no conv layer under half a wave at batch 64 (except layers too small to
-fill half a wave of 64x64 tiles: fewer than 66 x 64 x 64 outputs, GoogLeNet's narrow 1x1 branches; their
-split-K is capped by their few K steps). Run without TRITON_INTERPRET;
+fp16 conv tile of 64+ rows, weights (and 1x1 activations) through TMA descriptors wherever their
+alignment allows, with bulk tensor copies in the PTX, and no conv layer under half a wave at batch 64
+(except layers too small to fill half a wave of 64x64 tiles: fewer than 66 x 64 x 64 outputs, GoogLeNet's
+narrow 1x1 branches; their split-K is capped by their few K steps). Run without TRITON_INTERPRET;
 each distinct kernel variant is compiled once. Prints one line per failure, then a summary line.
 
     python tests/triton/hopper_report_check.py [resnet18 ...] [--batches 1,64,256]
@@ -26,6 +27,12 @@ CONV_KERNELS = ("conv_implicit_gemm_kernel", "gemm_kernel", "conv_direct_kernel"
 MAIN_LOOP_KERNELS = ("conv_implicit_gemm_kernel", "gemm_kernel")
 
 
+def tma_loads(bits: int) -> int:
+    """The fewest bulk tensor copies a kernel reading `bits` operands through TMA issues: one per operand
+    (the pipeliner's prologue adds one per stage)."""
+    return bin(bits).count("1")
+
+
 SMALL_LAYER = 66 * 64 * 64  # outputs of half a wave (132 SMs) of 64x64 tiles at one CTA per SM
 
 
@@ -44,6 +51,10 @@ def problems(report: dict, batch: int, convs: dict[str, int]) -> list[str]:
                        f"wanted one main loop")
         if k["function"] in MAIN_LOOP_KERNELS and k["config"].get("BLOCK_M", 0) >= 64 and not k["wgmma"]:
             out.append(f"{where}: a {k['config']['BLOCK_M']}-row fp16 tile without wgmma")
+        if k["function"] in MAIN_LOOP_KERNELS and k["config"].get("TMA", 0) != k["tma_modes"]:
+            out.append(f"{where}: TMA {k['config'].get('TMA', 0)} where the operands allow {k['tma_modes']}")
+        if k["config"].get("TMA") and k["tma"] < tma_loads(k["config"]["TMA"]):
+            out.append(f"{where}: TMA {k['config']['TMA']} planned, {k['tma']} bulk tensor copies in the PTX")
         waves[k["layer"]] = max(waves.get(k["layer"], 0.0), k["waves"] or 0.0)
     if batch == 64:
         out += [f"{report['model']} b64 {layer}: {w:.2f} of a wave" for layer, w in waves.items()
