@@ -2,22 +2,29 @@
 kernel taps of the input shifted by a constant offset times one weight per channel; no column matrix,
 no GEMM.
 
-The input is zero-padded once and flattened over its spatial axes, so that every tap (kd, kh, kw) reads
-one evenly strided run of that flat array: the output at flat position q (in the padded input's pitches)
-reads input s*q + offset(tap) for a uniform stride s. Each tap is then two NumPy calls over long runs
-(multiply into a scratch array, add), whatever the kernel size; the positions q that fall in the padding
-columns are computed too and cropped at the end.
+Two layouts, chosen per layer by the size of the output map (measured, see CHANNELS_LAST_BELOW):
 
-    for each tap:  out[n, c*mult + j, q] += xp_flat[n, c, s*q + offset(tap)] * w[c*mult + j, 0, tap]
+- small maps (MobileNet's 7x7 to 28x28 stages): channels-last, block by block of output rows
+  (conv_depthwise_rows.py), NumPy's inner loops running over the channels;
+- large maps and everything else (3D, channel multipliers): channel-major here, a few channels at a
+  time, on a zero-padded polyphase copy of those channels.
 
-`mult` = out_channels / in_channels (1 in MobileNet, EfficientNet and ConvNeXt). Layers with many
-more channels than output positions per image (late MobileNet stages: 960 channels of 7x7) run channels-last,
-so NumPy's inner loop walks the channels rather than a short row.
+The polyphase copy splits every spatial axis of stride s into s phases (position q*s + phase), so that
+each tap (kd, kh, kw) reads one phase at a constant offset with unit stride: over the copy flattened
+per channel, a tap is one contiguous run. Per block of channels (about 256 KiB, kept in the L2 cache):
+
+    sums  = run(tap 0) * w[:, tap 0]                       # written, not zeros + add
+    sums += run(tap) * w[:, tap]      for every other tap  (a multiply into scratch, an add)
+    out[n, channels] = crop(sums); epilogue on it          # while it is still in cache
+
+`mult` = out_channels / in_channels filters per channel (1 in MobileNet, EfficientNet and ConvNeXt).
+The padding is real zeros: a non-finite weight meeting it gives NaN, as in torch (0 * inf).
 
     y = conv_depthwise(node, [x, w, b])     # node.attrs["groups"] == x.shape[1]
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -26,13 +33,20 @@ import numpy as np
 from convc.ir import Node
 from convc.ops import CONV_OPS
 
+from convc.backends.numpy_ref.conv_depthwise_rows import conv_depthwise_rows, rows_applicable
 from convc.backends.numpy_ref.conv_operands import ConvOperands
+from convc.backends.numpy_ref.epilogue import apply_epilogue
+from convc.backends.numpy_ref.scratch import scratch
+from convc.backends.numpy_ref.windows import valid_outputs
 
+# Channels-last below this many output positions per image. Measured (1 thread, float32, 2026-12-01,
+# shared 2-core EPYC, ms channel-major / channels-last): 112x112 outputs 1.19 / 1.81 (32 channels), 56x56
+# 1.58 / 1.90 (144, 3x3) and 4.18 / 5.14 (96, 7x7); 28x28 0.94 / 0.76 (192), 0.90 / 0.81 (144, stride
+# 2), 14x14 0.58 / 0.47 (384), 2.33 / 1.49 (672, 5x5), 7x7 0.53 / 0.35 (960).
+CHANNELS_LAST_BELOW = 2048
 
-# Channels-last when the channels outnumber the positions of one image this many times. Measured (1 thread,
-# float32, 2026-12-01, shared 2-core VM): 960 channels of 7x7 (63 positions) ran 0.55 ms channels-last
-# against 1.16 ms channel-major; 672 channels of 14x14 5x5 (252) ran 1.9 ms channel-major, 3.7 ms not.
-CHANNELS_LAST_RATIO = 4
+# Bytes of one block of channels' sums (and as much again for the products): small enough for L2.
+BLOCK_BYTES = 256 << 10
 
 
 def is_depthwise(groups: int, in_channels: int, out_channels: int) -> bool:
@@ -50,63 +64,85 @@ def depthwise_problem(node: Node, in_channels: int) -> str | None:
             f"out_channels={a['out_channels']}; use 'direct' or 'im2col'")
 
 
-def _flat_padded(x: np.ndarray, pads: list[tuple[int, int]], length: int, channels_last: bool) -> np.ndarray:
-    """The zero-padded input flattened over its spatial axes to at least `length` positions (whole
-    extra zero slabs of the first spatial axis at the end): (N, C, positions) or, channels-last,
-    (N, positions, C)."""
-    n, c = x.shape[:2]
-    padded = [s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pads)]
-    padded[0] = max(padded[0], -(-length // math.prod(padded[1:])))
-    volume = np.zeros((n, *padded, c) if channels_last else (n, c, *padded), x.dtype)
-    inside = tuple(slice(lo, lo + s) for s, (lo, _) in zip(x.shape[2:], pads))
-    if channels_last:
-        volume[(slice(None),) + inside] = np.moveaxis(x, 1, -1)
-        return volume.reshape(n, -1, c)
-    volume[(slice(None), slice(None)) + inside] = x
-    return volume.reshape(n, c, -1)
+def polyphase_padded(x: np.ndarray, pads: list[tuple[int, int]], stride: tuple[int, ...],
+                     sizes: tuple[int, ...], into: np.ndarray) -> np.ndarray:
+    """x (C, *spatial) zero-padded, each axis split into its stride's phases: into[c, *phases, *q] =
+    x[c, q*stride + phase - low_pad per axis], 0 outside x; `into` is (C, *stride, *sizes).
+
+        polyphase_padded(x, [(1, 1), (1, 1)], (2, 2), (57, 57), buf)   # 112x112, 3x3 stride 2 pad 1
+    """
+    every = (slice(None),)
+    for phases in itertools.product(*(range(s) for s in stride)):
+        part = into[every + phases]
+        ranges = [valid_outputs(size, q, ph, s, lo) for size, q, ph, s, (lo, _)
+                  in zip(x.shape[1:], sizes, phases, stride, pads)]
+        for axis, ((lo, hi), q) in enumerate(zip(ranges, sizes)):
+            before = every + (slice(None),) * axis
+            part[before + (slice(0, lo),)] = 0
+            part[before + (slice(hi, q),)] = 0
+        if all(lo < hi for lo, hi in ranges):
+            source = tuple(slice(lo * s + ph - p, (hi - 1) * s + ph - p + 1, s) for (lo, hi), s, ph, (p, _)
+                           in zip(ranges, stride, phases, pads))
+            part[every + tuple(slice(lo, hi) for lo, hi in ranges)] = x[every + source]
+    return into
+
+
+def conv_depthwise_channel_major(conv: ConvOperands) -> np.ndarray:
+    """Any depthwise conv (1D/2D/3D, stride, dilation, padding, channel multiplier), channel-major."""
+    n, c = conv.x.shape[:2]
+    mult = conv.weight.shape[0] // c
+    dtype = np.result_type(conv.x, conv.weight)
+    out_spatial = conv.out_spatial
+    # Tap t reads phase (t*d) % s at shift (t*d) // s along each axis: the phase grids need the output
+    # size plus the largest shift.
+    sizes = tuple(o + (k - 1) * d // s for o, k, d, s in zip(out_spatial, conv.kernel, conv.dilation,
+                                                              conv.stride))
+    pitches = tuple(math.prod(sizes[i + 1:]) for i in range(len(sizes)))
+    run = sum((o - 1) * p for o, p in zip(out_spatial, pitches)) + 1  # first to last output, flat
+    taps = [(tuple(t * d % s for t, d, s in zip(tap, conv.dilation, conv.stride)),
+             sum(t * d // s * p for t, d, s, p in zip(tap, conv.dilation, conv.stride, pitches)))
+            for tap in np.ndindex(*conv.kernel)]
+    weights = conv.weight.reshape(c, mult, len(taps)).astype(dtype, copy=False)
+    grid = math.prod(sizes)
+    block = max(1, min(c, BLOCK_BYTES // (mult * grid * dtype.itemsize)))
+    phased = scratch("depthwise polyphase input", (block,) + conv.stride + sizes, dtype)
+    sums = scratch("depthwise sums", (block, mult, grid), dtype)
+    product = scratch("depthwise products", (block, mult, run), dtype)
+    out = np.empty(conv.out_shape, dtype)
+    pads = [tuple(p) for p in conv.node.attrs["padding"]]
+    crop = (slice(None),) + tuple(slice(0, o) for o in out_spatial)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 is NaN, as in torch
+        for image in range(n):
+            for c0 in range(0, c, block):
+                m = min(c, c0 + block) - c0
+                xp = polyphase_padded(conv.x[image, c0:c0 + m].astype(dtype, copy=False), pads,
+                                      conv.stride, sizes, phased[:m])
+                flat = xp.reshape((m,) + (math.prod(conv.stride),) + (grid,))
+                strides = conv.stride
+                acc = sums[:m, :, :run]
+                for t, (phase, offset) in enumerate(taps):
+                    index = int(np.ravel_multi_index(phase, strides)) if strides else 0
+                    source = flat[:, None, index, offset:offset + run]  # (m, 1, run)
+                    if t == 0:
+                        np.multiply(source, weights[c0:c0 + m, :, t, None], out=acc)
+                    else:
+                        np.multiply(source, weights[c0:c0 + m, :, t, None], out=product[:m])
+                        acc += product[:m]
+                channels = slice(c0 * mult, (c0 + m) * mult)
+                target = out[image:image + 1, channels]
+                target[0] = sums[:m].reshape((m * mult,) + sizes)[crop]
+                apply_epilogue(target, None if conv.bias is None else conv.bias[channels],
+                               conv.node.attrs["epilogue"], [r[image:image + 1, channels] for r in conv.residuals])
+    return out
 
 
 def conv_depthwise(node: Node, args: list[Any]) -> np.ndarray:
-    """conv1d/2d/3d with groups == C and out_channels == mult * C, tap by tap on one flat padded copy."""
+    """conv1d/2d/3d with groups == C and out_channels == mult * C: channels-last on small output maps
+    (1D/2D, one filter per channel), channel-major otherwise."""
     conv = ConvOperands.of(node, args)
-    n, c = conv.x.shape[:2]
-    mult = conv.weight.shape[0] // c
-    pads = [tuple(p) for p in node.attrs["padding"]]
-    padded = tuple(s + lo + hi for s, (lo, hi) in zip(conv.x.shape[2:], pads))
-    pitches = tuple(math.prod(padded[i + 1:]) for i in range(len(padded)))
-    # A uniform stride s reads s*q + offset; a mixed one (rare) is computed at stride 1 and subsampled.
-    uniform = len(set(conv.stride)) == 1
-    step = conv.stride[0] if uniform else 1
-    grid = ((conv.out_spatial[0] if uniform else padded[0]),) + padded[1:]  # positions q, in pitch units
-    positions = math.prod(grid)
-    offsets = [sum(k * d * p for k, d, p in zip(tap, conv.dilation, pitches))
-               for tap in np.ndindex(*conv.kernel)]
-    length = step * (positions - 1) + max(offsets) + 1
-    dtype = np.result_type(conv.x, conv.weight)
-    channels_last = c * mult > CHANNELS_LAST_RATIO * positions
-    xp = _flat_padded(conv.x.astype(dtype, copy=False), pads, length, channels_last)
-    taps = conv.weight.reshape(c, mult, len(offsets)).astype(dtype, copy=False)
-    shape = (n, positions, c, mult) if channels_last else (n, c, mult, positions)
-    out = np.zeros(shape, dtype)
-    product = np.empty_like(out)
-    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 is NaN, as in torch
-        for i, offset in enumerate(offsets):
-            run = slice(offset, offset + step * (positions - 1) + 1, step)
-            if channels_last:  # (N, positions, C, 1) * (C, mult)
-                np.multiply(xp[:, run, :, None], taps[:, :, i], out=product)
-            else:  # (N, C, 1, positions) * (C, mult, 1)
-                np.multiply(xp[:, :, None, run], taps[:, :, i, None], out=product)
-            out += product
-    if channels_last:
-        out = np.moveaxis(out.reshape((n,) + grid + (c * mult,)), -1, 1)
-    else:
-        out = out.reshape((n, c * mult) + grid)
-    if uniform:
-        crop = tuple(slice(0, o) for o in conv.out_spatial)
-    else:
-        crop = tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(conv.out_spatial, conv.stride))
-    result = np.ascontiguousarray(out[(slice(None), slice(None)) + crop])
-    return conv.finish(result)
+    if rows_applicable(conv) and math.prod(conv.out_spatial) < CHANNELS_LAST_BELOW:
+        return conv_depthwise_rows(conv)
+    return conv_depthwise_channel_major(conv)
 
 
 KERNELS = {(op, "depthwise"): conv_depthwise for op in CONV_OPS}

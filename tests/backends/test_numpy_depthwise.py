@@ -1,7 +1,13 @@
 """The NumPy backend's depthwise convolution (algo "depthwise") against torch.nn.functional in float64:
 1D/2D/3D, stride, dilation, asymmetric padding, kernel sizes and channel multipliers (hypothesis), fused
-epilogues, NaN propagation, the error for a conv that is not depthwise, and the plan choosing it."""
+epilogues, NaN propagation, the error for a conv that is not depthwise, and the plan choosing it. Each
+case runs in both layouts (channel-major and channels-last), with blocks small enough that a layer
+spans several of them."""
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -12,10 +18,24 @@ from hypothesis import strategies as st
 from test_numpy_conv import check, conv_graph, torch_conv
 
 import convc
-from convc.backends.numpy_ref import backend
+from convc.backends.numpy_ref import backend, conv_depthwise, conv_depthwise_rows
 from convc.errors import BackendError, OptionError
 
+LAYOUTS = ("channel_major", "channels_last")
 
+
+@contextmanager
+def layout(kind: str, block_bytes: int = 256) -> Iterator[None]:
+    """Every depthwise layer in `kind` (channels-last only where it applies: 1D/2D, one filter per
+    channel), in blocks of `block_bytes` (a few rows or channels each)."""
+    below = 1 << 40 if kind == "channels_last" else 0
+    with mock.patch.object(conv_depthwise, "CHANNELS_LAST_BELOW", below), \
+            mock.patch.object(conv_depthwise, "BLOCK_BYTES", block_bytes), \
+            mock.patch.object(conv_depthwise_rows, "BLOCK_BYTES", block_bytes):
+        yield
+
+
+@pytest.mark.parametrize("kind", LAYOUTS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("ndim, shape, mult, kernel, stride, padding, dilation", [
     (2, (2, 6, 9, 8), 1, 3, 1, 1, 1),
@@ -28,23 +48,38 @@ from convc.errors import BackendError, OptionError
     (3, (1, 3, 5, 6, 5), 1, 3, (1, 2, 2), 1, 1),
 ], ids=["3x3", "mult2-stride2", "convnext7x7", "mixed", "dilated-stride3", "pad-only-taps", "1d", "3d"])
 def test_depthwise_matches_torch(ndim: int, shape: tuple, mult: int, kernel: object, stride: object,
-                                 padding: object, dilation: object, dtype: str) -> None:
+                                 padding: object, dilation: object, dtype: str, kind: str) -> None:
     c = shape[1]
     graph = conv_graph(ndim, shape, c * mult, kernel, stride, padding, dilation, c, True, algo="depthwise")
-    check(graph, dtype)
+    with layout(kind):
+        check(graph, dtype)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(channels=st.integers(1, 5), mult=st.integers(1, 3), size=st.integers(3, 11), kernel=st.integers(1, 5),
        stride=st.integers(1, 3), dilation=st.integers(1, 2), lo=st.integers(0, 3), hi=st.integers(0, 3),
-       bias=st.booleans(), seed=st.integers(0, 100))
+       bias=st.booleans(), seed=st.integers(0, 100), kind=st.sampled_from(LAYOUTS),
+       block_bytes=st.sampled_from([8, 200, 1 << 20]))
 def test_depthwise_property(channels: int, mult: int, size: int, kernel: int, stride: int, dilation: int,
-                            lo: int, hi: int, bias: bool, seed: int) -> None:
+                            lo: int, hi: int, bias: bool, seed: int, kind: str, block_bytes: int) -> None:
     if dilation * (kernel - 1) + 1 > size + lo + hi:
         return  # the kernel does not fit: the schema rejects the layer (tested elsewhere)
     graph = conv_graph(2, (2, channels, size, size + 1), channels * mult, kernel, stride,
                        ((lo, hi), (hi, lo)), dilation, channels, bias, algo="depthwise")
-    check(graph, "float64", seed)
+    with layout(kind, block_bytes):
+        check(graph, "float64", seed)
+
+
+@pytest.mark.parametrize("kind", LAYOUTS)
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_a_fused_epilogue_with_a_residual_runs_block_by_block(ndim: int, kind: str) -> None:
+    """Bias, add and an activation applied per block of rows or channels, each block's slice of the
+    residual added to it (batch 2, several blocks)."""
+    shape = (2, 6, 9, 10) if ndim == 2 else (2, 6, 23)
+    graph = conv_graph(ndim, shape, 6, 3, (2,) * ndim, 1, 1, 6, True, algo="depthwise",
+                       epilogue=(("add",), ("elu", 0.5), ("leaky_relu", 0.1)))
+    with layout(kind, 64):
+        check(graph, "float32")
 
 
 def test_depthwise_fused_epilogue() -> None:
@@ -53,24 +88,29 @@ def test_depthwise_fused_epilogue() -> None:
     check(graph, "float32")
 
 
-def test_nan_and_inf_propagate_as_in_torch() -> None:
-    graph = conv_graph(2, (1, 3, 6, 6), 6, 3, 1, 1, 1, 3, True, algo="depthwise")
+@pytest.mark.parametrize("kind", LAYOUTS)
+@pytest.mark.parametrize("mult", [1, 2])
+def test_nan_and_inf_propagate_as_in_torch(mult: int, kind: str) -> None:
+    graph = conv_graph(2, (1, 3, 6, 6), 3 * mult, 3, 1, 1, 1, 3, True, algo="depthwise")
     x = np.random.default_rng(0).standard_normal((1, 3, 6, 6)).astype(np.float32)
     x[0, 1, 2, 3] = np.nan
     x[0, 2, 0, 0] = np.inf
-    out = backend.compile(graph, dtype="float64").run(x)[0]
+    with layout(kind):
+        out = backend.compile(graph, dtype="float64").run(x)[0]
     expected = torch_conv(graph, [x])
     np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
-    assert np.isnan(out).sum() == 2 * 9  # both filters of channel 1, over the 3x3 outputs that read it
+    assert np.isnan(out).sum() == mult * 9  # every filter of channel 1, over the 3x3 outputs that read it
     finite = np.isfinite(expected)
     np.testing.assert_allclose(out[finite], expected[finite], rtol=1e-12, atol=1e-12)
 
 
-def test_a_nonfinite_weight_meets_the_padding_as_in_torch() -> None:
+@pytest.mark.parametrize("kind", LAYOUTS)
+def test_a_nonfinite_weight_meets_the_padding_as_in_torch(kind: str) -> None:
     graph = conv_graph(2, (1, 2, 5, 5), 2, 3, 1, 1, 1, 2, False, algo="depthwise")
     graph.params["conv.weight"][0, 0, 0, 0] = np.inf  # 0 (padding) * inf is NaN in torch
     x = np.ones((1, 2, 5, 5), np.float32)
-    out = backend.compile(graph, dtype="float64").run(x)[0]
+    with layout(kind):
+        out = backend.compile(graph, dtype="float64").run(x)[0]
     expected = F.conv2d(torch.from_numpy(x).double(), torch.from_numpy(graph.params["conv.weight"]).double(),
                         padding=1, groups=2).numpy()
     np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
