@@ -2,12 +2,14 @@
 same optimized graph, alternating rounds in one process: a before/after measurement of a backend change.
 
     OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python bench/bench_numpy_ab.py --base main \\
-        [--models resnet50,googlenet] [--rounds 9]
+        [--models resnet50,googlenet,convnext_tiny] [--rounds 9] [--size 224]
 
 The base revision's backends/numpy_ref/ is read with `git show` into a temporary package (its imports
 of itself renamed), so only the backend differs: both run the graph this checkout's -O2 pipeline made,
 with the same algorithm choices. Rounds go base, this, onnxruntime, base, ... after a warm-up; medians
 count, and the table gives this/base and this/onnxruntime. Both outputs are checked against each other.
+A name convc.models does not know is built from torchvision (tests/models/torchvision_zoo.py) at
+`--size`.
 """
 from __future__ import annotations
 
@@ -24,12 +26,12 @@ from types import ModuleType
 import numpy as np
 
 import convc
-import convc.models
 from convc.benchmark import set_cpu_threads
 from convc.device_profiles import blas_threads, cpu_name
 from convc.numerics import rel_err
 
 from bench_cpu_baselines import alternate  # alternating rounds, medians (same folder)
+from profile_numpy import network  # convc's models, else the torchvision zoo (same folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "backends/numpy_ref"
@@ -55,6 +57,7 @@ def main() -> None:
     parser.add_argument("--base", default="main")
     parser.add_argument("--models", default="resnet50,googlenet")
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--size", type=int, default=224, help="input size of torchvision zoo models")
     args = parser.parse_args()
     set_cpu_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,7 +67,7 @@ def main() -> None:
         print("| model | base (ms) | this (ms) | onnxruntime (ms) | this / base | this / ort | base vs this |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for name in args.models.split(","):
-            net = convc.models.get(name)
+            net = network(name, args.size)
             this = convc.compile(net, backend="numpy", dtype="float32", check_numerics=False)
             before = base.compile_graph(base.backend, this.graph, dtype="float32")
             ort = convc.compile(net, backend="onnxruntime", dtype="float32", threads=1)
