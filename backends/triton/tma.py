@@ -63,12 +63,15 @@ def _torch_scratch(size: int, alignment: int, stream: Any) -> torch.Tensor:
 def ensure_allocator() -> None:
     """Installs `_torch_scratch` as Triton's allocator for this thread's context unless one is set.
     Triton keeps the allocator in a ContextVar: a new thread starts without one, so every launch that
-    builds descriptors calls this (one ContextVar read when it is already set)."""
-    from triton.runtime import _allocation
+    builds descriptors calls this (one ContextVar read when it is already set). The check reads Triton
+    internals (3.6-3.9); a Triton without them gets this allocator set at every such launch."""
+    try:
+        from triton.runtime._allocation import NullAllocator, _allocator
 
-    current = getattr(_allocation, "_allocator", None)
-    if current is not None and not isinstance(current.get(), _allocation.NullAllocator):
-        return
+        if not isinstance(_allocator.get(), NullAllocator):
+            return
+    except (ImportError, AttributeError):
+        pass
     triton.set_allocator(_torch_scratch)
 
 
