@@ -1,8 +1,8 @@
 """Weights and 1x1 activations through TMA tensor descriptors (backends/triton/tma.py), run by the CPU
 interpreter (it executes `tl.make_tensor_descriptor` loads, zero-filling past the shape as the copy engine
-does) against torch in float64: the plain GEMM (1x1 convs, linear), implicit GEMM's 3-D weight
-descriptor with a partial channel block per kernel position, the flat RGB gather, split-K, a fused
-bias + residual + relu epilogue; the alignment rules that choose TMA, the tuner's twins and the allocator."""
+does) against torch in float64: the plain GEMM (1x1 convs, grouped 1x1 convs, linear, the products of
+Winograd and im2col), implicit GEMM's 3-D weight descriptor with a partial channel block per kernel
+position, the flat RGB gather, split-K, a fused bias + residual + relu epilogue, fp16 / bf16 / fp32; the alignment rules that choose TMA, the tuner's twins and the allocator."""
 from __future__ import annotations
 
 import contextvars
@@ -26,26 +26,28 @@ TILE = dict(BLOCK_M=32, BLOCK_N=16, BLOCK_K=16, num_warps=4, num_stages=2)  # se
 
 
 def conv_block(shape: tuple[int, ...], out: int, kernel: int, stride: int = 1, padding: int = 0,
-               seed: int = 3) -> Network:
+               seed: int = 3, groups: int = 1, algo: str = "implicit_gemm") -> Network:
     """relu(conv(x) + bias + r), the add and relu fused into the conv as fuse_epilogue would."""
     net = Network("tma", seed=seed)
     x = net.input(shape)
     oh = (shape[2] + 2 * padding - kernel) // stride + 1
     ow = (shape[3] + 2 * padding - kernel) // stride + 1
     r = net.input((shape[0], out, oh, ow), name="r")
-    y = net.conv2d(x, out, kernel, stride=stride, padding=padding, name="c")
+    y = net.conv2d(x, out, kernel, stride=stride, padding=padding, groups=groups, name="c")
     graph = net.graph
-    graph.replace_node(graph.node("c").replace(attrs={**graph.node("c").attrs, "algo": "implicit_gemm"}))
+    graph.replace_node(graph.node("c").replace(attrs={**graph.node("c").attrs, "algo": algo}))
     net.output(y)
     fuse(net, y, (("add",), ("relu",)), [r])
     return net
 
 
-def torch_block(net: Network, x: np.ndarray, r: np.ndarray, stride: int, padding: int) -> np.ndarray:
+def torch_block(net: Network, x: np.ndarray, r: np.ndarray, stride: int, padding: int, groups: int = 1
+                ) -> np.ndarray:
     params = net.graph.params
     w = torch.from_numpy(np.asarray(params["c.weight"], np.float64))
     b = torch.from_numpy(np.asarray(params["c.bias"], np.float64))
-    y = torch.nn.functional.conv2d(torch.from_numpy(x).double(), w, b, stride=stride, padding=padding)
+    y = torch.nn.functional.conv2d(torch.from_numpy(x).double(), w, b, stride=stride, padding=padding,
+                                   groups=groups)
     return torch.relu(y + torch.from_numpy(r).double()).numpy()
 
 
@@ -60,15 +62,15 @@ def with_tma(model: Any, request: int, tile: dict[str, Any] | None = TILE) -> li
 
 
 def run_block(dtype: str, shape: tuple[int, ...], out: int, kernel: int, stride: int = 1, padding: int = 0,
-              request: int = BOTH) -> tuple[float, list[Launch]]:
-    net = conv_block(shape, out, kernel, stride, padding)
+              request: int = BOTH, groups: int = 1, algo: str = "implicit_gemm") -> tuple[float, list[Launch]]:
+    net = conv_block(shape, out, kernel, stride, padding, groups=groups, algo=algo)
     rng = np.random.default_rng(1)
     x = rng.normal(size=shape).astype(np.float32)
     r = rng.normal(size=net.graph.node("r").type.shape).astype(np.float32)
     model = compile_triton(net, dtype)
     launches = with_tma(model, request)
     got = model.run(x, r)[0]
-    return rel_err(got, torch_block(net, x, r, stride, padding)), launches
+    return rel_err(got, torch_block(net, x, r, stride, padding, groups)), launches
 
 
 @settings(max_examples=6, deadline=None)
@@ -91,6 +93,22 @@ def test_implicit_gemm_weight_descriptor_stops_at_each_positions_channels(dtype:
     assert launch.name == "conv_implicit_gemm_kernel" and launch.config["TMA"] == TMA_WEIGHTS
     assert not launch.meta["GATHER_K"]
     assert err <= budget(dtype), err
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_grouped_1x1_conv_points_each_groups_descriptors_at_its_batch_entry(dtype: str) -> None:
+    # Two groups of 24 channels: batch entry g's A starts 24 channels (48 bytes) into each row.
+    err, [launch] = run_block(dtype, (2, 48, 5, 6), 32, 1, groups=2)
+    assert launch.name == "gemm_kernel" and launch.config["TMA"] == BOTH and launch.grid[1] == 2
+    assert err <= budget(dtype), err
+
+
+@pytest.mark.parametrize("algo", ["winograd_2x2", "im2col"])
+def test_batched_products_of_other_algorithms_through_descriptors(algo: str) -> None:
+    err, launches = run_block("float16", (2, 32, 6, 6), 24, 3, padding=1, algo=algo)
+    [product] = [launch for launch in launches if launch.name == "gemm_kernel"]
+    assert product.config["TMA"] == BOTH
+    assert err <= budget("float16", algo), err
 
 
 def test_rgb_gather_reads_flat_weights_through_a_descriptor() -> None:
@@ -201,6 +219,7 @@ def test_allocator_is_installed_once_and_a_users_is_kept() -> None:
     assert contextvars.Context().run(users) is mine
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # masked rows x inf, not stored
 @pytest.mark.parametrize("request_bits", [0, TMA_WEIGHTS])
 def test_an_infinite_weight_stays_infinite(request_bits: int) -> None:
     # With positive inputs and no padding torch gives +inf in the output channel of an infinite weight.
