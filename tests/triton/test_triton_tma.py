@@ -2,7 +2,8 @@
 interpreter (it executes `tl.make_tensor_descriptor` loads, zero-filling past the shape as the copy engine
 does) against torch in float64: the plain GEMM (1x1 convs, grouped 1x1 convs, linear, the products of
 Winograd and im2col), implicit GEMM's 3-D weight descriptor with a partial channel block per kernel
-position, the flat RGB gather, split-K, a fused bias + residual + relu epilogue, fp16 / bf16 / fp32; the alignment rules that choose TMA, the tuner's twins and the allocator."""
+position, the flat RGB gather, split-K, a fused bias + residual + relu epilogue, fp16 / bf16 / fp32;
+the alignment rules that choose TMA, the tuner's twins and the allocator."""
 from __future__ import annotations
 
 import contextvars
@@ -62,7 +63,8 @@ def with_tma(model: Any, request: int, tile: dict[str, Any] | None = TILE) -> li
 
 
 def run_block(dtype: str, shape: tuple[int, ...], out: int, kernel: int, stride: int = 1, padding: int = 0,
-              request: int = BOTH, groups: int = 1, algo: str = "implicit_gemm") -> tuple[float, list[Launch]]:
+              request: int = BOTH, groups: int = 1, algo: str = "implicit_gemm"
+              ) -> tuple[float, list[Launch]]:
     net = conv_block(shape, out, kernel, stride, padding, groups=groups, algo=algo)
     rng = np.random.default_rng(1)
     x = rng.normal(size=shape).astype(np.float32)
@@ -219,7 +221,7 @@ def test_allocator_is_installed_once_and_a_users_is_kept() -> None:
     assert contextvars.Context().run(users) is mine
 
 
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # masked rows x inf, not stored
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # masked rows x inf
 @pytest.mark.parametrize("request_bits", [0, TMA_WEIGHTS])
 def test_an_infinite_weight_stays_infinite(request_bits: int) -> None:
     # With positive inputs and no padding torch gives +inf in the output channel of an infinite weight.
