@@ -53,6 +53,8 @@ _FP32_TILES = [(64, 64, 32, 4, 3), (128, 64, 32, 4, 3), (64, 128, 32, 4, 3), (32
 _GATHER_TILES = [(64, 64, 32, 4, 4), (128, 64, 32, 8, 4), (64, 64, 64, 4, 4), (64, 128, 32, 4, 4),
                  (128, 128, 64, 8, 3), (64, 64, 32, 4, 5), (32, 64, 32, 4, 3)]
 FULL_WAVE_TILES = 132  # sm_90's SMs: a default tile is the largest one whose grid still fills them once
+# Direct conv tiles: at most 32 fp32 sums per thread; the tiles with 64 (64x64 with 2 warps, 128x64 with 4,
+# 256x32 with 4) spill on sm_90 (tests/triton/config_grid_check.py checks every tile here, no spills).
 _DIRECT_TILES = [(64, 32, 4), (128, 32, 4), (64, 64, 4), (32, 64, 4), (128, 16, 4), (256, 16, 8)]
 
 

@@ -40,33 +40,44 @@ def conv_direct_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """y[m, o] = epilogue(bias[o] + sum over the window and o's group of x * w) with fp32 FMAs for one
-    [BLOCK_M pixels, BLOCK_N output channels] tile; no tensor cores (few channels per group)."""
+    [BLOCK_M pixels, BLOCK_N output channels] tile; no tensor cores (few channels per group).
+
+    Tiles: program (i, j) owns pixels i*BLOCK_M .. and output channels n0 = j*BLOCK_N ..; the bias starts
+    the fp32 sum, the loops walk taps then the group's channels, the shared epilogue ends the tile. Launch
+    grid (cdiv(M, BLOCK_M), cdiv(O, BLOCK_N)).
+
+    Registers: the column offsets are taken from pointers already moved by n0 and the bias is read before
+    the loop, so no per-column 64-bit offset lives through the loop into the epilogue: ptxas spilled such
+    offsets (8-64 bytes per thread under triton 3.6 and 3.8, sm_90; tests/triton/config_grid_check.py).
+    Tiles of more than 32 fp32 sums per thread (64x64 with 2 warps, 128x64 with 4) spill regardless."""
     pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
+    n0 = tl.program_id(1) * BLOCK_N
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.arange(0, BLOCK_N)
     m_ok = rm < M
-    n_ok = rn < O
-    first_in_channel = (rn // O_g) * C_g
+    n_ok = cols < O - n0
+    first_in_channel = ((n0 + cols) // O_g) * C_g
 
     nb, id0, ih0, iw0 = window_origin(rm, OD, OH, OW, stride_d, stride_h, stride_w, pad_d, pad_h, pad_w)
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + n0 + cols, mask=n_ok, other=0.0).to(tl.float32)[None, :]
     for kd in range(KD):
         for kh in range(KH):
             for kw in range(KW):
                 pix, inside = window_tap(nb, id0, ih0, iw0, kd, kh, kw, dil_d, dil_h, dil_w, D, H, W)
                 x_tile = x_ptr + pix[:, None] * ld_x + first_in_channel[None, :]
                 tile_ok = (m_ok & inside)[:, None] & n_ok[None, :]
-                w_row = w_ptr + ((kd * KH + kh) * KW + kw) * C_g * O + rn
+                w_row = w_ptr + ((kd * KH + kh) * KW + kw) * C_g * O + n0
                 for c in range(C_g):
                     xv = tl.load(x_tile + c, mask=tile_ok, other=0.0).to(tl.float32)
-                    wv = tl.load(w_row + c * O, mask=n_ok, other=0.0).to(tl.float32)
+                    wv = tl.load(w_row + c * O + cols, mask=n_ok, other=0.0).to(tl.float32)
                     acc += xv * wv[None, :]
 
-    finish_tile(acc, rm, rn, m_ok, n_ok, bias_ptr, y_ptr, ld_y, r0_ptr, ld_r0, r1_ptr, ld_r1,
+    finish_tile(acc, rm, cols, m_ok, n_ok, bias_ptr, y_ptr + n0, ld_y, r0_ptr + n0, ld_r0, r1_ptr + n0, ld_r1,
                 epi_param0, epi_param1, epi_param2, epi_param3,
-                HAS_BIAS, EPI_STEP0, EPI_STEP1, EPI_STEP2, EPI_STEP3, False)
+                False, EPI_STEP0, EPI_STEP1, EPI_STEP2, EPI_STEP3, False)
 
 
 def conv_direct_launch(node: str, geo: ConvGeometry, x: View, w: torch.Tensor, bias: torch.Tensor | None,

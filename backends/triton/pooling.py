@@ -44,24 +44,10 @@ def window_pool_kernel(
     c_ok = rc < C
     nb, d0, h0, w0 = window_origin(rm, OD, OH, OW, stride_d, stride_h, stride_w, pad_d, pad_h, pad_w)
 
-    if IS_MAX:
-        acc = tl.full((BLOCK_M, BLOCK_C), float("-inf"), tl.float32)
-    else:
-        acc = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
-    for kd in range(KD):
-        for kh in range(KH):
-            for kw in range(KW):
-                pix, inside = window_tap(nb, d0, h0, w0, kd, kh, kw, 1, 1, 1, D, H, W)
-                ok = (m_ok & inside)[:, None] & c_ok[None, :]
-                if IS_MAX:
-                    v = tl.load(x_ptr + pix[:, None] * ld_x + rc[None, :], mask=ok, other=float("-inf"))
-                    acc = max_keep_nan(acc, v.to(tl.float32))  # a NaN in the window gives NaN, as in torch
-                else:
-                    v = tl.load(x_ptr + pix[:, None] * ld_x + rc[None, :], mask=ok, other=0.0)
-                    acc += v.to(tl.float32)
-
     if not IS_MAX:
-        # torch's divisor: the window clipped to the padded input, or to the input proper.
+        # torch's divisor: the window clipped to the padded input, or to the input proper. Computed
+        # before the tap loop: the window origins then die in the loop instead of living through it (kept
+        # for after the loop, ptxas spilled them under triton 3.6).
         if COUNT_INCLUDE_PAD:
             dd = tl.minimum(d0 + KD, D + pad_d) - d0
             hh = tl.minimum(h0 + KH, H + pad_h) - h0
@@ -70,8 +56,27 @@ def window_pool_kernel(
             dd = tl.minimum(d0 + KD, D) - tl.maximum(d0, 0)
             hh = tl.minimum(h0 + KH, H) - tl.maximum(h0, 0)
             ww = tl.minimum(w0 + KW, W) - tl.maximum(w0, 0)
-        count = tl.maximum(dd * hh * ww, 1)
-        acc = acc / count.to(tl.float32)[:, None]
+        divisor = tl.maximum(dd * hh * ww, 1).to(tl.float32)
+    if IS_MAX:
+        acc = tl.full((BLOCK_M, BLOCK_C), float("-inf"), tl.float32)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
+    # One loop over the window's taps (not three nested ones): fewer values live through it.
+    for tap in range(KD * KH * KW):
+        kw = tap % KW
+        kh = (tap // KW) % KH
+        kd = tap // (KW * KH)
+        pix, inside = window_tap(nb, d0, h0, w0, kd, kh, kw, 1, 1, 1, D, H, W)
+        ok = (m_ok & inside)[:, None] & c_ok[None, :]
+        if IS_MAX:
+            v = tl.load(x_ptr + pix[:, None] * ld_x + rc[None, :], mask=ok, other=float("-inf"))
+            acc = max_keep_nan(acc, v.to(tl.float32))  # a NaN in the window gives NaN, as in torch
+        else:
+            v = tl.load(x_ptr + pix[:, None] * ld_x + rc[None, :], mask=ok, other=0.0)
+            acc += v.to(tl.float32)
+
+    if not IS_MAX:
+        acc = acc / divisor[:, None]
     mask = m_ok[:, None] & c_ok[None, :]
     tl.store(y_ptr + rm[:, None] * ld_y + rc[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
 

@@ -77,6 +77,7 @@ def main(dtype: str) -> int:
     problems, seen = 0, set()
     registers: dict[str, int] = {}
     with_tma: set[str] = set()
+    spilled: set[str] = set()
     for algo in ("implicit_gemm", "im2col", "winograd_2x2", "winograd_4x4", "direct"):
         net = every_kernel_graph()
         c = net.graph.node("c")
@@ -101,6 +102,8 @@ def main(dtype: str) -> int:
                     problems += 1
                     print(f"PROBLEM {launch.node} {launch.name} {launch.config}: TMA asked for, no bulk tensor copy")
             bound = REGISTER_BOUNDS.get(launch.name, REGISTER_BOUND)
+            if stats.spills:
+                spilled.add(launch.name)
             if stats.spills or stats.registers > bound:
                 problems += 1
                 print(f"PROBLEM {launch.node} {launch.name} {launch.config}: {stats.registers} registers "
@@ -113,7 +116,7 @@ def main(dtype: str) -> int:
             problems += 1
             print(f"PROBLEM {name}: no {dtype} launch of this graph read its operands through TMA descriptors")
     for name, count in sorted(registers.items()):
-        print(f"{name}: up to {count} registers, no spills")
+        print(f"{name}: up to {count} registers, {'SPILLS' if name in spilled else 'no spills'}")
     print(f"compiled {len(seen)} of {len(seen)}, {problems} problems")
     return 1 if problems else 0
 

@@ -25,3 +25,21 @@ def test_every_kernel_compiles_for_hopper(dtype: str) -> None:
         pytest.skip("this Triton install has no ptxas to assemble sm_90 code")
     assert done.returncode == 0 and "compiled" in done.stdout and ", 0 problems" in done.stdout, output[-4000:]
     assert "winograd_input_kernel: up to" in done.stdout and "window_pool_kernel: up to" in done.stdout
+
+
+GRID_SCRIPT = Path(__file__).with_name("config_grid_check.py")
+
+
+@pytest.mark.slow
+def test_every_direct_and_pool_config_compiles_without_spills() -> None:
+    """Every direct-conv tile the planner or tuner can pick (three epilogues, fp16 and fp32) and every
+    window-pool tile pooling.py picks compiles for sm_90 without spilling (both spilled under triton 3.6)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, str(GRID_SCRIPT)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    output = done.stdout + done.stderr
+    if "ptxas" in output and ("not found" in output or "No such file" in output):
+        pytest.skip("this Triton install has no ptxas to assemble sm_90 code")
+    assert done.returncode == 0 and ", 0 problems" in done.stdout, output[-4000:]
+    checked = int(done.stdout.rsplit("checked ", 1)[1].split()[0])
+    assert checked >= 70, done.stdout[-2000:]  # 6 tiles x 3 epilogues x 2 dtypes + the pools
