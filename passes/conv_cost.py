@@ -19,6 +19,10 @@ from convc.types import ITEMSIZE
 # Bumped whenever the formulas or profiles change, so cached modelled plans are not replayed.
 COST_MODEL_VERSION = 7
 WINOGRAD_TILE = {"winograd_2x2": 2, "winograd_4x4": 4}
+# fp32 operations (an FMA counts once) of the Triton kernels' Winograd transforms, written out as adds
+# (backends/triton/winograd_transforms.py): (input transform per tile and input channel, output transform
+# per tile and output channel). Two 1-D passes per 2-D transform; the dense kron(B, B) product costs t^4.
+WINOGRAD_TRANSFORM_OPS = {2: (32, 24), 4: (144, 100)}
 
 
 @dataclass(frozen=True)
@@ -34,15 +38,14 @@ class DeviceProfile:
     implicit_gemm_efficiency: float  # fraction of the GEMM rate an implicit-GEMM conv kernel reaches
     call_overhead_s: float  # per kernel launch or NumPy call
     # True where Winograd transforms run as dense GEMMs with kron(M, M) (the NumPy reference does);
-    # False where a kernel applies the sparse transform matrices directly (about alpha^3 MACs per tile).
+    # False where a kernel applies the transform matrices as adds (WINOGRAD_TRANSFORM_OPS per tile).
     dense_transforms: bool
     # True where the backend transforms Winograd filters once, at compile time (Triton packs them).
     filters_pretransformed: bool
     # Calls a direct conv makes per kernel offset (0: one fused GPU kernel does the whole conv).
     direct_calls_per_offset: int
-    # True where the dense transform matrices are zero-padded to a power of two of at least 16 (Triton's
-    # tl.dot: F(4x4)'s 36 x 36 kron(B, B) runs as 64 x 64, 4096 MACs per tile and channel).
-    padded_transforms: bool = False
+    # True where Winograd's t*t GEMMs write fp32 products whatever the dtype (Triton's scratch M).
+    winograd_products_fp32: bool = False
 
 
 def _per_dtype(fp32: float, fp64: float, half: float) -> dict[str, float]:
@@ -72,12 +75,12 @@ CPU = DeviceProfile("cpu", gemm_macs_per_s=_per_dtype(20e9, 10e9, 2e9),
 # taken to reach 0.7 of the GEMM rate. Launch overhead ~5 us.
 _H100_GEMM = _per_dtype(33.5e12, 33.5e12, 399e12)
 _H100_CUDA_CORES = _per_dtype(33.5e12, 17e12, 33.5e12)
-# The Triton Winograd kernels apply kron(M, M) as one fp32 tl.dot per block of tiles, padded to powers of
-# two (backends/triton/conv_winograd.py): the model counts those dense, padded products.
+# The Triton Winograd kernels apply the transforms as fp32 adds and FMAs (WINOGRAD_TRANSFORM_OPS), one
+# instruction each at the CUDA cores' FMA rate, and keep the GEMM's products in fp32 (4 bytes).
 H100 = DeviceProfile("h100", gemm_macs_per_s=_H100_GEMM, direct_macs_per_s=_H100_CUDA_CORES,
                      transform_macs_per_s=_H100_CUDA_CORES, bytes_per_s=3.0e12, implicit_gemm_efficiency=0.7,
-                     call_overhead_s=5e-6, dense_transforms=True, filters_pretransformed=True,
-                     direct_calls_per_offset=0, padded_transforms=True)
+                     call_overhead_s=5e-6, dense_transforms=False, filters_pretransformed=True,
+                     direct_calls_per_offset=0, winograd_products_fp32=True)
 # H200: the same GH100 compute; HBM3e at 4.8 TB/s (datasheet), derated by H100's measured/datasheet
 # ratio (3.0 / 3.35) to ~4.3 TB/s.
 H200 = dataclasses.replace(H100, name="h200", bytes_per_s=4.3e12)
@@ -189,23 +192,17 @@ def depthwise_estimate(shape: ConvShape, profile: DeviceProfile, dtype: str) -> 
     return phase(shape.macs, (x + w + y) * ITEMSIZE[dtype], profile.direct_macs_per_s[dtype], profile)
 
 
-def _padded(n: int) -> int:
-    return max(16, 1 << (n - 1).bit_length())
-
-
 def transform_macs(shape: ConvShape, m: int, profile: DeviceProfile) -> tuple[int, int, int]:
     """(input, output, filter) transform multiply-adds of F(m x m, 3x3) as `profile`'s backend does them."""
     alpha = m + 2
     a2 = alpha * alpha
     tiles = shape.batch * math.ceil(shape.out_spatial[0] / m) * math.ceil(shape.out_spatial[1] / m)
     c, k = shape.in_channels, shape.out_channels
-    if profile.dense_transforms and profile.padded_transforms:  # [rows, pad(a2)] @ [pad(a2), pad(.)]
-        return (_padded(a2) ** 2 * c * tiles, _padded(a2) * _padded(m * m) * k * tiles, a2 * 9 * k * c)
     if profile.dense_transforms:  # kron(M, M) applied to every flattened tile
         return a2 * a2 * c * tiles, a2 * m * m * k * tiles, a2 * 9 * k * c
-    # M X M^T as two small products
-    return (2 * alpha ** 3 * c * tiles, (a2 * m + alpha * m * m) * k * tiles,
-            (3 * alpha * 3 + alpha * 3 * alpha) * k * c)
+    # The matrices' adds, one 1-D pass per tile line (filters: G g Gᵀ as two small products).
+    per_in, per_out = WINOGRAD_TRANSFORM_OPS[m]
+    return per_in * c * tiles, per_out * k * tiles, (3 * alpha * 3 + alpha * 3 * alpha) * k * c
 
 
 def winograd_estimate(shape: ConvShape, m: int, profile: DeviceProfile, dtype: str) -> float:
@@ -221,6 +218,7 @@ def winograd_estimate(shape: ConvShape, m: int, profile: DeviceProfile, dtype: s
     in_macs, out_macs, w_macs = transform_macs(shape, m, profile)
     gathered, transformed_in, transformed_out = a2 * c * tiles, a2 * c * tiles, a2 * k * tiles
     filters = 0.0 if profile.filters_pretransformed else phase(w_macs, (w + a2 * k * c) * size, slow, profile)
+    product_bytes = transformed_out * (4 if profile.winograd_products_fp32 else size)
     return (phase(in_macs, (x + gathered + transformed_in) * size, slow, profile) + filters
-            + phase(a2 * k * c * tiles, (transformed_in + a2 * k * c + transformed_out) * size, rate, profile)
-            + phase(out_macs, (transformed_out + y) * size, slow, profile))
+            + phase(a2 * k * c * tiles, (transformed_in + a2 * k * c) * size + product_bytes, rate, profile)
+            + phase(out_macs, product_bytes + y * size, slow, profile))

@@ -2,12 +2,17 @@
 
   1. filters: U = G g Gᵀ at compile time in float64, packed [t*t, C, O] in the compute dtype;
   2. input transform (kernel below): each t x t input tile d of each channel becomes V = Bᵀ d B, computed
-     in fp32 as one tl.dot of the flattened tile with kron(Bᵀ, Bᵀ)ᵀ, stored as [t*t, tiles, C];
+     in fp32 with the adds of winograd_transforms.py (Bᵀ down each column, then along each row: 144 fp32
+     operations per F(4x4) tile and channel), stored as t*t planes [t*t, tiles, C];
   3. the t*t products M_ξ = V_ξ @ U_ξ ([tiles, C] x [C, O]) on the batched GEMM of gemm.py, fp32 out;
-  4. output transform (kernel below): Y = Aᵀ M A, again one fp32 tl.dot per block, fused with bias,
-     activations and residual adds before the store.
+  4. output transform (kernel below): Y = Aᵀ M A, again two passes of adds (100 operations per F(4x4) tile
+     and output channel), fused with bias, activations and residual adds before the m*m stores.
 Transforms stay in fp32 because F(4x4)'s input transform grows values (REFERENCE.md); only the GEMM
 operands are fp16 / bf16.
+
+Layout: a transform program owns BLOCK_P rows p = tile * C + c (tile-major, channel fastest), so each of
+its t*t loads and stores is one coalesced [BLOCK_P] vector of consecutive channels; a row's t*t values
+never leave its thread (no shared memory, no tl.dot).
 """
 from __future__ import annotations
 
@@ -24,106 +29,164 @@ from convc.backends.triton.epilogue import apply_epilogue, epilogue_meta
 from convc.backends.triton.gemm import gemm_launch
 from convc.backends.triton.geometry import ConvGeometry
 from convc.backends.triton.launch import Launch, View
+from convc.backends.triton.winograd_transforms import G, column, input_pass, output_pass
 from convc.errors import BackendError
 from convc.ir import Node
 
-# (Bᵀ, G, Aᵀ) per output tile size m; tiles are t = m + 2 wide.
-TRANSFORMS: dict[int, tuple[list[list[float]], list[list[float]], list[list[float]]]] = {
-    2: ([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
-        [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
-        [[1, 1, 1, 0], [0, 1, -1, -1]]),
-    4: ([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
-         [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
-        [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
-         [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
-        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]),
-}
 ALGO_TILE = {"winograd_2x2": 2, "winograd_4x4": 4}
-INPUT_BLOCK_P = 32  # rows per program of the input transform: 64 spills 5 KB per thread on sm_90 (F(4x4))
+# Rows (tile, channel pairs) per program and warps of the transforms: one row per thread keeps a tile's
+# t*t fp32 values in registers (F(4x4) on sm_90: 56 registers in, 40 out, no spills).
+BLOCK_P = 128
+NUM_WARPS = 4
+
+
+@triton.jit
+def _input_line(x_ptr, pixel_row, iw0, c, row_ok, W, ld_x, TILE_IN: tl.constexpr):
+    """The t input values of one tile row (zeros in the padding) for each (tile, channel) row, as a tuple
+    of [BLOCK_P] fp32 tensors: pixel_row = index of the row's first pixel (n * H + ih) * W."""
+    if TILE_IN == 4:
+        return (_input_value(x_ptr, pixel_row, iw0, 0, c, row_ok, W, ld_x),
+                _input_value(x_ptr, pixel_row, iw0, 1, c, row_ok, W, ld_x),
+                _input_value(x_ptr, pixel_row, iw0, 2, c, row_ok, W, ld_x),
+                _input_value(x_ptr, pixel_row, iw0, 3, c, row_ok, W, ld_x))
+    else:
+        return (_input_value(x_ptr, pixel_row, iw0, 0, c, row_ok, W, ld_x),
+                _input_value(x_ptr, pixel_row, iw0, 1, c, row_ok, W, ld_x),
+                _input_value(x_ptr, pixel_row, iw0, 2, c, row_ok, W, ld_x),
+                _input_value(x_ptr, pixel_row, iw0, 3, c, row_ok, W, ld_x),
+                _input_value(x_ptr, pixel_row, iw0, 4, c, row_ok, W, ld_x),
+                _input_value(x_ptr, pixel_row, iw0, 5, c, row_ok, W, ld_x))
+
+
+@triton.jit
+def _input_value(x_ptr, pixel_row, iw0, b: tl.constexpr, c, row_ok, W, ld_x):
+    iw = iw0 + b
+    ok = row_ok & (iw >= 0) & (iw < W)
+    return tl.load(x_ptr + (pixel_row + iw) * ld_x + c, mask=ok, other=0.0).to(tl.float32)
 
 
 @triton.jit
 def winograd_input_kernel(
-    # pointers: input pixel matrix, kron(Bᵀ, Bᵀ)ᵀ padded to [TT_PAD, TT_PAD] fp32, V [t*t, tiles * C]
-    x_ptr, kb_ptr, v_ptr,
+    # pointers: input pixel matrix, V [t*t, tiles * C] (planes of P rows)
+    x_ptr, v_ptr,
     # sizes: rows (tiles * C), channels, input height / width, tiles per column / row
     P, C, H, W, TH, TW,
     # window: low padding; stride: elements between consecutive pixels of x
     pad_h, pad_w, ld_x,
-    # meta: output tile m, input tile t = m + 2, t*t padded to a power of 2, rows per program
-    TILE_OUT: tl.constexpr, TILE_IN: tl.constexpr, TT_PAD: tl.constexpr, BLOCK_P: tl.constexpr,
+    # meta: output tile m, input tile t = m + 2, rows per program
+    TILE_OUT: tl.constexpr, TILE_IN: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
-    """V[ζ, tile, c] = Σ_ξ d[tile, c, ξ] · kron(Bᵀ, Bᵀ)[ζ, ξ] for rows p = tile * C + c, where d[tile, c] is
-    the t x t input patch (zeros in the padding) that output tile `tile` reads from channel c, flattened.
+    """V[(i, j), tile, c] = (Bᵀ d B)[i, j] for rows p = tile * C + c, where d is the t x t input patch (zeros
+    in the padding) that output tile `tile` reads from channel c.
 
-    Tiles: program i owns rows i*BLOCK_P .. : it gathers their [BLOCK_P, TT_PAD] patches, multiplies them
-    by the transform with one fp32 tl.dot and stores plane ζ of V at ζ * P + p. Launch grid
-    (cdiv(P, BLOCK_P),)."""
+    Tiles: program k owns rows k*BLOCK_P ..; it loads each patch row a (t coalesced [BLOCK_P] loads) and
+    applies Bᵀ along it (d B), then applies Bᵀ down each column of the result and stores plane i*t + j at
+    (i*t + j) * P + p: the pointer advances by P per plane, so planes past 2**31 elements need no 64-bit
+    index math. Launch grid (cdiv(P, BLOCK_P),)."""
     rp = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    xi = tl.arange(0, TT_PAD)
     p_ok = rp < P
     c = rp % C
     tile = rp // C
     tw = tile % TW
     th = (tile // TW) % TH
     nb = tile // (TW * TH)
-    ih = (th * TILE_OUT - pad_h)[:, None] + (xi // TILE_IN)[None, :]
-    iw = (tw * TILE_OUT - pad_w)[:, None] + (xi % TILE_IN)[None, :]
-    ok = p_ok[:, None] & (xi < TILE_IN * TILE_IN)[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-    d = tl.load(x_ptr + ((nb[:, None] * H + ih) * W + iw) * ld_x + c[:, None], mask=ok, other=0.0)
-    kb = tl.load(kb_ptr + xi[:, None] * TT_PAD + xi[None, :])
-    v = tl.dot(d.to(tl.float32), kb, input_precision="ieee")
-    v_ok = p_ok[:, None] & (xi < TILE_IN * TILE_IN)[None, :]
-    # V holds t*t planes of P rows: past 2**31 elements for large layers (VGG-16 F(2x2) at batch 168).
-    tl.store(v_ptr + xi[None, :].to(tl.int64) * P + rp[:, None], v.to(v_ptr.dtype.element_ty), mask=v_ok)
+    ih0 = th * TILE_OUT - pad_h
+    iw0 = tw * TILE_OUT - pad_w
+    # d B: one 1-D pass along each of the t patch rows.
+    rows = (input_pass(_input_line(x_ptr, (nb * H + ih0) * W, iw0, c, p_ok & (ih0 >= 0) & (ih0 < H),
+                                   W, ld_x, TILE_IN), TILE_OUT),)
+    for a in tl.static_range(1, TILE_IN):
+        ih = ih0 + a
+        line = _input_line(x_ptr, (nb * H + ih) * W, iw0, c, p_ok & (ih >= 0) & (ih < H), W, ld_x, TILE_IN)
+        rows = rows + (input_pass(line, TILE_OUT),)
+    # Bᵀ (d B): one pass down each column j, giving V[:, j]; planes are stored in order i * t + j.
+    cols = (input_pass(column(rows, 0, TILE_IN), TILE_OUT),)
+    for j in tl.static_range(1, TILE_IN):
+        cols = cols + (input_pass(column(rows, j, TILE_IN), TILE_OUT),)
+    out = v_ptr + rp
+    for i in tl.static_range(TILE_IN):
+        for j in tl.static_range(TILE_IN):
+            tl.store(out, cols[j][i].to(v_ptr.dtype.element_ty), mask=p_ok)
+            out += P
+
+
+@triton.jit
+def _finish_pixel(
+    acc, nb, oh, ow, o, p_ok, OH, OW, y_ptr, ld_y, r0_ptr, ld_r0, r1_ptr, ld_r1,
+    epi_param0, epi_param1, epi_param2, epi_param3,
+    EPI_STEP0: tl.constexpr, EPI_STEP1: tl.constexpr, EPI_STEP2: tl.constexpr, EPI_STEP3: tl.constexpr,
+):
+    """The epilogue and store of one output pixel (oh, ow) of each row's tile; pixels past OH / OW (the
+    partial tiles at the bottom and right edges) are masked."""
+    mask = p_ok & (oh < OH) & (ow < OW)
+    pix = (nb * OH + oh) * OW + ow
+    acc = apply_epilogue(acc, pix, o, mask, r0_ptr, ld_r0, r1_ptr, ld_r1,
+                         epi_param0, epi_param1, epi_param2, epi_param3,
+                         EPI_STEP0, EPI_STEP1, EPI_STEP2, EPI_STEP3)
+    tl.store(y_ptr + pix * ld_y + o, acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def winograd_output_kernel(
-    # pointers: fp32 products M [t*t, tiles * O], kron(Aᵀ, Aᵀ)ᵀ padded, bias, output, residuals
-    m_ptr, ka_ptr, bias_ptr, y_ptr, r0_ptr, r1_ptr,
+    # pointers: fp32 products M [t*t, tiles * O] (planes of P rows), bias, output, residuals
+    m_ptr, bias_ptr, y_ptr, r0_ptr, r1_ptr,
     # sizes: rows (tiles * O), output channels, output height / width, tiles per column / row
     P, O, OH, OW, TH, TW,
     # strides: elements between consecutive pixels of y and the residuals
     ld_y, ld_r0, ld_r1,
     # epilogue: the steps' float parameters (epilogue.py)
     epi_param0, epi_param1, epi_param2, epi_param3,
-    # meta: bias, EpilogueStep codes, tile sizes (out m, in t, t*t and m*m padded to powers of 2), block
+    # meta: bias, EpilogueStep codes, output tile m, input tile t = m + 2, rows per program
     HAS_BIAS: tl.constexpr,
     EPI_STEP0: tl.constexpr, EPI_STEP1: tl.constexpr, EPI_STEP2: tl.constexpr, EPI_STEP3: tl.constexpr,
-    TILE_OUT: tl.constexpr, TILE_IN: tl.constexpr, TT_PAD: tl.constexpr, MM_PAD: tl.constexpr,
-    BLOCK_P: tl.constexpr,
+    TILE_OUT: tl.constexpr, TILE_IN: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
-    """Y[tile, o, u] = Σ_ξ M[ξ, tile, o] · kron(Aᵀ, Aᵀ)[u, ξ], then bias and the epilogue, for rows
-    p = tile * O + o; u runs over the m x m output pixels of the tile (those past OH / OW are masked).
+    """Y[tile, o] = Aᵀ M[:, :, tile, o] A (an m x m output tile), then bias and the epilogue, for rows
+    p = tile * O + o; output pixels past OH / OW are masked.
 
-    Tiles: program i owns rows i*BLOCK_P ..: it loads their [BLOCK_P, TT_PAD] transform-domain values,
-    multiplies by the transform with one fp32 tl.dot and scatters the [BLOCK_P, MM_PAD] result to the
-    output pixels through epilogue.apply_epilogue. Launch grid (cdiv(P, BLOCK_P),)."""
+    Tiles: program k owns rows k*BLOCK_P ..; it loads the t*t planes row by row (plane a*t + b at
+    (a*t + b) * P + p, the pointer advancing by P), applies Aᵀ along each row (M A), then down each of the
+    m columns, and finishes each of the m*m pixels with the shared epilogue and one coalesced store.
+    Launch grid (cdiv(P, BLOCK_P),)."""
     rp = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    xi = tl.arange(0, TT_PAD)
-    u = tl.arange(0, MM_PAD)
     p_ok = rp < P
     o = rp % O
     tile = rp // O
     tw = tile % TW
     th = (tile // TW) % TH
     nb = tile // (TW * TH)
-    mv = tl.load(m_ptr + xi[None, :].to(tl.int64) * P + rp[:, None],
-                 mask=p_ok[:, None] & (xi < TILE_IN * TILE_IN)[None, :], other=0.0)
-    ka = tl.load(ka_ptr + xi[:, None] * MM_PAD + u[None, :])
-    acc = tl.dot(mv.to(tl.float32), ka, input_precision="ieee")
-
-    oh = (th * TILE_OUT)[:, None] + (u // TILE_OUT)[None, :]
-    ow = (tw * TILE_OUT)[:, None] + (u % TILE_OUT)[None, :]
-    mask = p_ok[:, None] & (u < TILE_OUT * TILE_OUT)[None, :] & (oh < OH) & (ow < OW)
-    pix = (nb[:, None] * OH + oh) * OW + ow
+    planes = m_ptr + rp
+    rows = (output_pass(_product_line(planes, P, p_ok, TILE_IN), TILE_OUT),)
+    for a in tl.static_range(1, TILE_IN):
+        for b in tl.static_range(TILE_IN):
+            planes += P
+        rows = rows + (output_pass(_product_line(planes, P, p_ok, TILE_IN), TILE_OUT),)
     if HAS_BIAS:
-        acc += tl.load(bias_ptr + o, mask=p_ok, other=0.0)[:, None]
-    acc = apply_epilogue(acc, pix, o[:, None], mask, r0_ptr, ld_r0, r1_ptr, ld_r1,
-                         epi_param0, epi_param1, epi_param2, epi_param3,
-                         EPI_STEP0, EPI_STEP1, EPI_STEP2, EPI_STEP3)
-    tl.store(y_ptr + pix * ld_y + o[:, None], acc.to(y_ptr.dtype.element_ty), mask=mask)
+        bias = tl.load(bias_ptr + o, mask=p_ok, other=0.0).to(tl.float32)
+    for j in tl.static_range(TILE_OUT):
+        y = output_pass(column(rows, j, TILE_IN), TILE_OUT)
+        for i in tl.static_range(TILE_OUT):
+            acc = y[i]
+            if HAS_BIAS:
+                acc += bias
+            _finish_pixel(acc, nb, th * TILE_OUT + i, tw * TILE_OUT + j, o, p_ok, OH, OW, y_ptr, ld_y,
+                          r0_ptr, ld_r0, r1_ptr, ld_r1, epi_param0, epi_param1, epi_param2, epi_param3,
+                          EPI_STEP0, EPI_STEP1, EPI_STEP2, EPI_STEP3)
+
+
+@triton.jit
+def _product_line(planes, P, p_ok, TILE_IN: tl.constexpr):
+    """t consecutive fp32 product planes (one row of the t x t tile) for each row p, from `planes` on,
+    P elements apart (pointer steps: no 64-bit offsets needed past 2**31 elements)."""
+    m0 = tl.load(planes, mask=p_ok, other=0.0)
+    m1 = tl.load(planes + P, mask=p_ok, other=0.0)
+    m2 = tl.load(planes + P + P, mask=p_ok, other=0.0)
+    m3 = tl.load(planes + P + P + P, mask=p_ok, other=0.0)
+    if TILE_IN == 4:
+        return m0, m1, m2, m3
+    else:
+        m4 = tl.load(planes + P + P + P + P, mask=p_ok, other=0.0)
+        return m0, m1, m2, m3, m4, tl.load(planes + P + P + P + P + P, mask=p_ok, other=0.0)
 
 
 def check_winograd(node: Node, geo: ConvGeometry) -> None:
@@ -142,12 +205,6 @@ def check_winograd(node: Node, geo: ConvGeometry) -> None:
                            f"{', '.join(problems)}; use 'implicit_gemm', 'im2col' or 'direct'")
 
 
-def _pad_matrix(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    out = np.zeros((rows, cols), np.float64)
-    out[: a.shape[0], : a.shape[1]] = a
-    return out
-
-
 class WinogradPlan:
     """Sizes and compile-time constants of one Winograd layer; `scratch_*` are the planner's requests."""
 
@@ -158,8 +215,6 @@ class WinogradPlan:
         self.tiles_h = triton.cdiv(geo.oh, tile_out)
         self.tiles_w = triton.cdiv(geo.ow, tile_out)
         self.tiles = geo.n * self.tiles_h * self.tiles_w
-        self.tt_pad = max(16, triton.next_power_of_2(self.t * self.t))
-        self.mm_pad = max(16, triton.next_power_of_2(self.m * self.m))
 
     @property
     def scratch_v(self) -> int:
@@ -171,44 +226,35 @@ class WinogradPlan:
 
     def transform_filters(self, w: np.ndarray, dtype: torch.dtype, device: str) -> torch.Tensor:
         """U[(a, b), c, o] = (G g Gᵀ)[a, b] in float64, then one cast to the compute dtype."""
-        g = np.asarray(TRANSFORMS[self.m][1], np.float64)
+        g = np.asarray(G[self.m], np.float64)
         u = np.einsum("ak,ockl,bl->abco", g, np.asarray(w, np.float64).reshape(w.shape[:2] + (3, 3)), g)
         u = u.reshape(self.t * self.t, self.geo.c, self.geo.o).astype(np.float32)
         return torch.from_numpy(u).to(device=device, dtype=dtype).contiguous()
 
-    def transform_matrices(self, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """kron(Bᵀ, Bᵀ)ᵀ [tt_pad, tt_pad] and kron(Aᵀ, Aᵀ)ᵀ [tt_pad, mm_pad], zero padded, fp32."""
-        bt = np.asarray(TRANSFORMS[self.m][0], np.float64)
-        at = np.asarray(TRANSFORMS[self.m][2], np.float64)
-        kb = _pad_matrix(np.kron(bt, bt).T, self.tt_pad, self.tt_pad)
-        ka = _pad_matrix(np.kron(at, at).T, self.tt_pad, self.mm_pad)
-        return (torch.from_numpy(kb.astype(np.float32)).to(device),
-                torch.from_numpy(ka.astype(np.float32)).to(device))
-
 
 def conv_winograd_launches(node: str, plan: WinogradPlan, x: View, v: View, mws: View, u: torch.Tensor,
-                           kb: torch.Tensor, ka: torch.Tensor, bias: torch.Tensor | None, y: View,
-                           residuals: list[View], codes: tuple[int, ...], params: tuple[float, ...],
-                           dot_mode: int, config: dict[str, Any]) -> list[Launch]:
+                           bias: torch.Tensor | None, y: View, residuals: list[View], codes: tuple[int, ...],
+                           params: tuple[float, ...], dot_mode: int, config: dict[str, Any]) -> list[Launch]:
     """`v` (compute dtype) and `mws` (fp32) are planned scratch views of plan.scratch_v / plan.scratch_m."""
     geo, tt = plan.geo, plan.t * plan.t
     if v.rows * v.cols < plan.scratch_v or mws.rows * mws.cols < plan.scratch_m or mws.storage.dtype != torch.float32:
         raise BackendError(f"node '{node}': Winograd scratch buffers are too small or mistyped")
     if tuple(u.shape) != (tt, geo.c, geo.o):
         raise BackendError(f"node '{node}': transformed filters {tuple(u.shape)} differ from {(tt, geo.c, geo.o)}")
-    consts = {"TILE_OUT": plan.m, "TILE_IN": plan.t, "TT_PAD": plan.tt_pad}
+    consts = {"TILE_OUT": plan.m, "TILE_IN": plan.t}
     p_in = plan.tiles * geo.c
     p_out = plan.tiles * geo.o
-    # Rows per program; a row's transform is one [TT_PAD]-wide tile row.
-    block_in = interpreter_block(p_in, common.INTERPRETER_TILE // plan.tt_pad) if INTERPRET else INPUT_BLOCK_P
-    block_out = interpreter_block(p_out, common.INTERPRETER_TILE // plan.tt_pad) if INTERPRET else 64
+    # Rows per program: under the interpreter as many as a tile's t*t vectors allow.
+    block_in = interpreter_block(p_in, common.INTERPRETER_TILE // tt) if INTERPRET else BLOCK_P
+    block_out = interpreter_block(p_out, common.INTERPRETER_TILE // tt) if INTERPRET else BLOCK_P
 
     def grid_in(cfg: dict[str, Any]) -> tuple[int, ...]:
         return (triton.cdiv(p_in, cfg["BLOCK_P"]),)
 
     forward = Launch(node, winograd_input_kernel, grid_in,
-                     (x.ptr, kb, v.ptr, p_in, geo.c, geo.h, geo.w, plan.tiles_h, plan.tiles_w,
-                      geo.pad_lo[1], geo.pad_lo[2], x.ld), consts, {"BLOCK_P": block_in})
+                     (x.ptr, v.ptr, p_in, geo.c, geo.h, geo.w, plan.tiles_h, plan.tiles_w,
+                      geo.pad_lo[1], geo.pad_lo[2], x.ld), consts,
+                     {"BLOCK_P": block_in, "num_warps": NUM_WARPS})
     a = View(v.storage, v.offset, plan.tiles, geo.c, geo.c)
     c = View(mws.storage, mws.offset, plan.tiles, geo.o, geo.o)
     [products] = gemm_launch(node, a, u, None, c, [], (0, 0, 0, 0), (0.0,) * 4, dot_mode, config,
@@ -220,8 +266,8 @@ def conv_winograd_launches(node: str, plan: WinogradPlan, x: View, v: View, mws:
         return (triton.cdiv(p_out, cfg["BLOCK_P"]),)
 
     backward = Launch(node, winograd_output_kernel, grid_out,
-                      (mws.ptr, ka, bias if bias is not None else ka, y.ptr, r0.ptr, r1.ptr, p_out, geo.o,
+                      (mws.ptr, bias if bias is not None else mws.ptr, y.ptr, r0.ptr, r1.ptr, p_out, geo.o,
                        geo.oh, geo.ow, plan.tiles_h, plan.tiles_w, y.ld, r0.ld, r1.ld, *params),
-                      {"HAS_BIAS": bias is not None, **epilogue_meta(codes), **consts, "MM_PAD": plan.mm_pad},
-                      {"BLOCK_P": block_out}, out=y)
+                      {"HAS_BIAS": bias is not None, **epilogue_meta(codes), **consts},
+                      {"BLOCK_P": block_out, "num_warps": NUM_WARPS}, out=y)
     return [forward, products, backward]

@@ -181,13 +181,10 @@ def _lower_winograd(node: Node, ctx: NodeContext) -> list[Launch]:
     plan = WinogradPlan(geo, ALGO_TILE[node.attrs["algo"]])
     u = ctx.pack(node.attrs["algo"], lambda: plan.transform_filters(ctx.param("weight"), ctx.torch_dtype,
                                                                      ctx.device))
-    kb, ka = plan.transform_matrices(ctx.device)
-    kb = ctx.pack("kron_b", lambda: kb)
-    ka = ctx.pack("kron_a", lambda: ka)
     codes, params = encode_epilogue(node)
     v, m = ctx.plan.scratch[node.name]
     cfg = _config(ctx, "gemm", (plan.tiles, geo.o, geo.c))
-    return conv_winograd_launches(node.name, plan, ctx.x, v, m, u, kb, ka, ctx.bias(), ctx.out, ctx.residuals(),
+    return conv_winograd_launches(node.name, plan, ctx.x, v, m, u, ctx.bias(), ctx.out, ctx.residuals(),
                                   codes, params, ctx.dot_mode, cfg)
 
 

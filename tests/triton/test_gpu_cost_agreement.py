@@ -1,6 +1,6 @@
 """The H100 cost model prices what the Triton kernels do: for every zoo model's sm_90 plan, each conv's
 launches are the work the model counted (a unit-window im2col copies nothing and a strided one gathers
-exactly its column matrix; Winograd transforms do the padded dense MACs the model charges)."""
+exactly its column matrix; Winograd transforms do the fp32 operations the model charges, per tile row)."""
 from __future__ import annotations
 
 import math
@@ -9,6 +9,7 @@ import pytest
 
 import convc
 import convc.models
+from convc.backends.triton.winograd_transforms import TRANSFORM_OPS
 from convc.passes.conv_cost import H100, WINOGRAD_TILE, ConvShape, transform_macs
 
 NEEDS_INTERPRETER = False  # launches are only built (target="sm_90", meta device), never run
@@ -34,8 +35,9 @@ def check_agreement(model: object) -> int:
         elif algo in WINOGRAD_TILE:
             by_name = {launch.name: launch for launch in launches if launch.node == node.name}
             fwd, bwd = by_name["winograd_input_kernel"], by_name["winograd_output_kernel"]
-            kernel_in = fwd.args[3] * fwd.meta["TT_PAD"] ** 2  # rows x [TT_PAD] @ [TT_PAD, TT_PAD]
-            kernel_out = bwd.args[6] * fwd.meta["TT_PAD"] * bwd.meta["MM_PAD"]
+            ops_in, ops_out = TRANSFORM_OPS[fwd.meta["TILE_OUT"]]  # per (tile, channel) row of each kernel
+            kernel_in = fwd.args[2] * ops_in
+            kernel_out = bwd.args[5] * ops_out
             modelled_in, modelled_out, _ = transform_macs(shape, WINOGRAD_TILE[algo], H100)
             assert (kernel_in, kernel_out) == (modelled_in, modelled_out), node.name
         checked += 1
@@ -62,7 +64,10 @@ def test_pinned_algorithms_price_their_kernels(algo: str) -> None:
     assert check_agreement(model) >= len(eligible) > 0
 
 
-def test_the_h100_model_charges_dense_padded_transforms() -> None:
-    shape = ConvShape(1, 64, 64, 1, (56, 56), (56, 56), (3, 3), False)
-    tiles = 14 * 14  # F(4x4) tiles of a 56x56 output
-    assert transform_macs(shape, 4, H100)[:2] == (64 * 64 * 64 * tiles, 64 * 16 * 64 * tiles)
+def test_the_h100_model_charges_the_transforms_adds() -> None:
+    """F(4x4) on a 56x56 output: 14 x 14 tiles; per tile 12 one-dimensional input passes of 12 operations
+    (Bᵀ, 6 values) per input channel and 6 + 4 output passes of 10 (Aᵀ, 6 values -> 4) per output channel;
+    F(2x2): 28 x 28 tiles, 8 passes of 4 in, 4 + 2 passes of 4 out."""
+    shape = ConvShape(1, 64, 32, 1, (56, 56), (56, 56), (3, 3), False)
+    assert transform_macs(shape, 4, H100)[:2] == (12 * 12 * 64 * 14 * 14, 10 * 10 * 32 * 14 * 14)
+    assert transform_macs(shape, 2, H100)[:2] == (8 * 4 * 64 * 28 * 28, 6 * 4 * 32 * 28 * 28)

@@ -43,3 +43,20 @@ def test_every_direct_and_pool_config_compiles_without_spills() -> None:
     assert done.returncode == 0 and ", 0 problems" in done.stdout, output[-4000:]
     checked = int(done.stdout.rsplit("checked ", 1)[1].split()[0])
     assert checked >= 70, done.stdout[-2000:]  # 6 tiles x 3 epilogues x 2 dtypes + the pools
+
+
+OPS_SCRIPT = Path(__file__).with_name("winograd_ops_check.py")
+
+
+@pytest.mark.slow
+def test_winograd_transforms_do_the_operations_the_cost_model_charges() -> None:
+    """The compiled transforms' fp32 adds / FMAs per (tile, channel) row equal the cost model's counts
+    (winograd_ops_check.py counts them in the sm_90 PTX), without spills."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, str(OPS_SCRIPT)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    output = done.stdout + done.stderr
+    if "ptxas" in output and ("not found" in output or "No such file" in output):
+        pytest.skip("this Triton install has no ptxas to assemble sm_90 code")
+    assert done.returncode == 0 and done.stdout.rstrip().endswith("0 problems"), output[-4000:]
+    assert done.stdout.count("fp32 operations per row") == 8, done.stdout
