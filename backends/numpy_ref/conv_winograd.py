@@ -2,11 +2,11 @@
 
     Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A      per (tile + 2)² input tile d and 3x3 filter g
 
-Each 2D transform X -> Mᵀ X M is applied as one GEMM with kron(Mᵀ, Mᵀ) on tiles flattened row-major,
-and the sum over input channels happens in the transform domain as 16 (or 36) independent
-[K x C] @ [C x tiles] GEMMs. The input is padded on the high side so any H, W is tiled whole; the
-surplus outputs are cropped. Transforms run in the working dtype (float64 stays float64); the filter
-transform G g Gᵀ is computed in float64 and cast once, at run time unless the node's
+Each 2D transform X -> Mᵀ X M runs as two 1-D passes (GEMMs with the small matrix Mᵀ over one tile
+axis, then the other), and the sum over input channels happens in the transform domain as 16 (or 36)
+independent [K x C] @ [C x tiles] GEMMs. The input is padded on the high side so any H, W is tiled
+whole; the surplus outputs are cropped. Transforms run in the working dtype (float64 stays float64);
+the filter transform G g Gᵀ is computed in float64 and cast once, at run time unless the node's
 `weight_transformed` says passes/winograd_weights.py already made it the weight.
 """
 from __future__ import annotations
@@ -46,9 +46,28 @@ def winograd_problem(node: Node, algo: str) -> str | None:
     return f"node '{node.name}': {algo} needs {REQUIREMENT}; got {', '.join(got)}" if got else None
 
 
-def _transform(matrix: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """kron(M, M): applies X -> M X Mᵀ to row-major flattened tiles in one GEMM."""
-    return np.ascontiguousarray(np.kron(matrix, matrix), dtype=dtype)
+def _input_transform(d: np.ndarray, b_t: np.ndarray, span: int) -> np.ndarray:
+    """V = Bᵀ d B for every (channel, tile) column of d[(i, j), columns], as two 1-D passes: Bᵀ over i
+    in one GEMM, then over j in `span` stacked GEMMs. 2 * span multiply-adds per element, not the
+    span² of one kron(Bᵀ, Bᵀ) GEMM (measured on a 64 x 56 x 56 F(4x4) layer: 0.24 ms against 0.40)."""
+    rest = d.size // (span * span)
+    half = np.matmul(b_t, d.reshape(span, span * rest),
+                     out=scratch("winograd input half transform", (span, span * rest), d.dtype))
+    return np.matmul(b_t, half.reshape(span, span, rest),
+                     out=scratch("winograd input transform", (span, span, rest), d.dtype))
+
+
+def _output_transform(m: np.ndarray, a_t: np.ndarray, span: int, tile: int) -> np.ndarray:
+    """Y = Aᵀ M A for every (channel, tile) column of m[(i, j), columns], as two 1-D passes: Aᵀ over i
+    in one GEMM, then over j with the columns as rows, so the result is y[i, columns, j]: each output
+    tile row's `tile` values lie next to each other, and the NCHW output is written from runs of
+    tiles_w * tile contiguous values rather than gathered one value at a time (0.23 ms against 0.59 for
+    the transform and permutation of a 64 x 56 x 56 F(4x4) layer)."""
+    rest = m.size // (span * span)
+    half = np.matmul(a_t, m.reshape(span, span * rest),
+                     out=scratch("winograd output half transform", (tile, span * rest), m.dtype))
+    return np.matmul(half.reshape(tile, span, rest).transpose(0, 2, 1), a_t.T,
+                     out=scratch("winograd output transform", (tile, rest, tile), m.dtype))
 
 
 def conv_winograd(node: Node, args: list[Any], tile: int) -> np.ndarray:
@@ -58,7 +77,7 @@ def conv_winograd(node: Node, args: list[Any], tile: int) -> np.ndarray:
         raise BackendError(problem)
     conv = ConvOperands.of(node, args)
     dtype = conv.x.dtype
-    b_t, _, a_t = WINOGRAD_MATRICES[tile]
+    b_t, _, a_t = (np.asarray(matrix, dtype) for matrix in WINOGRAD_MATRICES[tile])
     span = tile + 2  # input tile edge
     out_h, out_w = conv.out_spatial
     tiles_h, tiles_w = math.ceil(out_h / tile), math.ceil(out_w / tile)
@@ -73,8 +92,7 @@ def conv_winograd(node: Node, args: list[Any], tile: int) -> np.ndarray:
     # Every intermediate lives in this thread's scratch (consumed before returning); only the output is fresh.
     d = scratch("winograd tiles", tiles.shape, dtype)
     np.copyto(d, tiles)
-    v = np.matmul(_transform(b_t, dtype), d.reshape(span * span, c * columns),
-                  out=scratch("winograd input transform", (span * span, c * columns), dtype))
+    v = _input_transform(d, b_t, span)
     if node.attrs.get("weight_transformed"):  # passes/winograd_weights.py did it at compile time
         u = conv.weight
     else:
@@ -82,21 +100,20 @@ def conv_winograd(node: Node, args: list[Any], tile: int) -> np.ndarray:
     # (span², K, C) @ (span², C, tiles) -> (span², K, tiles): the channel sums
     m = np.matmul(u, v.reshape(span * span, c, columns),
                   out=scratch("winograd products", (span * span, k, columns), dtype))
-    y = np.matmul(_transform(a_t, dtype), m.reshape(span * span, k * columns),
-                  out=scratch("winograd output transform", (tile * tile, k * columns), dtype))
-    # Back to NCHW: the permutation copy adds the bias on the way (one pass over the output, not two).
-    blocks = y.reshape(tile, tile, k, n, tiles_h, tiles_w).transpose(3, 2, 4, 0, 5, 1)
-    if (tiles_h * tile, tiles_w * tile) != (out_h, out_w):  # crop from scratch into the fresh output
-        whole = scratch("winograd uncropped", blocks.shape, dtype)
-        np.copyto(whole, blocks)
-        blocks = whole.reshape(n, k, tiles_h * tile, tiles_w * tile)[:, :, :out_h, :out_w]
-    out = np.empty(blocks.shape, dtype)
+    y = _output_transform(m, a_t, span, tile)
+    # y[i, (k, n, th, tw), j] to NCHW: the copy adds the bias on the way (one pass over the output).
+    blocks = y.reshape(tile, k, n, tiles_h, tiles_w, tile).transpose(2, 1, 3, 0, 4, 5)
     bias = conv.channel_bias(blocks.ndim)
+    cropped = (tiles_h * tile, tiles_w * tile) != (out_h, out_w)
+    out = np.empty((n, k, out_h, out_w), dtype)
+    whole = scratch("winograd uncropped", blocks.shape, dtype) if cropped else out.reshape(blocks.shape)
     if bias is None:
-        np.copyto(out, blocks)
+        np.copyto(whole, blocks)
     else:
-        np.add(blocks, bias, out=out)
-    return conv.finish(out.reshape(n, k, out_h, out_w), bias_added=True)
+        np.add(blocks, bias, out=whole)
+    if cropped:  # the tiles overhang the output: copy its part of them
+        np.copyto(out, whole.reshape(n, k, tiles_h * tile, tiles_w * tile)[:, :, :out_h, :out_w])
+    return conv.finish(out, bias_added=True)
 
 
 def conv_winograd_f2x3(node: Node, args: list[Any]) -> np.ndarray:
