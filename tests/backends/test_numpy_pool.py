@@ -53,6 +53,11 @@ GRID = [
     ((1, 2, 13, 13), (3, 3), (2, 2), (0, 0), True),
     ((1, 2, 6, 7, 5), (2, 2, 2), (2, 2, 2), (0, 0, 0), False),
     ((1, 2, 5, 6, 7), (3, 3, 2), (2, 1, 2), (1, 1, 1), True),
+    # size == out * stride: every tap one call over all rows, border windows redone (GoogLeNet, ResNet)
+    ((2, 3, 7, 7), (3, 3), (1, 1), (1, 1), True),
+    ((1, 2, 8, 8), (3, 3), (2, 2), (0, 0), True),
+    ((2, 2, 8, 6), (3, 3), (2, 2), (1, 1), False),
+    ((1, 2, 9, 12), (5, 4), (1, 3), (2, 1), False),
 ]
 
 
@@ -92,6 +97,23 @@ def test_global_pool_matches_torch(kind: str, shape: tuple[int, ...], dtype: str
     expected = t.mean(dim=dims, keepdim=True) if kind == "global_avg_pool" else t.amax(dim=dims, keepdim=True)
     assert out.shape == shape[:2] + (1,) * (len(shape) - 2)
     assert rel_err(out, expected.numpy()) <= budget(dtype)
+
+
+@pytest.mark.parametrize("stride, padding, ceil_mode", [(1, 1, False), (2, 0, True), (2, 1, False)])
+def test_max_pool_rows_do_not_leak_into_each_other(stride: int, padding: int, ceil_mode: bool) -> None:
+    """The all-rows-at-once taps read across row ends before the border windows are redone: a NaN, an inf
+    and a large value at the ends of rows (and channels) must reach exactly the windows torch gives them."""
+    shape = (2, 3, 8, 8)
+    data = np.random.default_rng(5).standard_normal(shape)
+    data[0, 0, 2, -1], data[0, 1, 3, 0], data[1, 2, -1, 4] = np.nan, np.inf, 100.0
+    data[1, 0, 0, -1] = -np.inf
+    net = convc.Network("pool_rows")
+    x = net.input(shape)
+    net.output(net.max_pool2d(x, 3, stride=stride, padding=padding, ceil_mode=ceil_mode))
+    expected = F.max_pool2d(torch.from_numpy(data), 3, stride, padding, ceil_mode=ceil_mode).numpy()
+    for dtype in DTYPES:
+        out = backend.compile(net.graph, dtype=dtype).run(data.astype(dtype))[0]
+        np.testing.assert_array_equal(out, expected.astype(dtype))
 
 
 @st.composite
