@@ -6,8 +6,8 @@
 Each algorithm is priced as the operations its kernel in backends/numpy_ref really performs, each at
 the rate the profile measured for that kind of operation:
 
-- im2col: the zero-padded copy of the input, the window gather into a column matrix (none for a 1x1
-  stride-1 unpadded conv), one GEMM per image and group;
+- im2col: the window gather into a column matrix straight from the unpadded input (padding taps
+  zeroed in place; none at all for a 1x1 stride-1 unpadded conv), one GEMM per image and group;
 - direct: the padded copy, then per kernel offset a strided slice copy, a GEMM with the small inner
   dimension C/groups, and an accumulation into the output;
 - depthwise: a padded copy, per tap a multiply and an add over cache-sized blocks, the crop;
@@ -29,13 +29,16 @@ ITEMSIZE = {"float32": 4, "float64": 8}
 
 
 def gemm_seconds(m: int, n: int, k: int, profile: NumpyProfile, size: int, stack: int = 1) -> float:
-    """`stack` GEMMs of (m x k) @ (k x n) in one np.matmul: the compute at the rate measured for the
-    smallest dimension, or the operands' memory traffic, whichever is slower, plus call overheads."""
+    """`stack` GEMMs of (m x k) @ (k x n) in one np.matmul, the (m x k) operands being weights: the
+    compute at the rate measured for the smallest dimension, or the operands' memory traffic, whichever
+    is slower, plus reading the weights from memory (cold in a forward; BLAS packs them before it
+    computes, so the two add) and call overheads. The weight read is what makes Winograd F(4x4) lose
+    to F(2x2) on 14x14 maps: 36 filter matrices at N = 16 tiles against 16 at N = 49."""
     macs = stack * m * n * k
     nbytes = stack * (m * k + k * n + m * n) * size
     compute = macs / profile.gemm_rate(min(m, n, k))
-    return (max(compute, nbytes / profile.copy_bytes_per_s) + profile.call_overhead_s
-            + (stack - 1) * profile.slice_overhead_s)
+    return (max(compute, nbytes / profile.copy_bytes_per_s) + stack * m * k * size / profile.weight_bytes_per_s
+            + profile.call_overhead_s + (stack - 1) * profile.slice_overhead_s)
 
 
 def pad_seconds(shape: ConvShape, padded_elements: int, profile: NumpyProfile, size: int) -> float:
@@ -57,7 +60,7 @@ def im2col_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> float:
     g = shape.groups
     positions = math.prod(shape.out_spatial)
     patch = shape.in_channels // g * math.prod(shape.kernel)
-    total = pad_seconds(shape, padded_elements(shape), profile, size)
+    total = 0.0
     if not shape.unit_window:
         cols = shape.batch * g * patch * positions
         total += 2 * cols * size / profile.gather_bytes_per_s + profile.call_overhead_s

@@ -33,7 +33,7 @@ from convc.serialize import atomic_write
 from convc.passes.plan import cache_dir
 
 PROFILE_FORMAT = "convc-cpu-profile"
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2  # 2: Winograd transforms as two 1-D passes, weight streaming rate
 GEMM_CLASSES = (2, 4, 8, 16, 32, 64, 128, 256)  # the smallest GEMM dimension each class is measured at
 WINOGRAD_TILES = (2, 4)
 
@@ -57,6 +57,8 @@ class NumpyProfile:
     scatter_bytes_per_s: float  # Winograd's output tiles permuted back to NCHW
     call_overhead_s: float  # one NumPy call
     slice_overhead_s: float  # each matrix of a stacked np.matmul
+    # GEMM weights read from memory (a forward reads each layer's once, cold); inf: free, as in tests
+    weight_bytes_per_s: float = math.inf
 
     def gemm_rate(self, smallest_dim: int) -> float:
         """MAC/s for a GEMM whose smallest dimension is `smallest_dim` (clamped to the measured range)."""
@@ -98,14 +100,17 @@ class NumpyProfile:
 
 
 # Fallback: measured with `calibrate()` on the project's 2-core "AMD EPYC" CI VM (OpenBLAS 0.3.31, one
-# BLAS thread, numpy 2.4), rounded. float64 halves the SIMD lanes: half the GEMM rate, twice the bytes.
-_SHIPPED_GEMM_F32 = ((2, 0.9e9), (4, 1.8e9), (8, 3.5e9), (16, 9e9), (32, 18e9), (64, 28e9),
-                     (128, 36e9), (256, 40e9))
+# BLAS thread, numpy 2.4; 2026-12-01), rounded; the 2-wide class is set below the 4-wide one (its
+# measurement is a matrix-vector product in cache). float64 halves the SIMD lanes: half the GEMM
+# rate, twice the transform time.
+_SHIPPED_GEMM_F32 = ((2, 8e9), (4, 17e9), (8, 25e9), (16, 40e9), (32, 45e9), (64, 50e9),
+                     (128, 51e9), (256, 52e9))
 SHIPPED: dict[str, NumpyProfile] = {
     "float32": NumpyProfile("float32", "shipped constants", _SHIPPED_GEMM_F32,
-                            {"in2": 1.5e-9, "out2": 0.6e-9, "in4": 5e-9, "out4": 2.2e-9},
-                            copy_bytes_per_s=8e9, gather_bytes_per_s=4e9, tile_gather_bytes_per_s=2.5e9,
-                            scatter_bytes_per_s=2e9, call_overhead_s=3e-6, slice_overhead_s=1e-6),
+                            {"in2": 4.2e-9, "out2": 3.5e-9, "in4": 21e-9, "out4": 12e-9},
+                            copy_bytes_per_s=26e9, gather_bytes_per_s=54e9, tile_gather_bytes_per_s=16e9,
+                            scatter_bytes_per_s=19e9, call_overhead_s=0.9e-6, slice_overhead_s=6e-8,
+                            weight_bytes_per_s=12e9),
 }
 SHIPPED["float64"] = dataclasses.replace(
     SHIPPED["float32"], dtype="float64", gemm_rates=tuple((d, r / 2) for d, r in _SHIPPED_GEMM_F32),
@@ -151,12 +156,22 @@ def calibrate(dtype: str, timer: Callable[[Callable[[], object]], float] = secon
         gemm.append((d, big * big * d / timer(lambda a=a, b=b: a @ b)))
     columns = 8192
     transforms = {}
-    for t in WINOGRAD_TILES:
+    for t in WINOGRAD_TILES:  # the kernel's two 1-D passes per transform (backends/numpy_ref/conv_winograd.py)
         alpha = t + 2
-        m_in, m_out = arr(alpha * alpha, alpha * alpha), arr(t * t, alpha * alpha)
-        d = arr(alpha * alpha, columns)
-        transforms[f"in{t}"] = timer(lambda m=m_in, d=d: m @ d) / columns
-        transforms[f"out{t}"] = timer(lambda m=m_out, d=d: m @ d) / columns
+        b_t, a_t, d = arr(alpha, alpha), arr(t, alpha), arr(alpha, alpha * columns)
+        half_in, v = np.empty((alpha, alpha * columns), dt), np.empty((alpha, alpha, columns), dt)
+        half_out, y_t = np.empty((t, alpha * columns), dt), np.empty((t, columns, t), dt)
+
+        def input_transform(b_t=b_t, d=d, half=half_in, v=v, alpha=alpha) -> None:
+            np.matmul(b_t, d, out=half)
+            np.matmul(b_t, half.reshape(alpha, alpha, -1), out=v)
+
+        def output_transform(a_t=a_t, d=d, half=half_out, y=y_t, t=t, alpha=alpha) -> None:
+            np.matmul(a_t, d, out=half)
+            np.matmul(half.reshape(t, alpha, -1).transpose(0, 2, 1), a_t.T, out=y)
+
+        transforms[f"in{t}"] = timer(input_transform) / columns
+        transforms[f"out{t}"] = timer(output_transform) / columns
     # A ResNet layer1-sized map (64 x 56 x 56): its copies outgrow the L2 cache, as real layers' do.
     c, hw, tiles = 64, 56, 14
     x = arr(1, c, hw, hw)
@@ -168,8 +183,15 @@ def calibrate(dtype: str, timer: Callable[[Callable[[], object]], float] = secon
     tile_view = sliding_window_view(padded, (6, 6), axis=(2, 3))[:, :, :4 * tiles:4, :4 * tiles:4]
     tile_view = tile_view.transpose(4, 5, 1, 0, 2, 3)
     tile_gather_s = timer(lambda: tile_view.reshape(36, -1))
-    y = arr(4, 4, c, 1, tiles, tiles)
-    scatter_s = timer(lambda: y.transpose(3, 2, 4, 0, 5, 1).reshape(1, c, hw, hw))
+    # the output tiles y[i, (c, th, tw), j] written to NCHW with the bias added on the way
+    y = arr(4, c * tiles * tiles, 4)
+    bias, out = arr(1, c, 1, 1, 1, 1), np.empty((1, c, tiles, 4, tiles, 4), dt)
+    blocks = y.reshape(4, c, 1, tiles, tiles, 4).transpose(2, 1, 3, 0, 4, 5)
+    scatter_s = timer(lambda: np.add(blocks, bias, out=out))
+    # 64 MiB of weights (twice the L3 cache) through a matrix-vector product: the rate a layer's weights
+    # come from memory at, which each GEMM pays once to pack them (values do not matter: no RNG for 64 MiB)
+    weights, vectors = np.full((128 // size, 1024, 512), 0.5, dt), arr(128 // size, 512, 1)
+    weight_s = timer(lambda: np.matmul(weights, vectors))
     tiny = arr(2, 2)
     call_s = timer(lambda: tiny @ tiny)
     stack = arr(64, 8, 8)
@@ -179,7 +201,8 @@ def calibrate(dtype: str, timer: Callable[[Callable[[], object]], float] = secon
         copy_bytes_per_s=(x.size + padded.size) * size / copy_s,
         gather_bytes_per_s=2 * c * 9 * hw * hw * size / gather_s,
         tile_gather_bytes_per_s=2 * tile_view.size * size / tile_gather_s,
-        scatter_bytes_per_s=2 * y.size * size / scatter_s, call_overhead_s=call_s, slice_overhead_s=slice_s)
+        scatter_bytes_per_s=2 * y.size * size / scatter_s, call_overhead_s=call_s, slice_overhead_s=slice_s,
+        weight_bytes_per_s=weights.nbytes / weight_s)
 
 
 # ---------------------------------------------------------------------------- the cache

@@ -163,12 +163,18 @@ def format_shapes(shapes: tuple[tuple[int, ...], ...]) -> str:
 
 
 def structure_hash(g: Graph) -> str:
-    """SHA-256 over every node's name, op, operands, attributes (the conv algorithm aside) and type, and
-    the outputs: equal for the same model at the same shapes, whatever its weights or algorithms."""
+    """SHA-256 over every operation's name, op, operands, attributes (the conv algorithm aside) and
+    type, and the outputs: equal for the same model at the same shapes, whatever its weights or
+    algorithms. Parameters count only as operand slots (their shapes follow from the attributes), so
+    passes that rewrite weights after the algorithm choice (winograd_weights: G g Gᵀ as the weight,
+    renamed and reshaped) leave the hash as the plan recorded it."""
     h = hashlib.sha256()
     for n in g.nodes():
-        attrs = {k: v for k, v in sorted(n.attrs.items()) if k != "algo"}
-        h.update(repr((n.name, n.op, n.inputs, attrs, n.type.shape, n.type.dtype)).encode())
+        if n.op == "param":
+            continue
+        attrs = {k: v for k, v in sorted(n.attrs.items()) if k not in ("algo", "weight_transformed")}
+        operands = tuple("<param>" if g.node(i).op == "param" else i for i in n.inputs)
+        h.update(repr((n.name, n.op, operands, attrs, n.type.shape, n.type.dtype)).encode())
     h.update(repr(tuple(g.outputs)).encode())
     return h.hexdigest()
 

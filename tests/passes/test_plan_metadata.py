@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 from convc.passes.conv_algo import PlanMismatchError
 from convc.passes.plan import Plan, structure_hash
+from convc.passes.winograd_weights import winograd_weights
 
 import convc
 from convc.compiler import optimize
 from convc.dsl import Network
 from convc.errors import OptionError
+from convc.pass_manager import PassContext
 
 
 def net(size: int = 10, channels: int = 6, name: str = "plan") -> Network:
@@ -38,6 +40,21 @@ def test_a_plan_records_model_shapes_dtype_backend_device_and_version(tmp_path: 
     # The hash ignores weights and chosen algorithms, not structure or shapes.
     assert structure_hash(net().graph) == structure_hash(net().graph)
     assert structure_hash(net(channels=5).graph) != structure_hash(net().graph)
+
+
+def test_the_plan_hash_survives_the_compile_time_winograd_filter_transform() -> None:
+    """winograd_weights runs after the plan is made and replaces a Winograd conv's weight by G g Gᵀ
+    (renamed, (36, K, C)): the optimized graph must still hash as the plan recorded it, while a real
+    change of structure still does not."""
+    g = net().graph
+    before = structure_hash(g)
+    node = g["b"]
+    g.replace_node(node.replace(attrs={**node.attrs, "algo": "winograd_4x4"}))
+    assert winograd_weights(g, PassContext(backend="numpy", dtype="float32"))
+    weight = g.param_input(g["b"], "weight")
+    assert weight is not None and g.params[weight].shape == (36, 6, 6)
+    assert structure_hash(g) == before
+    assert structure_hash(net(channels=5).graph) != before
 
 
 @pytest.mark.parametrize("other, dtype, backend, differs", [
