@@ -6,8 +6,8 @@
 Each algorithm is priced as the operations its kernel in backends/numpy_ref really performs, each at
 the rate the profile measured for that kind of operation:
 
-- im2col: the window gather into a column matrix straight from the unpadded input (padding taps
-  zeroed in place; none at all for a 1x1 stride-1 unpadded conv), one GEMM per image and group;
+- im2col: the zero-padded copy of the input, the window gather into a column matrix (none for a 1x1
+  stride-1 unpadded conv), one GEMM per image and group;
 - direct: the padded copy, then per kernel offset a strided slice copy, a GEMM with the small inner
   dimension C/groups, and an accumulation into the output;
 - depthwise: a padded copy, per tap a multiply and an add over cache-sized blocks, the crop;
@@ -60,7 +60,7 @@ def im2col_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> float:
     g = shape.groups
     positions = math.prod(shape.out_spatial)
     patch = shape.in_channels // g * math.prod(shape.kernel)
-    total = 0.0
+    total = pad_seconds(shape, padded_elements(shape), profile, size)
     if not shape.unit_window:
         cols = shape.batch * g * patch * positions
         total += 2 * cols * size / profile.gather_bytes_per_s + profile.call_overhead_s

@@ -4,10 +4,9 @@ weight reshaped to [out_channels/groups, C/groups * prod(kernel)].
 
     out[n, g] = W[g] @ cols[n, g]          # (Og, Cg*K) @ (Cg*K, P) -> (Og, P), a BLAS GEMM
 
-The gather writes each kernel offset's valid taps straight from the unpadded input and zeroes the taps
-that fall in the padding, into a per-thread scratch buffer reused across calls: no padded copy of the
-input and no fresh column matrix per call. A 1x1 stride-1 unpadded convolution needs no gather at all:
-the input reshapes for free.
+The gather is one strided copy of the windows of the zero-padded input, both in per-thread scratch
+buffers reused across calls (no fresh padded input or column matrix to page in per call). A 1x1
+stride-1 unpadded convolution needs no gather at all: the input reshapes for free.
 """
 from __future__ import annotations
 
@@ -15,41 +14,32 @@ import math
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from convc.ir import Node
 from convc.ops import CONV_OPS
 
 from convc.backends.numpy_ref.conv_operands import ConvOperands
 from convc.backends.numpy_ref.scratch import scratch
-from convc.backends.numpy_ref.windows import valid_outputs
 
 
 def gather_columns(conv: ConvOperands) -> np.ndarray:
     """The (N, C, *kernel, *out_spatial) column array: cols[n, c, k..., o...] = x[n, c, o*stride +
     k*dilation - low_pad ...], 0 where that falls in the padding. Lives in scratch: consume it before
-    the kernel returns."""
-    x = conv.x
-    n, c = x.shape[:2]
-    out_spatial = conv.out_spatial
-    cols = scratch("im2col columns", (n, c) + conv.kernel + out_spatial, x.dtype)
-    pads = [lo for lo, _ in conv.node.attrs["padding"]]
-    everything = (slice(None), slice(None))
-    for offset in np.ndindex(*conv.kernel):
-        ranges = [valid_outputs(size, out, k * d, s, p) for size, out, k, d, s, p in
-                  zip(x.shape[2:], out_spatial, offset, conv.dilation, conv.stride, pads)]
-        tap = cols[everything + offset]
-        if any(lo == hi for lo, hi in ranges):
-            tap.fill(0)
-            continue
-        source = tuple(slice(k * d - p + lo * s, k * d - p + (hi - 1) * s + 1, s) for (lo, hi), k, d, s, p
-                       in zip(ranges, offset, conv.dilation, conv.stride, pads))
-        tap[everything + tuple(slice(lo, hi) for lo, hi in ranges)] = x[everything + source]
-        for axis, ((lo, hi), out) in enumerate(zip(ranges, out_spatial)):
-            before = (slice(None),) * axis
-            if lo > 0:
-                tap[everything + before + (slice(0, lo),)] = 0
-            if hi < out:
-                tap[everything + before + (slice(hi, out),)] = 0
+    the kernel returns.
+
+    One strided copy of the windows of the zero-padded input (itself a scratch copy): measured against a
+    copy per kernel offset straight from the unpadded input (1 thread), 0.7 ms against 1.2 for the 7x7
+    stem of ResNet-50 and GoogLeNet, 0.05-0.18 ms against 0.19-0.32 for GoogLeNet's 5x5 convs (25 offsets
+    of 5-7 NumPy calls each), and even within 10% on ResNet-50's 3x3 stride-2 convs."""
+    xp = conv.padded_input()
+    n, c = xp.shape[:2]
+    spatial = xp.strides[2:]
+    windows = as_strided(xp, shape=(n, c) + conv.kernel + conv.out_spatial,
+                         strides=xp.strides[:2] + tuple(st * d for st, d in zip(spatial, conv.dilation))
+                         + tuple(st * s for st, s in zip(spatial, conv.stride)), writeable=False)
+    cols = scratch("im2col columns", windows.shape, xp.dtype)
+    np.copyto(cols, windows)
     return cols
 
 
