@@ -109,7 +109,7 @@ def winograd_seconds(shape: ConvShape, m: int, profile: NumpyProfile, size: int,
 # shared EPYC): a multiply and an add over 144 x 3136 and 960 x 49 float32 moved 91-104 GB/s where the
 # profile's copies moved 27 GB/s.
 IN_CACHE_SPEEDUP = 3.5
-DEPTHWISE_BLOCK_BYTES = 256 << 10  # backends/numpy_ref/conv_depthwise*.py BLOCK_BYTES
+DEPTHWISE_BLOCK_BYTES = 1 << 20  # backends/numpy_ref/conv_depthwise*.py BLOCK_BYTES
 
 
 def depthwise_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> float:

@@ -5,7 +5,7 @@ EfficientNet and ConvNeXt.
 The input is copied once into a zero-padded channels-last buffer (N, rows, phase, columns, C), its
 columns split into `stride` phases (column q*stride + phase), so that every kernel tap reads each output
 row's (out_width, C) window as one contiguous run whatever the stride. The output is then made one block
-of rows at a time (about 256 KiB: the block, its products and the tap weights stay in the L2 cache):
+of rows at a time (about 1 MiB: the block and its products mostly stay in the 2 MiB L2 cache):
 
     for each block of output rows:
         acc  = window(tap 0) * w[tap 0]             # written, not zeros + add
@@ -28,10 +28,10 @@ from convc.backends.numpy_ref.scratch import scratch
 from convc.backends.numpy_ref.windows import valid_outputs
 
 # Bytes of one block of accumulated output rows. Measured (1 thread, float32, 2026-12-01, shared 2-core
-# EPYC, MobileNet/EfficientNet/ConvNeXt shapes): 32 KiB blocks were 1.3-2x slower than 128-512 KiB ones
-# (more NumPy calls), 128-512 KiB within 10% of each other; whole-tensor passes lost 20-40% on 56x56 and
-# larger maps (L2 misses).
-BLOCK_BYTES = 256 << 10
+# EPYC, MobileNet/EfficientNet/ConvNeXt shapes): 32 KiB blocks were 1.3-2x slower than 128 KiB - 1 MiB
+# ones (more NumPy calls); 1 MiB took 0.88-0.97x the time of 256 KiB on 28x28 and 14x14 maps (21
+# alternating rounds); whole-tensor passes lost 20-40% on 56x56 and larger maps (L2 misses).
+BLOCK_BYTES = 1 << 20
 
 
 def rows_applicable(conv: ConvOperands) -> bool:
