@@ -1,7 +1,9 @@
 """Per-layer smoke test of the Triton conv kernels against torch: each distinct conv layer of ResNet-50 and
 VGG-16, compiled alone with tuning off, its error against torch in float64 and its time against torch's
 own conv (cuDNN, channels-last) in the same dtype. One JSON line per layer, written as it finishes, so a
-run cut short by its time budget keeps every finished row.
+run cut short by its time budget keeps every finished row. Where the default plan reads operands through
+TMA descriptors (`tma`: the config's bits, backends/triton/tma.py), the row also times and checks the same
+tiles on the pointer path (`triton_ms_no_tma`, `rel_err_no_tma`): TMA's gain, layer by layer.
 
     python bench/gpu_smoke.py OUT.jsonl [--batch 64] [--dtype float16] [--models resnet50,vgg16] [--dry]
 
@@ -76,9 +78,29 @@ def smoke_one(key: tuple[Any, ...], dtype: str, device: str, repeat: int) -> dic
         wt = wt.to(memory_format=torch.channels_last)
     row["torch_ms"] = time_ms(lambda: torch.nn.functional.conv2d(xc, wt, bt, stride, pad, 1, groups), cuda, repeat)
     row["speedup_vs_torch"] = row["torch_ms"] / row["triton_ms"]
+    row.update(tma_ab(model, xt, ref.numpy(), cuda, repeat))
+    row["ok"] = row["ok"] and row.get("rel_err_no_tma", 0.0) <= budget(dtype)
     macs = math_prod(out.shape) * (shape[1] // groups) * kernel[0] * kernel[1]
     row["tflops"] = 2 * macs / (row["triton_ms"] * 1e-3) / 1e12
     return row
+
+
+def tma_ab(model: Any, xt: torch.Tensor, ref: np.ndarray, cuda: bool, repeat: int) -> dict[str, Any]:
+    """{"tma": bits} of the model's launches, and when some are set, the error and time of the same tiles
+    with TMA off (the launches are restored afterwards)."""
+    variant = next(iter(model.variants.values()))
+    bits = max((int(launch.config.get("TMA", 0)) for launch in variant.launches), default=0)
+    if not bits:
+        return {"tma": 0}
+    with_tma = variant.launches
+    variant.launches = [launch.with_config({**launch.config, "TMA": 0}) if "TMA" in launch.config else launch
+                        for launch in with_tma]
+    try:
+        err = rel_err(model(xt).float().cpu().numpy(), ref)
+        return {"tma": bits, "rel_err_no_tma": err,
+                "triton_ms_no_tma": time_ms(lambda: model(xt), cuda, repeat)}
+    finally:
+        variant.launches = with_tma
 
 
 def math_prod(dims: Any) -> int:

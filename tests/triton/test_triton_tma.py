@@ -7,6 +7,8 @@ the alignment rules that choose TMA, the tuner's twins and the allocator."""
 from __future__ import annotations
 
 import contextvars
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,7 @@ from convc.dsl import Network
 from convc.numerics import budget, rel_err
 
 BOTH = TMA_WEIGHTS | TMA_ACTIVATIONS
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 TILE = dict(BLOCK_M=32, BLOCK_N=16, BLOCK_K=16, num_warps=4, num_stages=2)  # several programs and K steps
 
 
@@ -239,3 +242,26 @@ def test_an_infinite_weight_stays_infinite(request_bits: int) -> None:
     assert np.isposinf(ref[:, 3]).all() and np.isposinf(got[:, 3]).all()
     finite = np.arange(16) != 3
     assert rel_err(got[:, finite], ref[:, finite]) <= budget("float16")
+
+
+def test_gpu_smoke_times_the_pointer_twin_of_a_tma_layer() -> None:
+    spec = importlib.util.spec_from_file_location("gpu_smoke", BENCH / "gpu_smoke.py")
+    assert spec is not None and spec.loader is not None
+    smoke = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smoke)
+    net = Network("pool", seed=2)
+    net.output(net.max_pool2d(net.conv2d(net.input((2, 16, 6, 6)), 24, 1, name="c"), 2))
+    x = np.random.default_rng(5).normal(size=(2, 16, 6, 6)).astype(np.float32)
+    model = compile_triton(net, "float16")
+    [launch] = with_tma(model, BOTH)
+    variant = next(iter(model.variants.values()))
+    before = list(variant.launches)
+    assert len(before) == 2  # the pool takes no TMA entry and must keep its configuration
+    params = net.graph.params
+    w, b = (torch.from_numpy(np.asarray(params[f"c.{k}"], np.float64)) for k in ("weight", "bias"))
+    conv = torch.nn.functional.conv2d(torch.from_numpy(x).double(), w, b)
+    ref = torch.nn.functional.max_pool2d(conv, 2).numpy()
+    assert rel_err(model.run(x)[0], ref) <= budget("float16")
+    row = smoke.tma_ab(model, torch.from_numpy(x).half(), ref, False, 1)
+    assert row["tma"] == BOTH and row["rel_err_no_tma"] <= budget("float16") and row["triton_ms_no_tma"] > 0
+    assert variant.launches == before  # restored
