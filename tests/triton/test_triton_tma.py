@@ -265,3 +265,14 @@ def test_gpu_smoke_times_the_pointer_twin_of_a_tma_layer() -> None:
     row = smoke.tma_ab(model, torch.from_numpy(x).half(), ref, False, 1)
     assert row["tma"] == BOTH and row["rel_err_no_tma"] <= budget("float16") and row["triton_ms_no_tma"] > 0
     assert variant.launches == before  # restored
+
+
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_descriptors_with_64_bit_offsets(monkeypatch: pytest.MonkeyPatch, kernel: int) -> None:
+    from convc.backends.triton import conv_implicit_gemm, gemm
+
+    monkeypatch.setattr(gemm, "WIDE_EXTENT", 64)  # every extent counts as past 2**31
+    monkeypatch.setattr(conv_implicit_gemm, "_INT32", 64)
+    err, [launch] = run_block("float16", (2, 32, 5, 4), 24, kernel, padding=kernel // 2)
+    assert launch.meta["WIDE"] and launch.config["TMA"] == (BOTH if kernel == 1 else TMA_WEIGHTS)
+    assert err <= budget("float16"), err
