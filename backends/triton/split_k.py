@@ -2,7 +2,7 @@
 tile's K loop. Each writes fp32 partial sums [SPLIT_K, M, N]; `split_k_reduce_kernel` adds them up and
 applies the bias and the epilogue in one pass before the store.
 
-    split = split_k_factor(tiles=100, k_steps=72, tile_elements=128 * 128)    # -> 3
+    split = split_k_factor(tiles=100, k_steps=72, tile_elements=128 * 128)    # -> 2
     launch = split_k_reduce_launch(node, partials, split, bias, y, residuals, codes, params)
 """
 from __future__ import annotations
@@ -32,12 +32,18 @@ def resident_ctas(tile_elements: int) -> int:
 
 
 def split_k_factor(tiles: int, k_steps: int, tile_elements: int) -> int:
-    """How many programs share each tile's K loop: 1 when the tiles fill one wave of resident CTAs,
-    else enough to approach one wave while every split keeps MIN_STEPS_PER_SPLIT steps."""
+    """How many programs share each tile's K loop: 1 when the tiles fill one wave of resident CTAs, else
+    the most splits that keep the grid within one wave (and MIN_STEPS_PER_SPLIT steps per split), then the
+    fewest that give each program as few K steps (ceil(k_steps / split)): fewer partial sums, same time.
+
+    One wave, not the first split past it: 100 tiles of 128x128 (a wave of 2 x 132 CTAs) with 72 K steps
+    take 2 splits, 200 CTAs of 36 steps; 3 splits would launch 300 CTAs, 36 of them in a second wave,
+    and end after 2 x 24 = 48 steps."""
     wave = SMS * resident_ctas(tile_elements)
     if not ENABLED or tiles >= wave:
         return 1
-    return max(1, min(triton.cdiv(wave, tiles), k_steps // MIN_STEPS_PER_SPLIT, MAX_SPLIT_K))
+    most = max(1, min(wave // tiles, k_steps // MIN_STEPS_PER_SPLIT, MAX_SPLIT_K))
+    return triton.cdiv(k_steps, triton.cdiv(k_steps, most))
 
 
 @triton.jit

@@ -3,8 +3,9 @@ needs: zero spills, one pipelined main loop (the kernel's outermost loop) per co
 fp16 conv tile of 64+ rows, weights (and 1x1 activations) through TMA descriptors wherever their
 alignment allows, with bulk tensor copies in the PTX, and no conv layer under half a wave at batch 64
 (except layers too small to fill half a wave of 64x64 tiles: fewer than 66 x 64 x 64 outputs, GoogLeNet's
-narrow 1x1 branches; their split-K is capped by their few K steps). Run without TRITON_INTERPRET;
-each distinct kernel variant is compiled once. Prints one line per failure, then a summary line.
+narrow 1x1 branches; their split-K is capped by their few K steps), and no split-K grid past one wave of
+the compiled kernel's CTAs per SM. Run without TRITON_INTERPRET; each distinct kernel variant is compiled
+once. Prints one line per failure, then a summary line.
 
     python tests/triton/hopper_report_check.py [resnet18 ...] [--batches 1,64,256]
 """
@@ -62,6 +63,17 @@ def problems(report: dict, batch: int, convs: dict[str, int]) -> list[str]:
     return out
 
 
+def split_problems(report: dict, batch: int) -> list[str]:
+    """Split-K launches whose grid leaves one wave of the compiled kernel's own CTAs per SM: split_k.py
+    sizes the split to fill one wave by its estimate of the tile's occupancy, and an estimate above the
+    real one would start a nearly empty second wave."""
+    return [f"{report['model']} b{batch} {k['layer']} {k['function']} {k['config']}: split "
+            f"{k['meta']['SPLIT_K']} launches {k['ctas']} CTAs, {k['waves']:.2f} waves at {k['ctas_per_sm']} "
+            f"CTAs/SM" for k in report["kernels"]
+            if k["function"] in MAIN_LOOP_KERNELS and k["meta"].get("SPLIT_K", 1) > 1
+            and (k["waves"] or 0) > 1]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("models", nargs="*", default=list(MODELS))
@@ -79,6 +91,7 @@ def main(argv: list[str]) -> int:
             report = static_report(model, target)  # type: ignore[arg-type]
             kernels += len(report["kernels"])
             failures += problems(report, batch, convs)
+            failures += split_problems(report, batch)
     for line in failures:
         print("FAILED", line)
     from convc.backends.triton import aot
