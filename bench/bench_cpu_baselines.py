@@ -18,6 +18,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -44,16 +45,21 @@ def compiled_runs(net: convc.Network, threads: int) -> dict[str, Callable[[], np
             "onnxruntime": lambda: ort_model(x)}
 
 
-def alternate(runs: dict[str, Callable[[], np.ndarray]], rounds: int) -> dict[str, float]:
-    for run in runs.values():
-        run()
+def alternate_samples(runs: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:
+    """Seconds of each run in `rounds` rounds that take the runs in turn (no warm-up)."""
     samples: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
             t0 = time.perf_counter()
             run()
             samples[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return samples
+
+
+def alternate(runs: dict[str, Callable[[], np.ndarray]], rounds: int) -> dict[str, float]:
+    for run in runs.values():
+        run()
+    return {name: statistics.median(s) for name, s in alternate_samples(runs, rounds).items()}
 
 
 def main() -> None:

@@ -42,6 +42,7 @@ from convc.serialize import atomic_write
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests" / d) for d in ("models", "")]
 import torchvision_zoo as zoo
+from bench_cpu_baselines import alternate_samples  # alternating rounds (same folder)
 
 torch = zoo.torch
 
@@ -77,12 +78,7 @@ def measure(name: str, size: int, rounds: int, repin: tuple[str, str] | None = N
     err = rel_err(runs["numpy"](), run_torch())
     if repin is not None:
         assert rel_err(runs["repinned"](), run_torch()) < 1e-4, name
-    samples: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(rounds):
-        for key, run in runs.items():
-            t = time.perf_counter()
-            run()
-            samples[key].append(time.perf_counter() - t)
+    samples = alternate_samples(runs, rounds)
     algos = Counter(str(n.attrs.get("algo")) for n in compiled.graph.nodes() if n.op in CONV_OPS)
     med = {k: statistics.median(v) * 1e3 for k, v in samples.items()}
     extra = {} if repin is None else {"repin": "=".join(repin), "repinned_ms": med["repinned"]}
