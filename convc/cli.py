@@ -41,7 +41,7 @@ def version_line() -> str:
     import convc
 
     found = [f"python {sys.version.split()[0]}"]
-    for dist in ("torch", "triton", "numpy"):
+    for dist in ("torch", "triton", "numpy", "numba"):
         try:
             found.append(f"{dist} {metadata.version(dist)}")
         except metadata.PackageNotFoundError:
@@ -52,7 +52,7 @@ def version_line() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="convc", description="A compiler from convolutional networks to kernels.")
     parser.add_argument("--version", action="version", version=version_line(),
-                        help="print convc's version and those of python, torch, triton and numpy, and exit")
+                        help="print the versions of convc, python, torch, triton, numpy and numba, and exit")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in COMMANDS:
