@@ -21,7 +21,10 @@ Numerics: only contraction into fused multiply-add is allowed (`fastmath={"contr
 fast-math flags that assume no NaN or inf or reorder sums, so NaN and inf propagate as they do in NumPy;
 `error_model="numpy"` makes a division by zero give inf or NaN rather than raise. Compiled code is cached
 in numba's own cache (next to this file, or the user cache folder where that is read-only), keyed by
-source and argument types, so a process compiles each kernel at most once per machine.
+source and argument types, so a machine compiles each kernel once (about a second each, on first call).
+numba writes those files atomically (a temporary file, then a rename) under the umask; a cache file that
+is corrupt or truncated anyway (numba itself would stop with EOFError) is deleted and the kernel compiled
+afresh, see `_RebuildingCache`.
 """
 from __future__ import annotations
 
@@ -35,10 +38,34 @@ SWITCH = "CONVC_NUMBA"  # "0" runs the NumPy kernels even where numba is install
 
 try:
     import numba as _numba
+    from numba.core.caching import FunctionCache as _FunctionCache
 except ImportError:  # numba missing or broken: the NumPy kernels serve
     _numba = None
+    _FunctionCache = object
 
-OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "fastmath": {"contract"}, "error_model": "numpy"}
+OPTIONS: dict[str, Any] = {"nogil": True, "fastmath": {"contract"}, "error_model": "numpy"}
+
+
+class _RebuildingCache(_FunctionCache):  # type: ignore[misc,valid-type]
+    """numba's on-disk cache of one function, except that an unreadable entry (a truncated index, a
+    corrupt data file) is a cache miss: the function's files are removed and the kernel compiled again,
+    which writes them afresh. numba's own cache raises the unpickling error to the caller instead."""
+
+    def load_overload(self, sig: Any, target_context: Any) -> Any:
+        try:
+            return super().load_overload(sig, target_context)
+        except Exception:  # noqa: BLE001  (any unpickling error: EOFError, UnpicklingError, ValueError...)
+            try:
+                self.flush()
+            except OSError:
+                pass
+            return None
+
+
+def _compiled(fn: Callable[..., Any], **extra: Any) -> Any:
+    dispatcher = _numba.njit(cache=False, **OPTIONS, **extra)(fn)
+    dispatcher._cache = _RebuildingCache(fn)  # what cache=True would set, with the rebuild on corruption
+    return dispatcher
 
 
 def installed() -> bool:
@@ -61,14 +88,14 @@ def kernel(fn: F) -> F:
     numba is missing: callers test `enabled()` first, the plain-Python loop is never meant to run."""
     if _numba is None:
         return fn
-    return _numba.njit(**OPTIONS)(fn)  # type: ignore[no-any-return]
+    return _compiled(fn)  # type: ignore[no-any-return]
 
 
 def inline(fn: F) -> F:
     """A helper that compiled kernels call (an activation, an index computation), inlined into them."""
     if _numba is None:
         return fn
-    return _numba.njit(inline="always", **OPTIONS)(fn)  # type: ignore[no-any-return]
+    return _compiled(fn, inline="always")  # type: ignore[no-any-return]
 
 
 __all__ = ["OPTIONS", "SWITCH", "enabled", "inline", "installed", "kernel", "version"]

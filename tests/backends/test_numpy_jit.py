@@ -1,6 +1,9 @@
 """backends/numpy_ref/jit.py: the switch, and that compiled loops keep IEEE semantics (NaN, inf, -0)."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -47,3 +50,25 @@ def test_division_by_zero_gives_inf_not_an_exception() -> None:
     x = np.array([0.0, -0.0, 2.0])
     _reciprocal_(x)
     np.testing.assert_array_equal(x, [np.inf, -np.inf, 0.5])
+
+
+@pytest.mark.skipif(not jit.installed(), reason="numba is not installed")
+@pytest.mark.parametrize("damage", ["truncate index", "garbage index", "garbage data"])
+def test_a_corrupt_cache_file_is_rebuilt_not_raised(damage: str) -> None:
+    x = np.array([1.0, -3.0])
+    _reciprocal_(x.copy())  # compiled and saved
+    folder = Path(_reciprocal_._cache._cache_path)
+    index = next(folder.glob("*_reciprocal_*.nbi"))
+    data = next(folder.glob("*_reciprocal_*.nbc"))
+    if damage == "truncate index":
+        index.write_bytes(b"")
+    else:
+        (index if damage == "garbage index" else data).write_bytes(os.urandom(64))
+    fresh = jit.kernel(_reciprocal_.py_func)  # a new process's view: nothing compiled in memory
+    fresh(x)
+    np.testing.assert_array_equal(x, [1.0, -1 / 3])
+    again = jit.kernel(_reciprocal_.py_func)
+    y = np.array([4.0])
+    again(y)  # loads what `fresh` wrote
+    assert y[0] == 0.25
+    assert sum(again._cache_hits.values()) == 1  # the rebuilt files load
