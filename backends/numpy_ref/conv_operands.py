@@ -99,11 +99,13 @@ class ConvOperands:
             return self.x
         return padded_copy(self.x, pads)
 
-    def finish(self, out: np.ndarray, *, bias_added: bool = False) -> np.ndarray:
+    def finish(self, out: np.ndarray, *, bias_added: bool = False, steps_done: int = 0) -> np.ndarray:
         """Bias (unless the kernel already added it on the way) and the fused epilogue, in place on
-        `out` (the kernel's own array)."""
-        return apply_epilogue(out, None if bias_added else self.bias, self.node.attrs["epilogue"],
-                              self.residuals)
+        `out` (the kernel's own array), less its first `steps_done` steps (applied by the kernel)."""
+        steps = tuple(self.node.attrs["epilogue"])[steps_done:]
+        if bias_added and not steps:
+            return out
+        return apply_epilogue(out, None if bias_added else self.bias, steps, self.residuals)
 
     def channel_bias(self, ndim: int) -> np.ndarray | None:
         """The bias shaped (1, C, 1, ...) to broadcast over an array of `ndim` axes, or None."""

@@ -22,11 +22,13 @@ from convc.ir import Node
 from convc.ops import CONV_OPS, fmt_dims
 from convc.winograd import WINOGRAD_MATRICES, transform_filters
 
+from convc.backends.numpy_ref import conv_winograd_jit, jit
 from convc.backends.numpy_ref.conv_operands import ConvOperands
 from convc.backends.numpy_ref.scratch import scratch
 
 TILE_OF_ALGO = {"winograd_2x2": 2, "winograd_4x4": 4}
 REQUIREMENT = "a 3x3 kernel, stride 1, dilation 1, groups 1"
+COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # the compiled path's signatures
 
 
 def winograd_problem(node: Node, algo: str) -> str | None:
@@ -71,11 +73,14 @@ def _output_transform(m: np.ndarray, a_t: np.ndarray, span: int, tile: int) -> n
 
 
 def conv_winograd(node: Node, args: list[Any], tile: int) -> np.ndarray:
-    """F(tile x tile, 3x3) for a conv2d with a 3x3 kernel, stride 1, dilation 1 and groups 1."""
+    """F(tile x tile, 3x3) for a conv2d with a 3x3 kernel, stride 1, dilation 1 and groups 1: the
+    compiled transforms (conv_winograd_jit.py) where numba runs, else the NumPy passes below."""
     problem = winograd_problem(node, f"winograd_{tile}x{tile}")
     if problem:
         raise BackendError(problem)
     conv = ConvOperands.of(node, args)
+    if jit.enabled() and conv.x.dtype in COMPILED_DTYPES:
+        return _conv_winograd_compiled(conv, tile)
     dtype = conv.x.dtype
     b_t, _, a_t = (np.asarray(matrix, dtype) for matrix in WINOGRAD_MATRICES[tile])
     span = tile + 2  # input tile edge
@@ -93,12 +98,7 @@ def conv_winograd(node: Node, args: list[Any], tile: int) -> np.ndarray:
     d = scratch("winograd tiles", tiles.shape, dtype)
     np.copyto(d, tiles)
     v = _input_transform(d, b_t, span)
-    if node.attrs.get("weight_transformed"):  # passes/winograd_weights.py did it at compile time
-        u = conv.weight
-    else:
-        u = transform_filters(conv.weight, tile).astype(dtype, copy=False)
-    # (span², K, C) @ (span², C, tiles) -> (span², K, tiles): the channel sums
-    m = np.matmul(u, v.reshape(span * span, c, columns),
+    m = np.matmul(_filters(conv, tile), v.reshape(span * span, c, columns),
                   out=scratch("winograd products", (span * span, k, columns), dtype))
     y = _output_transform(m, a_t, span, tile)
     # y[i, (k, n, th, tw), j] to NCHW: the copy adds the bias on the way (one pass over the output).
@@ -114,6 +114,41 @@ def conv_winograd(node: Node, args: list[Any], tile: int) -> np.ndarray:
     if cropped:  # the tiles overhang the output: copy its part of them
         np.copyto(out, whole.reshape(n, k, tiles_h * tile, tiles_w * tile)[:, :, :out_h, :out_w])
     return conv.finish(out, bias_added=True)
+
+
+def _filters(conv: ConvOperands, tile: int) -> np.ndarray:
+    """U, (span², K, C): the weight itself when passes/winograd_weights.py transformed it at compile
+    time (the node's `weight_transformed`), else transformed now."""
+    if conv.node.attrs.get("weight_transformed"):
+        return conv.weight
+    return transform_filters(conv.weight, tile).astype(conv.x.dtype, copy=False)
+
+
+def _conv_winograd_compiled(conv: ConvOperands, tile: int) -> np.ndarray:
+    """The same convolution with each transform one compiled pass: no padded copy, no tile gather, no
+    permutation; the bias and a leading ReLU of the epilogue applied as the output tiles are stored.
+    Measured on ResNet-50's layers (1 thread, float32): see bench/NOTES.md, r50."""
+    x = np.ascontiguousarray(conv.x)
+    dtype = x.dtype
+    consts = np.asarray(conv_winograd_jit.CONSTANTS, dtype)
+    span = tile + 2
+    n, c = x.shape[:2]
+    k = conv.node.attrs["out_channels"]
+    out_h, out_w = conv.out_spatial
+    tiles_h, tiles_w = math.ceil(out_h / tile), math.ceil(out_w / tile)
+    (pad_h, _), (pad_w, _) = conv.node.attrs["padding"]
+    v = scratch("winograd input transform", (span, span, c, n, tiles_h, tiles_w), dtype)
+    conv_winograd_jit.winograd_input_(x, tile, pad_h, pad_w, consts, v)
+    columns = n * tiles_h * tiles_w
+    m = np.matmul(_filters(conv, tile), v.reshape(span * span, c, columns),
+                  out=scratch("winograd products", (span * span, k, columns), dtype))
+    steps = tuple(conv.node.attrs["epilogue"])
+    relu = bool(steps) and tuple(steps[0]) == ("relu",)
+    bias = np.zeros(k, dtype) if conv.bias is None else np.ascontiguousarray(conv.bias, dtype)
+    out = np.empty((n, k, out_h, out_w), dtype)
+    conv_winograd_jit.winograd_output_(m.reshape(span, span, k, n, tiles_h, tiles_w), tile, bias, relu,
+                                       consts, out)
+    return conv.finish(out, bias_added=True, steps_done=1 if relu else 0)
 
 
 def conv_winograd_f2x3(node: Node, args: list[Any]) -> np.ndarray:
