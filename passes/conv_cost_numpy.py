@@ -14,7 +14,9 @@ the rate the profile measured for that kind of operation:
 - Winograd F(m x m, 3x3): the padded copy, the overlapping-tile gather, the input transform GEMM,
   alpha^2 GEMMs of [K x C] @ [C x tiles] (the smaller `tiles` is, the lower the GEMM rate), the output
   transform GEMM, the permutation of output tiles back to NCHW, the crop when the tiles overhang, and
-  the filter transform only when the weights are not transformed at compile time.
+  the filter transform only when the weights are not transformed at compile time; where the profile
+  says the compiled transforms run (numba), each side is one pass priced per column and per channel
+  plane instead of the copies and transform GEMMs.
 
 The fused epilogue costs every algorithm the same and is left out: the model ranks algorithms.
 """
@@ -91,12 +93,19 @@ def winograd_seconds(shape: ConvShape, m: int, profile: NumpyProfile, size: int,
     c, k = shape.in_channels, shape.out_channels
     y = shape.elements()[2]
     calls = profile.call_overhead_s
+    rates = profile.transform_s_per_column
+    filters = 0.0 if filters_pretransformed else (gemm_seconds(a2, k * c, 9, profile, size)
+                                                  + 2 * k * c * 9 * size / profile.copy_bytes_per_s)
+    if f"compiled_in{m}" in rates:  # one-pass transforms (backends/numpy_ref/conv_winograd_jit.py) run
+        planes_in, planes_out = shape.batch * c, shape.batch * k
+        return (c * tiles * rates[f"compiled_in{m}"] + planes_in * rates[f"compiled_in{m}_plane"] + filters
+                + gemm_seconds(k, tiles, c, profile, size, stack=a2)
+                + k * tiles * rates[f"compiled_out{m}"] + planes_out * rates[f"compiled_out{m}_plane"]
+                + 2 * calls)
     total = pad_seconds(shape, padded_elements(shape, (th * m - out_h, tw * m - out_w)), profile, size)
     total += 2 * a2 * c * tiles * size / profile.tile_gather_bytes_per_s + calls
     total += c * tiles * profile.transform_s_per_column[f"in{m}"] + calls
-    if not filters_pretransformed:
-        total += gemm_seconds(a2, k * c, 9, profile, size) + 2 * k * c * 9 * size / profile.copy_bytes_per_s
-    total += gemm_seconds(k, tiles, c, profile, size, stack=a2)
+    total += filters + gemm_seconds(k, tiles, c, profile, size, stack=a2)
     total += k * tiles * profile.transform_s_per_column[f"out{m}"] + calls
     total += 2 * k * tiles * m * m * size / profile.scatter_bytes_per_s + calls
     if (th * m, tw * m) != (out_h, out_w):

@@ -33,7 +33,7 @@ from convc.serialize import atomic_write
 from convc.passes.plan import cache_dir
 
 PROFILE_FORMAT = "convc-cpu-profile"
-PROFILE_VERSION = 2  # 2: Winograd transforms as two 1-D passes, weight streaming rate
+PROFILE_VERSION = 3  # 3: compiled Winograd transforms; 2: transforms as two 1-D passes, weight streaming
 GEMM_CLASSES = (2, 4, 8, 16, 32, 64, 128, 256)  # the smallest GEMM dimension each class is measured at
 WINOGRAD_TILES = (2, 4)
 
@@ -45,7 +45,10 @@ class NumpyProfile:
     `gemm_rates` pairs a GEMM's smallest dimension with the multiply-adds per second measured for it
     (BLAS loses efficiency as any dimension shrinks); between the points the rate is interpolated in
     log-log. `transform_s_per_column` is the seconds one Winograd transform GEMM spends per column
-    (one channel of one tile), keyed "in2", "out2", "in4", "out4"."""
+    (one channel of one tile), keyed "in2", "out2", "in4", "out4"; where the backend runs its compiled
+    transforms (numba, backends/numpy_ref/conv_winograd_jit.py) also "compiled_in2", ..., the seconds
+    those one-pass kernels spend per column, and "compiled_in2_plane", ..., per channel of an image
+    (their per-row loop overhead, which dominates on 7x7 maps)."""
 
     dtype: str
     source: str
@@ -100,14 +103,19 @@ class NumpyProfile:
 
 
 # Fallback: measured with `calibrate()` on the project's 2-core "AMD EPYC" CI VM (OpenBLAS 0.3.31, one
-# BLAS thread, numpy 2.4; 2026-12-01), rounded; the 2-wide class is set below the 4-wide one (its
-# measurement is a matrix-vector product in cache). float64 halves the SIMD lanes: half the GEMM
-# rate, twice the transform time.
+# BLAS thread, numpy 2.4, numba 0.68 for the compiled transforms; 2026-12-01), rounded; the 2-wide
+# class is set below the 4-wide one (its measurement is a matrix-vector product in cache). float64
+# halves the SIMD lanes: half the GEMM rate, twice the transform time. Without numba (CONVC_NUMBA=0)
+# `numpy_profile` drops the "compiled_*" keys, so the model prices the NumPy transforms.
 _SHIPPED_GEMM_F32 = ((2, 8e9), (4, 17e9), (8, 25e9), (16, 40e9), (32, 45e9), (64, 50e9),
                      (128, 51e9), (256, 52e9))
 SHIPPED: dict[str, NumpyProfile] = {
     "float32": NumpyProfile("float32", "shipped constants", _SHIPPED_GEMM_F32,
-                            {"in2": 4.2e-9, "out2": 3.5e-9, "in4": 21e-9, "out4": 12e-9},
+                            {"in2": 4.2e-9, "out2": 3.5e-9, "in4": 21e-9, "out4": 12e-9,
+                             "compiled_in2": 10e-9, "compiled_in2_plane": 0.29e-6, "compiled_out2": 8e-9,
+                             "compiled_out2_plane": 0.11e-6, "compiled_in4": 19e-9,
+                             "compiled_in4_plane": 0.42e-6, "compiled_out4": 16e-9,
+                             "compiled_out4_plane": 0.15e-6},
                             copy_bytes_per_s=26e9, gather_bytes_per_s=54e9, tile_gather_bytes_per_s=16e9,
                             scatter_bytes_per_s=19e9, call_overhead_s=0.9e-6, slice_overhead_s=6e-8,
                             weight_bytes_per_s=12e9),
@@ -139,6 +147,48 @@ def _kron(m: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(np.kron(m, m), dtype=dtype)
 
 
+def compiled_transforms() -> Any:
+    """backends/numpy_ref/conv_winograd_jit.py when the NumPy backend runs it (numba installed and not
+    switched off with CONVC_NUMBA=0), else None. Imported here, not at the top: the profile prices that
+    backend's kernels, and only this measurement needs them."""
+    from convc.backends.numpy_ref import conv_winograd_jit, jit
+    return conv_winograd_jit if jit.enabled() else None
+
+
+# The two maps the compiled transforms are timed on, (channels, size): per-column cost from the large
+# map, per-channel overhead from the small one, solved from both.
+COMPILED_PROBES = ((64, 56), (512, 7))
+
+
+def calibrate_compiled(dtype: str, timer: Callable[[Callable[[], object]], float]) -> dict[str, float]:
+    """Seconds per column and per channel plane of the compiled Winograd transforms, or {} where they do
+    not run. Each kernel is timed on the two COMPILED_PROBES maps and the two unknowns solved for."""
+    kernels = compiled_transforms()
+    if kernels is None:
+        return {}
+    dt = np.dtype(dtype)
+    rng = np.random.default_rng(0)
+    consts = np.asarray(kernels.CONSTANTS, dt)
+    rates: dict[str, float] = {}
+    for t in WINOGRAD_TILES:
+        alpha = t + 2
+        samples: dict[str, list[tuple[int, int, float]]] = {"in": [], "out": []}
+        for c, size in COMPILED_PROBES:
+            tiles = math.ceil(size / t)
+            x = rng.standard_normal((1, c, size, size)).astype(dt)
+            v = np.empty((alpha, alpha, c, 1, tiles, tiles), dt)
+            out, bias = np.empty((1, c, size, size), dt), np.zeros(c, dt)
+            samples["in"].append((c * tiles * tiles, c, timer(
+                lambda x=x, v=v, t=t: kernels.winograd_input_(x, t, 1, 1, consts, v))))
+            samples["out"].append((c * tiles * tiles, c, timer(
+                lambda v=v, out=out, b=bias, t=t: kernels.winograd_output_(v, t, b, True, consts, out))))
+        for side, ((cols1, planes1, s1), (cols2, planes2, s2)) in samples.items():
+            per_column, per_plane = np.linalg.solve([[cols1, planes1], [cols2, planes2]], [s1, s2])
+            rates[f"compiled_{side}{t}"] = max(float(per_column), 1e-12)
+            rates[f"compiled_{side}{t}_plane"] = max(float(per_plane), 1e-12)
+    return rates
+
+
 def calibrate(dtype: str, timer: Callable[[Callable[[], object]], float] = seconds_per_call) -> NumpyProfile:
     """Measures this machine (about a second per dtype): GEMMs per shape class, the kernels' copies,
     the Winograd transform GEMMs. `timer(fn)` returns seconds per call (tests pass a fake one)."""
@@ -156,7 +206,7 @@ def calibrate(dtype: str, timer: Callable[[Callable[[], object]], float] = secon
         gemm.append((d, big * big * d / timer(lambda a=a, b=b: a @ b)))
     columns = 8192
     transforms = {}
-    for t in WINOGRAD_TILES:  # the kernel's two 1-D passes per transform (backends/numpy_ref/conv_winograd.py)
+    for t in WINOGRAD_TILES:  # the NumPy kernel's two 1-D passes per transform (numpy_ref/conv_winograd.py)
         alpha = t + 2
         b_t, a_t, d = arr(alpha, alpha), arr(t, alpha), arr(alpha, alpha * columns)
         half_in, v = np.empty((alpha, alpha * columns), dt), np.empty((alpha, alpha, columns), dt)
@@ -172,6 +222,7 @@ def calibrate(dtype: str, timer: Callable[[Callable[[], object]], float] = secon
 
         transforms[f"in{t}"] = timer(input_transform) / columns
         transforms[f"out{t}"] = timer(output_transform) / columns
+    transforms.update(calibrate_compiled(dtype, timer))
     # A ResNet layer1-sized map (64 x 56 x 56): its copies outgrow the L2 cache, as real layers' do.
     c, hw, tiles = 64, 56, 14
     x = arr(1, c, hw, hw)
@@ -209,7 +260,8 @@ def calibrate(dtype: str, timer: Callable[[Callable[[], object]], float] = secon
 def machine_key(dtype: str) -> dict[str, Any]:
     """What a profile is valid for: a different CPU, thread count, NumPy or BLAS measures again."""
     return {"backend": "numpy", "cpu": cpu_name(), "threads": blas_threads(), "numpy": np.__version__,
-            "blas": blas_version(), "dtype": dtype, "version": PROFILE_VERSION}
+            "blas": blas_version(), "dtype": dtype, "version": PROFILE_VERSION,
+            "compiled": compiled_transforms() is not None}
 
 
 def profile_path(key: dict[str, Any]) -> Path:
@@ -244,7 +296,11 @@ def numpy_profile(dtype: str, calibrate_now: bool = True, log: list[str] | None 
     """This machine's cached profile for `dtype`, measured (and cached) on first use; the shipped
     constants when `calibrate_now` is False or for a dtype without them (float16 on NumPy)."""
     if not calibrate_now or dtype not in SHIPPED:
-        return SHIPPED.get(dtype, SHIPPED["float32"])
+        shipped = SHIPPED.get(dtype, SHIPPED["float32"])
+        if compiled_transforms() is None:  # the NumPy transforms run: price those
+            return dataclasses.replace(shipped, transform_s_per_column={
+                k: v for k, v in shipped.transform_s_per_column.items() if not k.startswith("compiled")})
+        return shipped
     key = machine_key(dtype)
     path = profile_path(key)
     cached, problem = read_cached(path, key)
