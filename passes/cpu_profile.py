@@ -97,8 +97,13 @@ class NumpyProfile:
                    + [getattr(profile, f.name) for f in dataclasses.fields(cls)[4:]])
         if not profile.gemm_rates or not all(math.isfinite(x) and x > 0 for x in numbers):
             raise ValueError("a rate is missing, zero, negative or not finite")
-        if {f"{io}{t}" for io in ("in", "out") for t in WINOGRAD_TILES} - set(profile.transform_s_per_column):
+        keys = set(profile.transform_s_per_column)
+        if {f"{io}{t}" for io in ("in", "out") for t in WINOGRAD_TILES} - keys:
             raise ValueError("a Winograd transform rate is missing")
+        compiled = {f"compiled_{io}{t}{part}" for io in ("in", "out") for t in WINOGRAD_TILES
+                    for part in ("", "_plane")}
+        if keys & compiled and compiled - keys:
+            raise ValueError("a compiled Winograd transform rate is missing")
         return profile
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from convc.backends.numpy_ref import jit
 from convc.compiler import optimize
 from convc.dsl import Network
 from convc.passes import conv_algo, cpu_profile
@@ -62,6 +63,14 @@ def test_a_profile_with_a_nonpositive_or_nan_rate_is_refused(field: str, value: 
     bad = dataclasses.replace(SHIPPED["float32"], **{field: value}).to_dict()
     with pytest.raises(ValueError, match="rate"):
         NumpyProfile.from_dict(bad)
+
+
+def test_a_profile_with_part_of_the_compiled_transform_rates_is_refused() -> None:
+    data = SHIPPED["float32"].to_dict()
+    del data["transform_s_per_column"]["compiled_out4_plane"]
+    with pytest.raises(ValueError, match="compiled Winograd transform rate is missing"):
+        NumpyProfile.from_dict(data)
+    assert NumpyProfile.from_dict(SHIPPED["float32"].to_dict()) == SHIPPED["float32"]
 
 
 # ------------------------------------------------------------------ the cache
@@ -197,3 +206,38 @@ def test_the_pass_option_turns_calibration_on_for_one_compile(monkeypatch: pytes
     ctx = PassContext(backend=get_backend("numpy"), options={"choose_conv_algo": {"calibrate": True}})
     conv_algo.choose_conv_algo(net.graph.copy(), ctx)
     assert seen == [False, True]
+
+
+# ------------------------------------------------------------------ the compiled Winograd transforms
+COMPILED_KEYS = {f"compiled_{side}{t}{part}" for side in ("in", "out") for t in (2, 4)
+                 for part in ("", "_plane")}
+
+
+@pytest.mark.skipif(not jit.installed(), reason="numba is not installed")
+def test_compiled_transforms_are_measured_only_where_they_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(jit.SWITCH, "1")
+    rates = calibrate("float32", FakeTimer(1e-3)).transform_s_per_column
+    assert COMPILED_KEYS <= set(rates)
+    for side, t in (("in", 4), ("out", 2)):  # each probe's modelled time is its (fake) measured time
+        for c, size in cpu_profile.COMPILED_PROBES:
+            columns = c * math.ceil(size / t) ** 2
+            assert columns * rates[f"compiled_{side}{t}"] + c * rates[f"compiled_{side}{t}_plane"] == \
+                pytest.approx(1e-3)
+    compiled_key = machine_key("float32")
+    monkeypatch.setenv(jit.SWITCH, "0")
+    assert not COMPILED_KEYS & set(calibrate("float32", FakeTimer(1e-3)).transform_s_per_column)
+    assert not COMPILED_KEYS & set(numpy_profile("float32", calibrate_now=False).transform_s_per_column)
+    assert machine_key("float32") != compiled_key  # a profile measured with numba is not reused without
+
+
+def test_the_model_prices_the_compiled_transforms_where_the_profile_has_them() -> None:
+    """64 channels at 24x24, F(4x4): 36 tiles per channel; the compiled sides replace every copy and
+    transform of the NumPy path (free in the flat profile) by their per-column and per-plane costs."""
+    rates = {"compiled_in4": 2e-9, "compiled_in4_plane": 3e-7,
+             "compiled_out4": 5e-9, "compiled_out4_plane": 7e-7}
+    plain = flat_profile()
+    compiled = flat_profile(transform_s_per_column={**plain.transform_s_per_column, **rates})
+    shape = conv_shape(64, 24)
+    extra = estimate_numpy(shape, "winograd_4x4", compiled) - estimate_numpy(shape, "winograd_4x4", plain)
+    assert extra == pytest.approx(64 * 36 * (2e-9 + 5e-9) + 64 * (3e-7 + 7e-7))
+    assert estimate_numpy(shape, "winograd_2x2", compiled) == estimate_numpy(shape, "winograd_2x2", plain)
