@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from convc.backends.numpy_ref import epilogue_jit
 from convc.errors import BackendError
 
 
@@ -179,9 +180,13 @@ def apply_epilogue(out: np.ndarray, bias: np.ndarray | None, steps: Sequence[tup
     next residual. Writes into `out`, which must be the kernel's own fresh array.
 
     A large output goes block by block over its (image, channel) rows, every step on one block before
-    the next block: one pass over memory in place of one per step."""
+    the next block: one pass over memory in place of one per step. With numba on (jit.enabled()) a
+    C-contiguous float32/float64 output goes through epilogue_jit instead: every step in one compiled
+    pass over L1-sized blocks."""
     if bias is None and not steps:
         return out
+    if epilogue_jit.applicable(out, *residuals):
+        return epilogue_jit.run_epilogue(out, bias, steps, residuals)
     rows = out.shape[0] * out.shape[1] if out.ndim >= 2 else 1
     per_row = out.size // max(rows, 1)
     if out.nbytes <= EPILOGUE_BLOCKED_ABOVE_BYTES or not out.flags.c_contiguous or out.ndim < 2:

@@ -1,5 +1,6 @@
 """The NumPy backend's fused epilogue, whole-tensor and block by block: bias, activations and residual
-adds against torch in float64, for any block size, including blocks that split an image's channels."""
+adds against torch in float64, for any block size, including blocks that split an image's channels.
+These test the NumPy path (CONVC_NUMBA=0); test_numpy_epilogue_jit.py tests the compiled one."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convc.backends.numpy_ref import epilogue
+from convc.backends.numpy_ref import epilogue, jit
 from convc.numerics import budget, rel_err
 
 STEPS = st.lists(st.sampled_from([("relu",), ("add",), ("leaky_relu", 0.1), ("sigmoid",), ("tanh",),
@@ -48,6 +49,7 @@ def test_blocked_and_whole_epilogues_match_torch(shape: tuple[int, ...], steps: 
     residuals = [rng.standard_normal(shape) for step in steps if step[0] == "add"]
     expected = torch_epilogue(y, bias, steps, residuals)
     with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(jit.SWITCH, "0")
         mp.setattr(epilogue, "EPILOGUE_BLOCKED_ABOVE_BYTES", 0 if blocked else 1 << 40)
         mp.setattr(epilogue, "EPILOGUE_BLOCK", block)
         out = epilogue.apply_epilogue(y, bias, steps, residuals)
@@ -55,7 +57,10 @@ def test_blocked_and_whole_epilogues_match_torch(shape: tuple[int, ...], steps: 
     assert rel_err(out, expected) <= 1e-12
 
 
-def test_a_large_output_goes_block_by_block_and_nan_still_propagates() -> None:
+@pytest.mark.parametrize("compiled", ["1", "0"])
+def test_a_large_output_goes_block_by_block_and_nan_still_propagates(compiled: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(jit.SWITCH, compiled)
     y = np.ones((1, 64, 160, 160), np.float32)
     y[0, 63, 159, 159] = np.nan
     assert y.nbytes > epilogue.EPILOGUE_BLOCKED_ABOVE_BYTES
