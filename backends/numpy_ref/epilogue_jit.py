@@ -103,84 +103,94 @@ def _load(source, out, scale, shift, start, stop, per_row):  # type: ignore[no-u
 
 
 @jit.kernel
+def apply_steps(block, added0, added1, codes, params, single):  # type: ignore[no-untyped-def]
+    """The steps `codes` (parameters in rows 1.. of `params`, row 0 holding (0, 1)) in place on `block`,
+    one vectorized loop per step; ADD0 / ADD1 add `added0` / `added1` (of block's size, else empty).
+    `single` selects the float32 exp. Other compiled kernels call it on their own output blocks:
+
+        codes, params = encode(steps, out.dtype)
+        apply_steps(out_rows, residual_rows, empty, codes, params, out.dtype == np.float32)
+    """
+    zero, one = params[0, 0], params[0, 1]
+    three, six = one * 3, one * 6
+    for s in range(codes.size):
+        code, lo, hi = codes[s], params[s + 1, 0], params[s + 1, 1]
+        if code == RELU:
+            for k in range(block.size):
+                v = block[k]
+                block[k] = v if not v < zero else zero  # NaN is not < 0: it stays
+        elif code == ADD0:
+            for k in range(block.size):
+                block[k] += added0[k]
+        elif code == ADD1:
+            for k in range(block.size):
+                block[k] += added1[k]
+        elif code == LEAKY_RELU:
+            for k in range(block.size):
+                v = block[k]
+                block[k] = v * lo if v < zero else v
+        elif code == CLIP:  # torch.clamp: max first, then min; a select keeps NaN (min/max may not)
+            for k in range(block.size):
+                v = block[k]
+                v = lo if v < lo else v  # noqa: FURB136
+                block[k] = hi if v > hi else v  # noqa: FURB136
+        elif code == HARDSIGMOID or code == HARDSWISH:
+            for k in range(block.size):
+                v = block[k]
+                gate = v + three
+                gate = zero if gate < zero else gate  # noqa: FURB136
+                gate = (six if gate > six else gate) / six  # noqa: FURB136
+                block[k] = gate if code == HARDSIGMOID else v * gate
+        elif code == SIGMOID and single:
+            for k in range(block.size):
+                block[k] = sigmoid32(block[k])
+        elif code == SIGMOID:
+            for k in range(block.size):
+                block[k] = one / (one + math.exp(-block[k]))
+        elif code == SILU and single:
+            for k in range(block.size):
+                v = block[k]
+                block[k] = v * sigmoid32(v)
+        elif code == SILU:
+            for k in range(block.size):
+                v = block[k]
+                block[k] = v / (one + math.exp(-v))
+        elif code == GELU and single:
+            for k in range(block.size):
+                v = block[k]
+                block[k] = v * normal_cdf32(v)
+        elif code == GELU:
+            for k in range(block.size):
+                v = block[k]
+                block[k] = v * ((math.erf(v * _SQRT_HALF) + 1.0) * 0.5)
+        elif code == GELU_TANH and single:
+            for k in range(block.size):
+                v = block[k]
+                block[k] = v * sigmoid32(lo * (v + hi * v * v * v))
+        elif code == GELU_TANH:
+            for k in range(block.size):
+                v = block[k]
+                block[k] = v / (one + math.exp(-lo * (v + hi * v * v * v)))
+        elif code == TANH:
+            for k in range(block.size):
+                block[k] = math.tanh(block[k])
+        elif code == ELU:
+            for k in range(block.size):
+                v = block[k]
+                block[k] = lo * math.expm1(v) if v < zero else v
+
+
+@jit.kernel
 def _epilogue(source, out, scale, shift, load,  # type: ignore[no-untyped-def]
               residual0, residual1, codes, params, per_row, single):
-    """The steps `codes` (parameters in `params` rows) over `out`, block by block; `load` first runs
-    _load from `source`. `single` selects the float32 transcendental functions."""
-    zero, one = params[0, 0], params[0, 1]  # row 0 holds (0, 1) in out's dtype
-    three, six = one * 3, one * 6
+    """apply_steps over `out` block by block; `load` first runs _load from `source` into the block."""
     for start in range(0, out.size, BLOCK):
         stop = min(out.size, start + BLOCK)
         if load:
             _load(source, out, scale, shift, start, stop, per_row)
-        # views indexed from 0 in the loops below: numba then knows no index is negative and the
+        # views indexed from 0 in apply_steps' loops: numba then knows no index is negative and the
         # loops vectorize (out[start + k] would check for wraparound at every element)
-        block, added0, added1 = out[start:stop], residual0[start:stop], residual1[start:stop]
-        for s in range(codes.size):
-            code, lo, hi = codes[s], params[s + 1, 0], params[s + 1, 1]
-            if code == RELU:
-                for k in range(block.size):
-                    v = block[k]
-                    block[k] = v if not v < zero else zero  # NaN is not < 0: it stays
-            elif code == ADD0:
-                for k in range(block.size):
-                    block[k] += added0[k]
-            elif code == ADD1:
-                for k in range(block.size):
-                    block[k] += added1[k]
-            elif code == LEAKY_RELU:
-                for k in range(block.size):
-                    v = block[k]
-                    block[k] = v * lo if v < zero else v
-            elif code == CLIP:  # torch.clamp: max first, then min; a select keeps NaN (min/max may not)
-                for k in range(block.size):
-                    v = block[k]
-                    v = lo if v < lo else v  # noqa: FURB136
-                    block[k] = hi if v > hi else v  # noqa: FURB136
-            elif code == HARDSIGMOID or code == HARDSWISH:
-                for k in range(block.size):
-                    v = block[k]
-                    gate = v + three
-                    gate = zero if gate < zero else gate  # noqa: FURB136
-                    gate = (six if gate > six else gate) / six  # noqa: FURB136
-                    block[k] = gate if code == HARDSIGMOID else v * gate
-            elif code == SIGMOID and single:
-                for k in range(block.size):
-                    block[k] = sigmoid32(block[k])
-            elif code == SIGMOID:
-                for k in range(block.size):
-                    block[k] = one / (one + math.exp(-block[k]))
-            elif code == SILU and single:
-                for k in range(block.size):
-                    v = block[k]
-                    block[k] = v * sigmoid32(v)
-            elif code == SILU:
-                for k in range(block.size):
-                    v = block[k]
-                    block[k] = v / (one + math.exp(-v))
-            elif code == GELU and single:
-                for k in range(block.size):
-                    v = block[k]
-                    block[k] = v * normal_cdf32(v)
-            elif code == GELU:
-                for k in range(block.size):
-                    v = block[k]
-                    block[k] = v * ((math.erf(v * _SQRT_HALF) + 1.0) * 0.5)
-            elif code == GELU_TANH and single:
-                for k in range(block.size):
-                    v = block[k]
-                    block[k] = v * sigmoid32(lo * (v + hi * v * v * v))
-            elif code == GELU_TANH:
-                for k in range(block.size):
-                    v = block[k]
-                    block[k] = v / (one + math.exp(-lo * (v + hi * v * v * v)))
-            elif code == TANH:
-                for k in range(block.size):
-                    block[k] = math.tanh(block[k])
-            elif code == ELU:
-                for k in range(block.size):
-                    v = block[k]
-                    block[k] = lo * math.expm1(v) if v < zero else v
+        apply_steps(out[start:stop], residual0[start:stop], residual1[start:stop], codes, params, single)
 
 
 def applicable(out: np.ndarray, *operands: np.ndarray | None) -> bool:
@@ -193,7 +203,7 @@ def applicable(out: np.ndarray, *operands: np.ndarray | None) -> bool:
 
 
 @functools.lru_cache(maxsize=512)
-def _encode(steps: tuple, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+def encode(steps: tuple, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """The opcodes and the parameter rows of `steps` (cached: a model repeats a few chains)."""
     codes = np.empty(len(steps), np.int64)
     params = np.zeros((len(steps) + 1, 2), dtype)
@@ -245,7 +255,7 @@ def run_epilogue(out: np.ndarray, bias: np.ndarray | None, steps: Sequence[tuple
             if adds > 2:
                 cut = s
                 break
-        codes, params = _encode(tuple(steps[:cut]), dtype)
+        codes, params = encode(tuple(steps[:cut]), dtype)
         used = pending[:2] + [empty] * (2 - len(pending[:2]))
         _epilogue(src, flat, scale_rows, shift_rows, load, used[0], used[1], codes, params, per_row,
                   dtype == np.float32)
@@ -254,4 +264,4 @@ def run_epilogue(out: np.ndarray, bias: np.ndarray | None, steps: Sequence[tuple
         steps, pending, load = steps[cut:], pending[2:], False
 
 
-__all__ = ["BLOCK", "OPCODES", "applicable", "run_epilogue"]
+__all__ = ["BLOCK", "OPCODES", "applicable", "apply_steps", "encode", "run_epilogue"]
