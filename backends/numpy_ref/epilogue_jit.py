@@ -264,4 +264,22 @@ def run_epilogue(out: np.ndarray, bias: np.ndarray | None, steps: Sequence[tuple
         steps, pending, load = steps[cut:], pending[2:], False
 
 
-__all__ = ["BLOCK", "OPCODES", "applicable", "apply_steps", "encode", "run_epilogue"]
+def fresh(source: np.ndarray, steps: Sequence[tuple] = (), residuals: Sequence[np.ndarray] = (), *,
+          scale: np.ndarray | None = None, shift: np.ndarray | None = None) -> np.ndarray | None:
+    """steps(source * scale + shift) into a new array in one compiled pass (scale and shift as in
+    run_epilogue), or None where the compiled path does not apply (numba off, strided or float16
+    operands): the caller then runs its NumPy code. Standalone ops use it:
+
+        fresh(x, (("relu",),))                       # relu(x)
+        fresh(x, scale=gamma, shift=beta)            # inference batch norm, one multiply-add
+        fresh(x, scale=s.reshape(-1))                # squeeze-excitation: x * s[n, c]
+    """
+    per_row_ok = all(p is None or (p.dtype == source.dtype and source.ndim >= 2
+                                   and p.size in (source.shape[1], source.shape[0] * source.shape[1]))
+                     for p in (scale, shift))
+    if not per_row_ok or not applicable(source, *residuals):
+        return None
+    return run_epilogue(np.empty_like(source), shift, steps, residuals, source=source, scale=scale)
+
+
+__all__ = ["BLOCK", "OPCODES", "applicable", "apply_steps", "encode", "fresh", "run_epilogue"]
