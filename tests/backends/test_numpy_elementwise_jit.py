@@ -1,6 +1,6 @@
-"""The NumPy backend's standalone activations, add, squeeze-excitation mul, scale-shift, batch norm and
-channel scale: compiled (epilogue_jit.fresh) and NumPy (CONVC_NUMBA=0) both against torch in float64,
-NaN and inf included, operands never written."""
+"""The NumPy backend's standalone activations, add, squeeze-excitation mul, scale-shift, batch norm,
+channel scale and layer norm: compiled (epilogue_jit.fresh, normalization_jit) and NumPy (CONVC_NUMBA=0)
+both against torch in float64, NaN and inf included, operands never written."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -103,3 +103,26 @@ def test_scale_shift_batch_norm_and_channel_scale(shape: tuple[int, ...], dtype:
         check(run("channel_scale", {}, [x, w]), (t[0] * t[1].reshape(channel)).numpy(), dtype)
         expected = F.batch_norm(t[0], t[3], t[4], t[1], t[2], training=False, eps=1e-5).numpy()
         check(run("batch_norm", {"eps": 1e-5}, [x, w, b, mean, var]), expected, dtype)
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.sampled_from([(2, 5), (1, 7, 3), (2, 6, 17, 19), (1, 3, 2, 3, 4), (1, 1, 4, 4)]),
+       dtype=st.sampled_from([np.float32, np.float64]), path=st.sampled_from(PATHS),
+       offset=st.sampled_from([0.0, 1e3]), nonfinite=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_layer_norm_over_channels(shape: tuple[int, ...], dtype: type, path: str, offset: float,
+                                  nonfinite: bool, seed: int) -> None:
+    """Over axis 1, biased variance, positions in several compiled blocks (17 x 19 > 256), a large mean
+    (no E[x^2] - E[x]^2 cancellation), NaN / inf poisoning exactly their own position."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) + offset).astype(dtype)
+    if nonfinite and x.size > 2:
+        x.flat[1], x.flat[-1] = np.nan, np.inf
+    w, b = (rng.standard_normal(shape[1]).astype(dtype) for _ in range(2))
+    tx = torch.from_numpy(x.astype(np.float64)).movedim(1, -1)
+    expected = F.layer_norm(tx, (shape[1],), torch.from_numpy(w.astype(np.float64)),
+                            torch.from_numpy(b.astype(np.float64)), 1e-6).movedim(-1, 1).numpy()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(jit.SWITCH, path)
+        with np.errstate(invalid="ignore"):
+            got = run("layer_norm", {"eps": 1e-6}, [x, w, b])
+    check(got, expected, dtype)
