@@ -33,6 +33,8 @@ import numpy as np
 from convc.ir import Node
 from convc.ops import CONV_OPS
 
+from convc.backends.numpy_ref import jit
+from convc.backends.numpy_ref.conv_depthwise_jit import conv_depthwise_jit, jit_applicable
 from convc.backends.numpy_ref.conv_depthwise_rows import conv_depthwise_rows, rows_applicable
 from convc.backends.numpy_ref.conv_operands import ConvOperands
 from convc.backends.numpy_ref.epilogue import apply_epilogue
@@ -140,9 +142,12 @@ def conv_depthwise_channel_major(conv: ConvOperands) -> np.ndarray:
 
 
 def conv_depthwise(node: Node, args: list[Any]) -> np.ndarray:
-    """conv1d/2d/3d with groups == C and out_channels == mult * C: channels-last on small output maps
-    (1D/2D, one filter per channel), channel-major otherwise."""
+    """conv1d/2d/3d with groups == C and out_channels == mult * C: compiled (conv_depthwise_jit.py) for
+    1D/2D where numba runs; else channels-last on small output maps (1D/2D, one filter per channel),
+    channel-major otherwise."""
     conv = ConvOperands.of(node, args)
+    if jit.enabled() and jit_applicable(conv):
+        return conv_depthwise_jit(conv)
     if rows_applicable(conv) and math.prod(conv.out_spatial) < CHANNELS_LAST_BELOW:
         return conv_depthwise_rows(conv)
     return conv_depthwise_channel_major(conv)

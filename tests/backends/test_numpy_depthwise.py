@@ -1,10 +1,12 @@
 """The NumPy backend's depthwise convolution (algo "depthwise") against torch.nn.functional in float64:
 1D/2D/3D, stride, dilation, asymmetric padding, kernel sizes and channel multipliers (hypothesis), fused
 epilogues, NaN propagation, the error for a conv that is not depthwise, and the plan choosing it. Each
-case runs in both layouts (channel-major and channels-last), with blocks small enough that a layer
-spans several of them."""
+case runs in the NumPy kernels' two layouts (channel-major and channels-last, CONVC_NUMBA=0) and in the
+compiled kernel's two (planes and channels-last, conv_depthwise_jit.py), with blocks small enough that a
+layer spans several of them."""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from unittest import mock
@@ -18,20 +20,28 @@ from hypothesis import strategies as st
 from test_numpy_conv import check, conv_graph, torch_conv
 
 import convc
-from convc.backends.numpy_ref import backend, conv_depthwise, conv_depthwise_rows
+from convc.backends.numpy_ref import backend, conv_depthwise, conv_depthwise_jit, conv_depthwise_rows, jit
 from convc.errors import BackendError, OptionError
 
-LAYOUTS = ("channel_major", "channels_last")
+LAYOUTS = ("channel_major", "channels_last", "compiled_planes", "compiled_channels_last")
 
 
 @contextmanager
 def layout(kind: str, block_bytes: int = 256) -> Iterator[None]:
     """Every depthwise layer in `kind` (channels-last only where it applies: 1D/2D, one filter per
-    channel), in blocks of `block_bytes` (a few rows or channels each)."""
+    channel; the compiled kernel only for 1D/2D, 3D layers then run channel-major), in blocks of
+    `block_bytes` (a few rows or channels each). The compiled kinds skip where numba is missing."""
+    compiled = kind.startswith("compiled")
+    if compiled and not jit.installed():
+        pytest.skip("numba is not installed")
     below = 1 << 40 if kind == "channels_last" else 0
-    with mock.patch.object(conv_depthwise, "CHANNELS_LAST_BELOW", below), \
+    compiled_below = 1 << 40 if kind == "compiled_channels_last" else 0
+    with mock.patch.dict(os.environ, {jit.SWITCH: "1" if compiled else "0"}), \
+            mock.patch.object(conv_depthwise, "CHANNELS_LAST_BELOW", below), \
             mock.patch.object(conv_depthwise, "BLOCK_BYTES", block_bytes), \
-            mock.patch.object(conv_depthwise_rows, "BLOCK_BYTES", block_bytes):
+            mock.patch.object(conv_depthwise_rows, "BLOCK_BYTES", block_bytes), \
+            mock.patch.object(conv_depthwise_jit, "CHANNELS_LAST_UP_TO", compiled_below), \
+            mock.patch.object(conv_depthwise_jit, "EPILOGUE_BLOCK_BYTES", block_bytes):
         yield
 
 
