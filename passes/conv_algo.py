@@ -41,7 +41,7 @@ from convc.pass_manager import PassContext, convc_pass
 from convc.progress import reporting_lines_to, track
 
 from convc.passes.conv_cost import COST_MODEL_VERSION, PROFILES, WINOGRAD_TILE, ConvShape, estimate
-from convc.passes.conv_cost_numpy import estimate_numpy
+from convc.passes.conv_cost_numpy import compiled_kernels_priced, estimate_numpy
 from convc.passes.cpu_profile import NumpyProfile, calibration_enabled, numpy_profile
 from convc.passes.conv_measure import measure
 from convc.passes.plan import (
@@ -301,6 +301,8 @@ def _choose_conv_algo(g: Graph, ctx: PassContext) -> bool:
     extra: dict[str, object] = {"threads": blas_threads()}
     if mode == "model":
         extra["profile"] = cpu.fingerprint() if cpu is not None else "built-in"
+        if cpu is not None:  # the NumPy backend's depthwise price depends on its numba switch
+            extra["kernels"] = "numba" if compiled_kernels_priced() else "numpy"
     cache = PlanCache(backend, device, ctx.dtype, mode, COST_MODEL_VERSION, extra).load()
     if cache.problem:
         ctx.log.append(f"choose_conv_algo: {cache.problem}")

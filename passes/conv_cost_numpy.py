@@ -10,7 +10,9 @@ the rate the profile measured for that kind of operation:
   stride-1 unpadded conv), one GEMM per image and group;
 - direct: the padded copy, then per kernel offset a strided slice copy, a GEMM with the small inner
   dimension C/groups, and an accumulation into the output;
-- depthwise: a padded copy, per tap a multiply and an add over cache-sized blocks, the crop;
+- depthwise: compiled (numba on): per channel its padded copy, every tap's multiply-add, each output
+  row's store, at the rates measured for that kernel; NumPy (CONVC_NUMBA=0): a padded copy, per tap a
+  multiply and an add over cache-sized blocks, the crop;
 - Winograd F(m x m, 3x3): the padded copy, the overlapping-tile gather, the input transform GEMM,
   alpha^2 GEMMs of [K x C] @ [C x tiles] (the smaller `tiles` is, the lower the GEMM rate), the output
   transform GEMM, the permutation of output tiles back to NCHW, the crop when the tiles overhang, and
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import math
 
+from convc.backends.numpy_ref import jit
 from convc.passes.conv_cost import WINOGRAD_TILE, ConvShape
 from convc.passes.cpu_profile import NumpyProfile
 
@@ -58,6 +61,14 @@ def padded_elements(shape: ConvShape, extra: tuple[int, ...] = ()) -> int:
     return shape.batch * shape.in_channels * math.prod(spatial)
 
 
+# NumPy's strided copy pays about this much per contiguous run it copies (one output row of one tap
+# and channel): measured (1 thread, float32, 2026-12-01, shared EPYC) 2.7-4.6 ns a run beyond the
+# profile's gather rate on depthwise-shaped gathers of 7x7 to 56x56 maps (960 channels at 7x7: 286 us
+# where the rate alone gives 62). Charged to grouped convs (whose gathers are all channels, few rows
+# each), as the larger of the two.
+GATHER_RUN_S = 4e-9
+
+
 def im2col_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> float:
     g = shape.groups
     positions = math.prod(shape.out_spatial)
@@ -65,7 +76,12 @@ def im2col_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> float:
     total = pad_seconds(shape, padded_elements(shape), profile, size)
     if not shape.unit_window:
         cols = shape.batch * g * patch * positions
-        total += 2 * cols * size / profile.gather_bytes_per_s + profile.call_overhead_s
+        gather = 2 * cols * size / profile.gather_bytes_per_s
+        if g > 1:
+            rows = math.prod(shape.out_spatial[:-1])
+            runs = shape.batch * shape.in_channels * math.prod(shape.kernel) * rows
+            gather = max(gather, runs * GATHER_RUN_S)
+        total += gather + profile.call_overhead_s
     return total + gemm_seconds(shape.out_channels // g, positions, patch, profile, size, shape.batch * g)
 
 
@@ -150,10 +166,62 @@ def depthwise_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> flo
     return min(channel_major, channels_last)
 
 
+# The compiled depthwise kernel (backends/numpy_ref/conv_depthwise_jit.py), priced by its parts as
+# measured on the shared 2-core EPYC (1 thread, float32, 2026-12-01; kernels of 1, 3, 5 and 7 taps a
+# side on 7x7 to 112x112 maps): multiply-adds at about 12 G/s in float32 (vectors of half as many
+# float64: half that), the padded copy at 0.25 ns an element (0.45 ns split into the phases of a
+# stride), 10 ns per output row stored and 0.1 us per channel. Maps of 64 positions or fewer run
+# channels-last: 2 ns per position and channel, the multiply-adds at 10 G/s, 0.5 ns per padded
+# element. The parts add up to within 25% of 19 measured MobileNet, EfficientNet, ConvNeXt and
+# ShuffleNet layers but one (ConvNeXt's 7x7 on 56x56: 1.5 modelled, 1.1 ms measured).
+JIT_FMA_PER_S = {"float32": 12e9, "float64": 6e9}
+JIT_FILL_S = 0.25e-9
+JIT_STRIDED_FILL_S = 0.45e-9
+JIT_ROW_S = 10e-9
+JIT_CHANNEL_S = 0.1e-6
+JIT_CHANNELS_LAST_UP_TO = 64  # conv_depthwise_jit.CHANNELS_LAST_UP_TO
+JIT_CL_FMA_PER_S = {"float32": 10e9, "float64": 5e9}
+JIT_CL_POSITION_S = 2e-9
+JIT_CL_FILL_S = 0.5e-9
+JIT_CALL_S = 5e-6  # the Python wrapper and numba's dispatch
+
+
+def depthwise_jit_seconds(shape: ConvShape, dtype: str) -> float:
+    """backends/numpy_ref/conv_depthwise_jit.py on a 1D/2D depthwise `shape`: per image and input
+    channel the zero-padded copy, then per output channel every tap's multiply-add over the wide rows
+    (output rows plus the kernel's overhang), the row stores and a fixed cost."""
+    fma_rate = JIT_FMA_PER_S.get(dtype, JIT_FMA_PER_S["float32"])
+    taps = math.prod(shape.kernel)
+    out_h, out_w = (1,) + shape.out_spatial if len(shape.out_spatial) == 1 else shape.out_spatial
+    padded = padded_elements(shape) // max(1, shape.batch * shape.in_channels)  # one channel's copy
+    planes_in = shape.batch * shape.in_channels
+    planes_out = shape.batch * shape.out_channels
+    if shape.out_channels == shape.in_channels and out_h * out_w <= JIT_CHANNELS_LAST_UP_TO:
+        rate = JIT_CL_FMA_PER_S.get(dtype, JIT_CL_FMA_PER_S["float32"])
+        per_channel = out_h * out_w * (JIT_CL_POSITION_S + taps / rate) + padded * JIT_CL_FILL_S
+        return planes_out * per_channel + JIT_CALL_S
+    wide = out_h * (out_w + shape.kernel[-1] - 1)
+    # the shape does not say the stride: an input about twice the output is a stride-2 layer
+    strided = any(i >= 2 * o - 1 and o > 1 for i, o in zip(shape.in_spatial, shape.out_spatial))
+    return (planes_in * padded * (JIT_STRIDED_FILL_S if strided else JIT_FILL_S)
+            + planes_out * (wide * taps / fma_rate + out_h * JIT_ROW_S + JIT_CHANNEL_S) + JIT_CALL_S)
+
+
+def compiled_kernels_priced() -> bool:
+    """Whether estimate_numpy prices the compiled kernels (numba installed, CONVC_NUMBA not 0) by
+    default: a plan modelled one way is not replayed the other (passes/conv_algo.py keys it)."""
+    return jit.enabled()
+
+
 def estimate_numpy(shape: ConvShape, algo: str, profile: NumpyProfile,
-                   filters_pretransformed: bool = True) -> float:
-    """Modelled seconds of the NumPy backend's `algo` kernel on `shape`, in the profile's dtype."""
+                   filters_pretransformed: bool = True, compiled: bool | None = None) -> float:
+    """Modelled seconds of the NumPy backend's `algo` kernel on `shape`, in the profile's dtype;
+    `compiled`: whether its numba kernels run (default: jit.enabled(), the CONVC_NUMBA switch)."""
     size = ITEMSIZE.get(profile.dtype, 4)
+    if compiled is None:
+        compiled = compiled_kernels_priced()
+    if algo == "depthwise" and compiled and len(shape.kernel) in (1, 2):
+        return depthwise_jit_seconds(shape, profile.dtype)
     if algo == "direct":
         return direct_seconds(shape, profile, size)
     if algo in WINOGRAD_TILE:

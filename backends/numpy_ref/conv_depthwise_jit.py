@@ -130,9 +130,16 @@ def fill_phases(plane: np.ndarray, phased: np.ndarray, grid_h: int, grid_w: int,
             first_col = lo * stride_w + pw - left
             for q in range(q_lo, q_hi):
                 row = base + q * grid_w
-                source = plane[q * stride_h + ph - top]
-                for r in range(lo, hi):
-                    phased[row + r] = source[first_col + (r - lo) * stride_w]
+                if stride_w == 1:
+                    source = plane[q * stride_h + ph - top]
+                    for r in range(lo, hi):
+                        phased[row + r] = source[first_col + r - lo]
+                else:  # views: the strided loads need no wraparound test
+                    last_col = first_col + (hi - lo - 1) * stride_w
+                    source = plane[q * stride_h + ph - top, first_col:last_col + 1:stride_w]
+                    target = phased[row + lo:row + hi]
+                    for r in range(hi - lo):
+                        target[r] = source[r]
 
 
 @jit.kernel

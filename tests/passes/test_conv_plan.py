@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from convc.backends.numpy_ref import jit
 from convc.compiler import optimize
 from convc.device_profiles import blas_threads
 from convc.dsl import Network
@@ -55,10 +56,12 @@ def test_plan_is_cached_per_signature_and_replayed_without_modelling_again(
         plan_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _, first, _ = optimize(net(), check_numerics=False)
     files = cache_files(plan_cache_dir)
-    # keyed by the BLAS thread count and the CPU profile the model priced with (shipped in tests)
+    # keyed by the BLAS thread count, the CPU profile the model priced with (shipped in tests) and
+    # whether the compiled (numba) kernels were priced
     profile = SHIPPED["float32"].fingerprint()
+    kernels = "numba" if jit.enabled() else "numpy"
     assert [f.name for f in files] == [f"numpy-cpu-float32-model-{COST_MODEL_VERSION}-{blas_threads()}-"
-                                       f"{profile}.json"]
+                                       f"{profile}-{kernels}.json"]
     entries = json.loads(files[0].read_text())["entries"]
     assert len(entries) == 3 and all(e["algo"] for e in entries.values())
 
@@ -69,6 +72,19 @@ def test_plan_is_cached_per_signature_and_replayed_without_modelling_again(
     monkeypatch.setattr(conv_algo, "estimate_numpy", no_estimates)
     _, second, _ = optimize(net(), check_numerics=False)
     assert second.results["plan"] == first.results["plan"]
+
+
+def test_a_plan_modelled_with_numba_is_not_replayed_without_it(plan_cache_dir: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """CONVC_NUMBA=0 prices the NumPy depthwise kernel, not the compiled one: another cache file."""
+    monkeypatch.setenv(jit.SWITCH, "0")
+    optimize(net(), check_numerics=False)
+    assert [f.name.rsplit("-", 1)[1] for f in cache_files(plan_cache_dir)] == ["numpy.json"]
+    if jit.installed():
+        monkeypatch.setenv(jit.SWITCH, "1")
+        optimize(net(), check_numerics=False)
+        assert sorted(f.name.rsplit("-", 1)[1] for f in cache_files(plan_cache_dir)) == ["numba.json",
+                                                                                         "numpy.json"]
 
 
 def test_a_corrupt_cache_is_rebuilt_not_trusted(plan_cache_dir: Path) -> None:

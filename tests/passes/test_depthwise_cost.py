@@ -1,10 +1,15 @@
 """The NumPy cost model's depthwise price against grouped im2col: on this machine's measured profile
-and on the shipped constants, -O2 picks the depthwise kernel for the depthwise layers of MobileNet v2,
-EfficientNet and ConvNeXt, where it measured faster (bench/NOTES.md, 2026-12-01, dwcpu section)."""
+and on the shipped constants, for the compiled kernel (numba) and the NumPy one, -O2 picks the
+depthwise kernel for the depthwise layers of MobileNet v2, EfficientNet and ConvNeXt, where it measured
+faster (bench/NOTES.md, 2026-12-01, dwcpu and dwjit sections); the compiled kernel's price against its
+measured times."""
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
+from convc.backends.numpy_ref import jit
 from convc.compiler import optimize
 from convc.dsl import Network
 from convc.passes import conv_algo
@@ -36,13 +41,54 @@ def depthwise_net(channels: int, size: int, kernel: int, stride: int) -> Network
     return net
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "numpy"])
 @pytest.mark.parametrize("profile", [MEASURED, SHIPPED["float32"]], ids=["measured", "shipped"])
 @pytest.mark.parametrize("channels, size, kernel, stride", LAYERS)
 def test_depthwise_is_priced_below_grouped_im2col(channels: int, size: int, kernel: int, stride: int,
-                                                  profile: NumpyProfile) -> None:
+                                                  profile: NumpyProfile, compiled: bool) -> None:
     net = depthwise_net(channels, size, kernel, stride)
     shape = ConvShape.of(net.graph.node("dw"), net.graph)
-    assert estimate_numpy(shape, "depthwise", profile) < estimate_numpy(shape, "im2col", profile)
+    assert (estimate_numpy(shape, "depthwise", profile, compiled=compiled)
+            < estimate_numpy(shape, "im2col", profile, compiled=compiled))
+
+
+# (channels, map size, kernel, stride, ms): the compiled kernel with its bias, measured by
+# bench/bench_depthwise.py's layer set (1 thread, float32, batch 1, best of 40, shared 2-core EPYC,
+# 2026-12-01, load average about 2).
+MEASURED_JIT = [(32, 112, 3, 1, 0.50), (96, 112, 3, 2, 0.81), (144, 56, 3, 1, 0.59), (144, 56, 3, 2, 0.38),
+                (384, 14, 3, 1, 0.19), (576, 14, 3, 2, 0.165), (960, 7, 3, 1, 0.132), (144, 56, 5, 2, 0.47),
+                (240, 28, 5, 1, 0.565), (672, 14, 5, 1, 0.61), (1152, 7, 5, 1, 0.27), (96, 56, 7, 1, 1.08),
+                (384, 14, 7, 1, 0.57), (768, 7, 7, 1, 0.30), (24, 28, 3, 2, 0.039), (58, 28, 3, 1, 0.087),
+                (116, 14, 3, 2, 0.039), (232, 7, 3, 1, 0.042), (48, 56, 3, 2, 0.126)]
+
+
+@pytest.mark.parametrize("channels, size, kernel, stride, ms", MEASURED_JIT)
+def test_the_compiled_price_is_near_the_measured_time(channels: int, size: int, kernel: int, stride: int,
+                                                      ms: float) -> None:
+    net = depthwise_net(channels, size, kernel, stride)
+    shape = ConvShape.of(net.graph.node("dw"), net.graph)
+    modelled = estimate_numpy(shape, "depthwise", MEASURED, compiled=True) * 1e3
+    assert ms / 1.6 < modelled < ms * 1.6
+
+
+def test_the_compiled_price_follows_the_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """By default the price is the compiled kernel's where numba runs, the NumPy one's with CONVC_NUMBA=0;
+    3D layers (no compiled kernel) keep the NumPy price; float64 runs at half the vector width."""
+    net = depthwise_net(144, 56, 3, 1)
+    shape = ConvShape.of(net.graph.node("dw"), net.graph)
+    compiled = estimate_numpy(shape, "depthwise", MEASURED, compiled=True)
+    numpy_price = estimate_numpy(shape, "depthwise", MEASURED, compiled=False)
+    assert compiled < numpy_price
+    monkeypatch.setenv(jit.SWITCH, "0")
+    assert estimate_numpy(shape, "depthwise", MEASURED) == numpy_price
+    monkeypatch.setenv(jit.SWITCH, "1")
+    assert estimate_numpy(shape, "depthwise", MEASURED) == (compiled if jit.installed() else numpy_price)
+    three_d = replace(shape, in_spatial=(8, 56, 56), out_spatial=(8, 56, 56), kernel=(3, 3, 3),
+                      padding=((1, 1),) * 3)
+    assert (estimate_numpy(three_d, "depthwise", MEASURED, compiled=True)
+            == estimate_numpy(three_d, "depthwise", MEASURED, compiled=False))
+    f64 = replace(MEASURED, dtype="float64")
+    assert compiled < estimate_numpy(shape, "depthwise", f64, compiled=True) < 2 * compiled
 
 
 def test_more_taps_and_more_channels_cost_more() -> None:
@@ -54,7 +100,9 @@ def test_more_taps_and_more_channels_cost_more() -> None:
     assert seconds(96, 28, 3) < seconds(192, 28, 3) < seconds(384, 28, 3)
 
 
-def test_o2_picks_depthwise_in_a_mobilenet_block(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("switch", ["1", "0"])
+def test_o2_picks_depthwise_in_a_mobilenet_block(switch: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(jit.SWITCH, switch)
     monkeypatch.setattr(conv_algo, "numpy_profile", lambda dtype, enabled, log: MEASURED)
     net = Network("mbconv")
     x = net.input((1, 24, 56, 56))
