@@ -31,6 +31,7 @@ import numpy as np
 from convc.backends.numpy_ref import jit
 from convc.backends.numpy_ref.conv_operands import ConvOperands
 from convc.backends.numpy_ref.epilogue import apply_epilogue
+from convc.backends.numpy_ref.scratch import scratch
 
 # The epilogue's first step, when it is one of these, is applied in the store (code, arguments).
 ACTIVATIONS = {"relu": 1, "clip": 2, "hardswish": 3, "hardsigmoid": 4, "leaky_relu": 5}
@@ -265,7 +266,8 @@ def conv_depthwise_jit(conv: ConvOperands) -> np.ndarray:
         wt = np.ascontiguousarray(w.reshape((c,) + kernel).transpose(1, 2, 0))
         rows = (out_h - 1) * sh + (kernel[0] - 1) * dh + 1
         cols = (out_w - 1) * sw + (kernel[1] - 1) * dw + 1
-        padded, acc = np.empty(rows * cols * c, dtype), np.empty(c, dtype)
+        padded = scratch("depthwise padded input", (rows * cols * c,), dtype)
+        acc = scratch("depthwise sums", (c,), dtype)
 
         def run(image: slice, first: int, last: int) -> None:
             depthwise_channels_last(x[image], wt, bias, out[image], first, last, *strides, code, k, padded,
@@ -273,8 +275,8 @@ def conv_depthwise_jit(conv: ConvOperands) -> np.ndarray:
     else:
         grid_h = out_h + (kernel[0] - 1) * dh // sh
         grid_w = out_w + (kernel[1] - 1) * dw // sw
-        phased = np.empty(sh * sw * grid_h * grid_w + RUN_MULTIPLE, dtype)
-        acc = np.empty(ACC_ELEMENTS + grid_w + RUN_MULTIPLE, dtype)
+        phased = scratch("depthwise padded input", (sh * sw * grid_h * grid_w + RUN_MULTIPLE,), dtype)
+        acc = scratch("depthwise sums", (ACC_ELEMENTS + grid_w + RUN_MULTIPLE,), dtype)
 
         def run(image: slice, first: int, last: int) -> None:
             depthwise_planes(x[image], w, bias, out[image], first, last, *strides, code, k, phased, acc)
