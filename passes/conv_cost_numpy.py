@@ -172,8 +172,8 @@ def depthwise_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> flo
 # float64: half that), the padded copy at 0.25 ns an element (0.45 ns split into the phases of a
 # stride), 10 ns per output row stored and 0.1 us per channel. Maps of 64 positions or fewer run
 # channels-last: 2 ns per position and channel, the multiply-adds at 10 G/s, 0.5 ns per padded
-# element. The parts add up to within 25% of 19 measured MobileNet, EfficientNet, ConvNeXt and
-# ShuffleNet layers but one (ConvNeXt's 7x7 on 56x56: 1.5 modelled, 1.1 ms measured).
+# element. The parts add up to within 25% of 16 of 19 measured MobileNet, EfficientNet, ConvNeXt and
+# ShuffleNet layers, within 1.6x of all (bench/NOTES.md, dwjit).
 JIT_FMA_PER_S = {"float32": 12e9, "float64": 6e9}
 JIT_FILL_S = 0.25e-9
 JIT_STRIDED_FILL_S = 0.45e-9
