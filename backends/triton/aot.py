@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from convc.backends.triton.common import INTERPRET
-from convc.backends.triton.launch import Launch
+from convc.backends.triton.launch import COMPILE_OPTIONS, Launch
 from convc.backends.triton.targets import GpuTarget
 from convc.errors import BackendError
 
@@ -103,7 +103,7 @@ def compile_launch(launch: Launch, target: GpuTarget) -> Any:
         sig, consts, attrs = launch_signature(launch)
         source = ASTSource(launch.kernel, sig, consts, attrs)
         _COMPILED[key] = triton.compile(source, target=GPUTarget("cuda", target.arch, 32),
-                                        options=launch_options(launch))
+                                        options={**launch_options(launch), **COMPILE_OPTIONS})
     return _COMPILED[key]
 
 

@@ -1,7 +1,10 @@
 """Per-shape block configurations for the GEMM-like kernels, tuned on the GPU and cached on disk.
 
 Every candidate's output is compared with the reference (first) candidate's before it may win: a Triton
-miscompile (a flattened conv K loop at num_warps=8 once gave wrong results) must lose, not win. Results
+miscompile (a flattened conv K loop at num_warps=8 once gave wrong results) must lose, not win. A candidate
+whose compiled kernel spills registers to local memory is never timed (the 8-warp 128x256 / 256x128 tiles
+do, with a residual epilogue); which ones spill depends on the Triton and ptxas versions, so the tuner asks
+the loaded kernel rather than a list. Results
 live in a JSON file under $CONVC_CACHE_DIR (default ~/.cache/convc), written atomically; a corrupt file is
 rebuilt rather than trusted, an entry no candidate list offers is dropped and tuned again, and racing
 runs merge their entries into the file under a lock (convc/files.py). Under the CPU interpreter one small configuration is used, untuned.
@@ -53,9 +56,10 @@ _FP32_TILES = [(64, 64, 32, 4, 3), (128, 64, 32, 4, 3), (64, 128, 32, 4, 3), (32
 _GATHER_TILES = [(64, 64, 32, 4, 4), (128, 64, 32, 8, 4), (64, 64, 64, 4, 4), (64, 128, 32, 4, 4),
                  (128, 128, 64, 8, 3), (64, 64, 32, 4, 5), (32, 64, 32, 4, 3)]
 FULL_WAVE_TILES = 132  # sm_90's SMs: a default tile is the largest one whose grid still fills them once
-# Direct conv tiles: at most 32 fp32 sums per thread; the tiles with 64 (64x64 with 2 warps, 128x64 with 4,
-# 256x32 with 4) spill on sm_90 (tests/triton/config_grid_check.py checks every tile here, no spills).
-_DIRECT_TILES = [(64, 32, 4), (128, 32, 4), (64, 64, 4), (32, 64, 4), (128, 16, 4), (256, 16, 8)]
+# Direct conv tiles: 16 fp32 sums per thread (8 warps for the 4K-element tiles). 64 sums (64x64 with 2
+# warps, 128x64 with 4) spill on sm_90 everywhere; 32 (64x64 and 128x32 with 4 warps) spill 8 bytes in fp16
+# under triton 3.9 (tests/triton/config_grid_check.py checks every tile here, no spills).
+_DIRECT_TILES = [(64, 32, 4), (128, 32, 8), (64, 64, 8), (32, 64, 4), (128, 16, 4), (256, 16, 8)]
 
 
 def cache_path() -> Path:
@@ -190,6 +194,14 @@ def gpu_bench(fn: Callable[[], None]) -> float:
     return float(do_bench(fn, warmup=10, rep=40))
 
 
+def spilled_bytes(compiled: Any) -> int:
+    """Local-memory bytes per thread of a launched kernel: Triton's CompiledKernel reads `n_spills` from
+    the driver when it loads the cubin (the stack size the static report reads with cuobjdump). 0 when
+    the launch returned no compiled kernel (the interpreter, a stand-in kernel in a test)."""
+    n = getattr(compiled, "n_spills", None)
+    return n if isinstance(n, int) and not isinstance(n, bool) else 0
+
+
 def wall_bench(fn: Callable[[], None]) -> float:
     start = time.perf_counter()
     fn()
@@ -209,6 +221,7 @@ class Tuner:
         self.dirty = False
         self.on_disk = dict(self.entries)  # what the file held; save() merges only what differs from it
         self.rejected: list[tuple[str, dict[str, Any], float]] = []  # (key, config, error) for reports
+        self.spilled: list[tuple[str, dict[str, Any], int]] = []  # (key, config, bytes): correct, not timed
 
     def _load(self) -> dict[str, Any]:
         try:
@@ -276,7 +289,8 @@ class Tuner:
                 or config == default_config(launch.family, sizes, dtype, gather, launch.tma))
 
     def tune(self, launch: Launch, dtype: str, configs: list[dict[str, Any]], key: str = "") -> dict[str, Any]:
-        """Runs every config, rejects those whose output differs from the first's, returns the fastest."""
+        """Runs every config, rejects those whose output differs from the first's, sets aside those whose
+        compiled kernel spills, and returns the fastest of the rest (the first config when none is left)."""
         out = launch.out
         assert out is not None, "a tunable launch names its output view"
         tolerance = budget(dtype)
@@ -288,7 +302,7 @@ class Tuner:
             run = launch.with_config(cfg)
             out.as_matrix().fill_(float("nan"))  # a config that skips part of the output cannot pass
             try:
-                run()
+                compiled = run()
             except Exception as e:  # out of shared memory or registers: that config just cannot win
                 self.rejected.append((key, cfg, float("inf")))
                 warnings.warn(f"convc: {launch.name} config {cfg} failed to run: {type(e).__name__}", stacklevel=2)
@@ -298,6 +312,10 @@ class Tuner:
                 self.rejected.append((key, cfg, err))
                 warnings.warn(f"convc: {launch.name} config {cfg} gave wrong results (error {err:.2e} against "
                               f"{configs[0]}); excluded", stacklevel=2)
+                continue
+            spills = spilled_bytes(compiled)
+            if spills:  # correct but slow: local memory traffic in the main loop or the epilogue
+                self.spilled.append((key, cfg, spills))
                 continue
             timings.append((self.bench(run), i))
         reference_run()  # leave the reference output in place

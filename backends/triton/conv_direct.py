@@ -49,7 +49,8 @@ def conv_direct_kernel(
     Registers: the column offsets are taken from pointers already moved by n0 and the bias is read before
     the loop, so no per-column 64-bit offset lives through the loop into the epilogue: ptxas spilled such
     offsets (8-64 bytes per thread under triton 3.6 and 3.8, sm_90; tests/triton/config_grid_check.py).
-    Tiles of more than 32 fp32 sums per thread (64x64 with 2 warps, 128x64 with 4) spill regardless."""
+    Tiles of more than 32 fp32 sums per thread (64x64 with 2 warps, 128x64 with 4) spill regardless, and 32
+    (64x64 with 4 warps) spill 8 bytes in fp16 under triton 3.9: the planner's tiles hold 16."""
     pid_m = tl.program_id(0)
     n0 = tl.program_id(1) * BLOCK_N
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)

@@ -48,6 +48,10 @@ class View:
 
 
 GridFn = Callable[[dict[str, Any]], tuple[int, ...]]
+# Compiler options of every GPU launch and ahead-of-time compile. FMA contraction is asked for explicitly:
+# Triton 3.9 warns that its unset default turns off in 3.10, and convc's numerics budgets and the
+# Winograd transforms' operation counts (the cost model's) assume fused multiply-adds.
+COMPILE_OPTIONS: dict[str, Any] = {"enable_fp_fusion": True}
 
 
 @dataclass
@@ -77,14 +81,15 @@ class Launch:
     def with_config(self, config: dict[str, Any]) -> Launch:
         return replace(self, config=dict(config))
 
-    def __call__(self) -> None:
+    def __call__(self) -> Any:
+        """Launches the kernel and returns what Triton returns: on a GPU the CompiledKernel (its `n_regs`
+        and `n_spills` are the loaded cubin's; the tuner reads them), under the interpreter None."""
         if self.config.get("TMA") and not INTERPRET:  # device-side descriptors live in global scratch
             ensure_allocator()
         if INTERPRET:
             with unchecked_overflow():
-                self.kernel[self.grid](*self.args, **self.meta, **self.config)
-        else:
-            self.kernel[self.grid](*self.args, **self.meta, **self.config)
+                return self.kernel[self.grid](*self.args, **self.meta, **self.config)
+        return self.kernel[self.grid](*self.args, **self.meta, **self.config, **COMPILE_OPTIONS)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able account of the launch for `module.emit`."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,52 @@ def test_a_wrong_configuration_is_excluded_even_when_fastest(cache_dir: Path) ->
     assert best == CONFIGS[2]
     assert [cfg for _, cfg, _ in tuner.rejected] == [CONFIGS[1]]
     assert torch.equal(out.as_matrix(), truth)  # the reference output is left in place
+
+
+class SpillingKernel:
+    """Stands in for a JIT kernel that always writes the right answer; each launch returns what Triton's
+    returns on a GPU, a compiled kernel whose `n_spills` is 16 bytes for BLOCK_M=32 tiles."""
+
+    __name__ = "spilling_kernel"
+
+    def __init__(self, out: View, truth: torch.Tensor) -> None:
+        self.out, self.truth = out, truth
+
+    def __getitem__(self, grid: tuple[int, ...]) -> Any:
+        def run(*args: Any, BLOCK_M: int, **kw: Any) -> SimpleNamespace:
+            self.out.as_matrix().copy_(self.truth)
+            return SimpleNamespace(n_regs=255, n_spills=16 if BLOCK_M == 32 else 0)
+        return run
+
+
+def test_a_spilling_configuration_is_never_timed(cache_dir: Path) -> None:
+    """CONFIGS[0] (BLOCK_M=32, the reference) and CONFIGS[2] spill; the spilling reference still checks
+    the others' outputs, but only CONFIGS[1] is timed and chosen, though the spilling ones are faster."""
+    storage = torch.zeros(64)
+    out = View(storage, 0, 8, 8, 8)
+    truth = torch.arange(64, dtype=torch.float32).reshape(8, 8)
+    launch = Launch("n", SpillingKernel(out, truth), lambda cfg: (1,), (), {}, dict(CONFIGS[0]),
+                    family="gemm", out=out, tune_key=(8, 8, 8))
+    timed: list[dict[str, Any]] = []
+
+    def bench(fn: Any) -> float:
+        timed.append(fn.config)
+        return {0: 1.0, 1: 3.0, 2: 2.0}[CONFIGS.index(fn.config)]
+
+    tuner = Tuner(enabled=True, path=cache_dir / "t.json", bench=bench)
+    assert tuner.tune(launch, "float32", CONFIGS) == CONFIGS[1]
+    assert timed == [CONFIGS[1]] and not tuner.rejected
+    assert [(cfg, spilled) for _, cfg, spilled in tuner.spilled] == [(CONFIGS[0], 16), (CONFIGS[2], 16)]
+    all_spill = [CONFIGS[0], CONFIGS[2]]
+    again = Tuner(enabled=True, path=cache_dir / "u.json", bench=bench)
+    assert again.tune(launch, "float32", all_spill) == CONFIGS[0]
+    assert timed == [CONFIGS[1]]  # with nothing left to time, the reference stays, untimed
+
+
+def test_spilled_bytes_reads_only_a_compiled_kernel() -> None:
+    assert autotune.spilled_bytes(SimpleNamespace(n_spills=24)) == 24
+    assert autotune.spilled_bytes(None) == 0  # the interpreter returns nothing
+    assert autotune.spilled_bytes(torch.zeros(3)) == 0  # a stand-in kernel's return value
 
 
 def test_results_are_cached_on_disk_and_reused(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
