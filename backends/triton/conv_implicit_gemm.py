@@ -152,11 +152,12 @@ def k_steps(geo: ConvGeometry, block_k: int) -> int:
     return geo.kernel_volume * triton.cdiv(geo.c_per_group, block_k)
 
 
-def split_k_for(geo: ConvGeometry, config: dict[str, Any]) -> int:
+def split_k_for(geo: ConvGeometry, config: dict[str, Any], dtype: str) -> int:
     """Programs per output tile's K loop (split_k.py): more than one when the tiles underfill the GPU."""
     tiles = (triton.cdiv(geo.out_pixels, config["BLOCK_M"]) * triton.cdiv(geo.o_per_group, config["BLOCK_N"])
              * geo.groups)
-    return split_k_factor(tiles, k_steps(geo, config["BLOCK_K"]), config["BLOCK_M"] * config["BLOCK_N"])
+    ragged = tile_sizes(geo)[2] % config["BLOCK_K"] != 0
+    return split_k_factor(tiles, k_steps(geo, config["BLOCK_K"]), config, dtype, gather_k(geo), ragged)
 
 
 def wide_offsets(geo: ConvGeometry, x: View, y: View, split_k: int = 1) -> bool:

@@ -82,7 +82,8 @@ def gemm_schedule(geo: ConvGeometry, dtype: str) -> tuple[dict[str, Any], int]:
     """(untuned tile configuration, split-K factor) of a unit-window conv run as a GEMM."""
     cfg = default_config("gemm", (geo.out_pixels, geo.o_per_group, geo.c_per_group), dtype)
     tiles = cdiv(geo.out_pixels, cfg["BLOCK_M"]) * cdiv(geo.o_per_group, cfg["BLOCK_N"]) * geo.groups
-    return cfg, split_k_factor(tiles, cdiv(geo.c_per_group, cfg["BLOCK_K"]), cfg["BLOCK_M"] * cfg["BLOCK_N"])
+    return cfg, split_k_factor(tiles, cdiv(geo.c_per_group, cfg["BLOCK_K"]), cfg, dtype,
+                               ragged=geo.c_per_group % cfg["BLOCK_K"] != 0)
 
 
 def _partials(ctx: NodeContext, split_k: int, rows: int, cols: int) -> View | None:
@@ -121,7 +122,7 @@ def _as_gemm(node: Node, ctx: NodeContext, geo: ConvGeometry) -> list[Launch]:
 def implicit_gemm_schedule(geo: ConvGeometry, dtype: str) -> tuple[dict[str, Any], int]:
     """(untuned tile configuration, split-K factor) of an implicit-GEMM conv."""
     cfg = default_config("conv_implicit_gemm", tile_sizes(geo), dtype, gather_k(geo))
-    return cfg, split_k_for(geo, cfg)
+    return cfg, split_k_for(geo, cfg, dtype)
 
 
 @lowering(CONV_OPS, "implicit_gemm")

@@ -2,7 +2,8 @@
 tile's K loop. Each writes fp32 partial sums [SPLIT_K, M, N]; `split_k_reduce_kernel` adds them up and
 applies the bias and the epilogue in one pass before the store.
 
-    split = split_k_factor(tiles=100, k_steps=72, tile_elements=128 * 128)    # -> 2
+    config = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=4, num_stages=3)
+    split = split_k_factor(tiles=100, k_steps=72, config=config, dtype="float16")    # -> 2
     launch = split_k_reduce_launch(node, partials, split, bias, y, residuals, codes, params)
 """
 from __future__ import annotations
@@ -25,13 +26,68 @@ MAX_SPLIT_K = 16
 WIDE_EXTENT = 2**31
 
 
-def resident_ctas(tile_elements: int) -> int:
-    """CTAs of a tensor-core tile that fit on one SM, as the static report finds them for the default
-    tiles (128x128 and 128x64: 2, 64x64: 3, smaller: 4)."""
-    return 2 if tile_elements >= 8192 else 3 if tile_elements >= 4096 else 4
+# CTAs of each tile's split-K variant resident on one sm_90 SM, keyed by estimate_key: the compiled
+# kernels' own (registers and shared memory from the cubin, triton 3.8.0; the fewest over implicit and
+# plain GEMM, with and without TMA). tests/triton/split_ctas_check.py --check recompiles every entry and
+# fails on a difference; hopper_report_check.py fails a split past one wave of a launch's compiled CTAs.
+Key = tuple[str, bool, bool, int, int, int, int, int]
+SM90_RESIDENT_CTAS: dict[Key, int] = {
+    ("fp16", False, False, 16, 16, 16, 4, 2): 12, ("fp16", False, False, 16, 64, 32, 4, 3): 10,
+    ("fp16", False, False, 32, 64, 32, 4, 3): 8, ("fp16", False, False, 64, 64, 32, 4, 5): 5,
+    ("fp16", False, False, 64, 64, 64, 4, 4): 3, ("fp16", False, False, 64, 128, 64, 4, 4): 2,
+    ("fp16", False, False, 128, 64, 32, 4, 5): 3, ("fp16", False, False, 128, 64, 64, 4, 4): 2,
+    ("fp16", False, False, 128, 128, 32, 4, 4): 2, ("fp16", False, False, 128, 128, 64, 4, 3): 2,
+    ("fp16", False, False, 128, 128, 64, 8, 3): 2, ("fp16", False, False, 128, 256, 64, 8, 3): 1,
+    ("fp16", False, False, 256, 128, 64, 8, 3): 1, ("fp16", False, True, 16, 16, 16, 4, 2): 9,
+    ("fp16", False, True, 16, 64, 32, 4, 3): 7, ("fp16", False, True, 32, 64, 32, 4, 3): 4,
+    ("fp16", False, True, 64, 64, 32, 4, 5): 3, ("fp16", False, True, 64, 64, 64, 4, 4): 3,
+    ("fp16", False, True, 64, 128, 64, 4, 4): 2, ("fp16", False, True, 128, 64, 32, 4, 5): 2,
+    ("fp16", False, True, 128, 64, 64, 4, 4): 2, ("fp16", False, True, 128, 128, 32, 4, 4): 2,
+    ("fp16", False, True, 128, 128, 64, 4, 3): 2, ("fp16", False, True, 128, 128, 64, 8, 3): 1,
+    ("fp16", False, True, 128, 256, 64, 8, 3): 1, ("fp16", False, True, 256, 128, 64, 8, 3): 1,
+    ("fp16", True, True, 16, 16, 16, 4, 2): 9, ("fp16", True, True, 32, 64, 32, 4, 3): 5,
+    ("fp16", True, True, 64, 64, 32, 4, 4): 4, ("fp16", True, True, 64, 64, 32, 4, 5): 4,
+    ("fp16", True, True, 64, 64, 64, 4, 4): 2, ("fp16", True, True, 64, 128, 32, 4, 4): 2,
+    ("fp16", True, True, 128, 64, 32, 8, 4): 1, ("fp16", True, True, 128, 128, 64, 8, 3): 1,
+    ("fp32", False, False, 16, 16, 16, 4, 2): 10, ("fp32", False, False, 16, 64, 32, 4, 3): 9,
+    ("fp32", False, False, 32, 32, 32, 4, 4): 9, ("fp32", False, False, 32, 64, 32, 4, 3): 5,
+    ("fp32", False, False, 64, 64, 16, 4, 4): 4, ("fp32", False, False, 64, 64, 32, 4, 3): 5,
+    ("fp32", False, False, 64, 128, 32, 4, 3): 3, ("fp32", False, False, 128, 64, 32, 4, 3): 2,
+    ("fp32", False, False, 128, 128, 32, 8, 3): 1, ("fp32", False, True, 16, 16, 16, 4, 2): 10,
+    ("fp32", False, True, 16, 64, 32, 4, 3): 7, ("fp32", False, True, 32, 32, 32, 4, 4): 8,
+    ("fp32", False, True, 32, 64, 32, 4, 3): 3, ("fp32", False, True, 64, 64, 16, 4, 4): 2,
+    ("fp32", False, True, 64, 64, 32, 4, 3): 3, ("fp32", False, True, 64, 128, 32, 4, 3): 2,
+    ("fp32", False, True, 128, 64, 32, 4, 3): 2, ("fp32", False, True, 128, 128, 32, 8, 3): 1,
+    ("fp32", True, True, 16, 16, 16, 4, 2): 9, ("fp32", True, True, 32, 64, 32, 4, 3): 4,
+    ("fp32", True, True, 64, 64, 32, 4, 4): 3, ("fp32", True, True, 64, 64, 32, 4, 5): 3,
+    ("fp32", True, True, 64, 64, 64, 4, 4): 2, ("fp32", True, True, 64, 128, 32, 4, 4): 2,
+    ("fp32", True, True, 128, 64, 32, 8, 4): 1, ("fp32", True, True, 128, 128, 64, 8, 3): 1,
+}
 
 
-def split_k_factor(tiles: int, k_steps: int, tile_elements: int) -> int:
+def estimate_key(config: dict[str, Any], dtype: str, gather: bool = False, ragged: bool = False) -> Key:
+    """(operand class, flat RGB gather, ragged K, BLOCK_M, BLOCK_N, BLOCK_K, warps, stages): what decides
+    a GEMM tile's registers and shared memory. fp16 and bf16 share tensor-core code, fp32 runs FMAs; a K
+    extent that leaves the last K block partly empty (`ragged`, always so for the gather) compiles to a
+    masked pipeline with more registers or fewer stages."""
+    kind = "fp32" if dtype == "float32" else "fp16"
+    return (kind, gather, ragged or gather, config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"],
+            config.get("num_warps", 4), config.get("num_stages", 3))  # (an interpreter tile has neither)
+
+
+def resident_ctas(config: dict[str, Any], dtype: str, gather: bool = False, ragged: bool = False) -> int:
+    """CTAs of a GEMM tile's split-K variant that fit on one SM: the compiled kernels' count for the
+    planner's tiles (SM90_RESIDENT_CTAS), else a coarse bound by tile area (128x128 and 128x64: 2,
+    64x64: 3, smaller: 4)."""
+    found = SM90_RESIDENT_CTAS.get(estimate_key(config, dtype, gather, ragged))
+    if found is not None:
+        return found
+    area = config["BLOCK_M"] * config["BLOCK_N"]
+    return 2 if area >= 8192 else 3 if area >= 4096 else 4
+
+
+def split_k_factor(tiles: int, k_steps: int, config: dict[str, Any], dtype: str, gather: bool = False,
+                   ragged: bool = False) -> int:
     """How many programs share each tile's K loop: 1 when the tiles fill one wave of resident CTAs, else
     the most splits that keep the grid within one wave (and MIN_STEPS_PER_SPLIT steps per split), then the
     fewest that give each program as few K steps (ceil(k_steps / split)): fewer partial sums, same time.
@@ -39,7 +95,7 @@ def split_k_factor(tiles: int, k_steps: int, tile_elements: int) -> int:
     One wave, not the first split past it: 100 tiles of 128x128 (a wave of 2 x 132 CTAs) with 72 K steps
     take 2 splits, 200 CTAs of 36 steps; 3 splits would launch 300 CTAs, 36 of them in a second wave,
     and end after 2 x 24 = 48 steps."""
-    wave = SMS * resident_ctas(tile_elements)
+    wave = SMS * resident_ctas(config, dtype, gather, ragged)
     if not ENABLED or tiles >= wave:
         return 1
     most = max(1, min(wave // tiles, k_steps // MIN_STEPS_PER_SPLIT, MAX_SPLIT_K))

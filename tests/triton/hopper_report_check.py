@@ -4,7 +4,8 @@ fp16 conv tile of 64+ rows, weights (and 1x1 activations) through TMA descriptor
 alignment allows, with bulk tensor copies in the PTX, and no conv layer under half a wave at batch 64
 (except layers too small to fill half a wave of 64x64 tiles: fewer than 66 x 64 x 64 outputs, GoogLeNet's
 narrow 1x1 branches; their split-K is capped by their few K steps), and no split-K grid past one wave of
-the compiled kernel's CTAs per SM. Run without TRITON_INTERPRET; each distinct kernel variant is compiled
+the compiled kernel's CTAs per SM, nor one whose compiled kernel fits fewer CTAs per SM than split_k's
+estimate. Run without TRITON_INTERPRET; each distinct kernel variant is compiled
 once. Prints one line per failure, then a summary line.
 
     python tests/triton/hopper_report_check.py [resnet18 ...] [--batches 1,64,256]
@@ -20,6 +21,7 @@ os.environ.pop("TRITON_INTERPRET", None)
 
 import convc  # noqa: E402
 import convc.models  # noqa: E402
+from convc.backends.triton.split_k import resident_ctas  # noqa: E402
 from convc.backends.triton.static_report import static_report  # noqa: E402
 from convc.backends.triton.targets import GPU_TARGETS  # noqa: E402
 
@@ -74,6 +76,21 @@ def split_problems(report: dict, batch: int) -> list[str]:
             and (k["waves"] or 0) > 1]
 
 
+def estimate_problems(report: dict, batch: int, channels: dict[str, int]) -> list[str]:
+    """Split-K launches whose compiled kernel fits fewer CTAs per SM than split_k.resident_ctas said when
+    it sized the split (`channels`: each conv's input channels per group, which decide a ragged K)."""
+    out = []
+    for k in report["kernels"]:
+        if k["function"] not in MAIN_LOOP_KERNELS or k["meta"].get("SPLIT_K", 1) == 1:
+            continue
+        ragged = channels[k["layer"]] % k["config"]["BLOCK_K"] != 0
+        estimate = resident_ctas(k["config"], report["dtype"], bool(k["meta"].get("GATHER_K")), ragged)
+        if estimate > k["ctas_per_sm"]:
+            out.append(f"{report['model']} b{batch} {k['layer']} {k['function']} {k['config']}: split-K "
+                       f"estimate {estimate} CTAs per SM, compiled {k['ctas_per_sm']}")
+    return out
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("models", nargs="*", default=list(MODELS))
@@ -87,11 +104,15 @@ def main(argv: list[str]) -> int:
         for batch in (int(b) for b in args.batches.split(",")):
             net = convc.models.get(name, batch=batch, init=False)
             model = convc.compile(net, backend="triton", dtype="float16", target=target.name)
-            convs = {n.name: n.type.numel for n in model.graph.nodes(("conv1d", "conv2d", "conv3d"))}
+            conv_nodes = list(model.graph.nodes(("conv1d", "conv2d", "conv3d")))
+            convs = {n.name: n.type.numel for n in conv_nodes}
+            channels = {n.name: model.graph.node(n.inputs[0]).type.shape[1] // n.attrs["groups"]
+                        for n in conv_nodes}
             report = static_report(model, target)  # type: ignore[arg-type]
             kernels += len(report["kernels"])
             failures += problems(report, batch, convs)
             failures += split_problems(report, batch)
+            failures += estimate_problems(report, batch, channels)
     for line in failures:
         print("FAILED", line)
     from convc.backends.triton import aot

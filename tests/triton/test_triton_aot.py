@@ -60,3 +60,17 @@ def test_winograd_transforms_do_the_operations_the_cost_model_charges() -> None:
     output = done.stdout + done.stderr
     assert done.returncode == 0 and done.stdout.rstrip().endswith("0 problems"), output[-4000:]
     assert done.stdout.count("fp32 operations per row") == 8, done.stdout
+
+
+SPLIT_SCRIPT = Path(__file__).with_name("split_ctas_check.py")
+
+
+@pytest.mark.slow
+def test_split_k_occupancy_table_is_the_compiled_kernels() -> None:
+    """split_k.SM90_RESIDENT_CTAS (what sizes a split to one wave) equals, tile by tile, the CTAs per SM
+    of the split-K variants compiled for sm_90 (implicit and plain GEMM, with and without TMA, full and
+    ragged K blocks, the RGB gather; fp16 and fp32)."""
+    done = run_sm90_script(SPLIT_SCRIPT, "--check")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0 and ", 0 problems" in done.stdout, output[-4000:]
+    assert int(done.stdout.rsplit("checked ", 1)[1].split()[0]) >= 60, done.stdout[-2000:]
