@@ -55,9 +55,30 @@ def tma_modes(weights: tuple[torch.Tensor, list[int]] | None,
 
 
 def _torch_scratch(size: int, alignment: int, stream: Any) -> torch.Tensor:
-    """Global scratch for a launch's descriptors, from torch's caching allocator (512-byte aligned
-    blocks, stream-ordered, and captured correctly inside a CUDA graph)."""
-    return torch.empty(size, dtype=torch.int8, device="cuda")
+    """Global scratch for a launch's descriptors from torch's caching allocator, on the stream the kernel
+    is launched on (Triton passes its handle): no cudaMalloc once the pool is warm and never a host sync.
+
+    Why this is safe under CUDA-graph capture: Triton calls the allocator on the host at every launch,
+    so inside `torch.cuda.graph(...)` the block comes from the graph's private pool (torch routes the
+    capturing stream's allocations there) and its address is baked into the captured kernel node. The
+    tensor dies when the launch returns; a later allocation of the same capture may reuse the block, but
+    only for a kernel ordered after this one on the same stream, and the pool stays the graph's until the
+    graph is freed, so a replay never writes over memory anyone else holds. Each program writes its
+    descriptor before reading it, so the block's content never has to survive between launches."""
+    device = torch.device("cuda", torch.cuda.current_device())
+    current = torch.cuda.current_stream(device)
+    if stream is not None and int(stream) != current.cuda_stream:  # a launch on another stream
+        with torch.cuda.stream(torch.cuda.ExternalStream(int(stream), device=device)):
+            return _aligned_block(size, alignment, device)
+    return _aligned_block(size, alignment, device)
+
+
+def _aligned_block(size: int, alignment: int, device: torch.device) -> torch.Tensor:
+    """`size` bytes starting at a multiple of `alignment` (torch's blocks start 512-byte aligned, more
+    than the 64 a descriptor needs; a larger request gets a padded block and an offset view)."""
+    block = torch.empty(size + max(alignment, 1) - 1, dtype=torch.int8, device=device)
+    skip = -block.data_ptr() % max(alignment, 1)
+    return block[skip:skip + size]
 
 
 def ensure_allocator() -> None:

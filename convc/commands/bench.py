@@ -149,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     machine = describe_machine()
     def write_row(r: BenchResult) -> None:
         if args.jsonl:  # one line per result as it is timed: kept even if the run is cut short
-            row = {"model": args.model, "dtype": dtype, "autotune": args.autotune, **r.to_dict()}
+            row = {"model": args.model, "dtype": dtype, "autotune": args.autotune,
+                   "cuda_graphs": args.cuda_graphs, **r.to_dict()}
             try:
                 with open(args.jsonl, "a") as f:
                     f.write(json.dumps(row, default=str) + "\n")

@@ -1,20 +1,26 @@
 """TMA tensor descriptors on a CUDA device (marker `gpu`; skipped without one): the default fp16 plan of
 ResNet-50's 1x1 and 3x3 layers reads its weights (and the 1x1 activations) through descriptors on a
 Hopper GPU, and every TMA twin the tuner may pick matches torch.nn.functional in float64; a launch from a
-fresh thread (no Triton allocator set yet) and misaligned channel counts still run correctly."""
+fresh thread (no Triton allocator set yet) and misaligned channel counts still run correctly, and a module
+reading through descriptors is captured into a CUDA graph (torch.cuda.graph around an eager module, and
+convc's own cuda_graphs=True) and replayed with new inputs, its descriptor scratch drawn during capture."""
 from __future__ import annotations
 
 import threading
 from typing import Any
 
 import pytest
+import torch
+import triton
 from test_triton_gpu import inputs_for, layer_net, reference
 
 import convc
 from convc.backends.triton.aot import compile_launch, kernel_stats
+from convc.backends.triton import tma
 from convc.backends.triton.autotune import candidate_configs
 from convc.backends.triton.targets import local_target
 from convc.backends.triton.tma import TMA_ACTIVATIONS, TMA_WEIGHTS
+from convc.dsl import Network
 from convc.numerics import budget, rel_err
 
 pytestmark = pytest.mark.gpu
@@ -91,3 +97,61 @@ def test_misaligned_channels_fall_back_to_pointer_loads() -> None:
     launch = next(launch for launch in model.launches if launch.name in GEMM_KERNELS)
     assert launch.tma == 0 and launch.config["TMA"] == 0
     assert rel_err(model.run(*xs)[0], ref) <= budget("float16")
+
+
+def residual_block() -> Network:
+    """1x1 then 3x3 convs, the input added back and a relu (fused): TMA on weights and 1x1 activations."""
+    net = Network("block", seed=5)
+    x = net.input((4, 64, 28, 28))
+    y = net.conv2d(net.relu(net.conv2d(x, 64, 1, name="a")), 64, 3, padding=1, name="b")
+    net.output(net.relu(net.add(y, x)))
+    return net
+
+
+@pytest.mark.parametrize("capture", ["torch.cuda.graph", "cuda_graphs=True"])
+def test_descriptor_launches_capture_into_a_cuda_graph(capture: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from triton.runtime import _allocation
+
+    capturing: list[bool] = []
+    original = tma._torch_scratch
+
+    def recording(size: int, alignment: int, stream: Any) -> torch.Tensor:
+        capturing.append(torch.cuda.is_current_stream_capturing())
+        return original(size, alignment, stream)
+
+    monkeypatch.setattr(tma, "_torch_scratch", recording)
+    triton.set_allocator(_allocation.NullAllocator())  # the next descriptor launch installs `recording`
+    try:
+        net = residual_block()
+        graphs = capture == "cuda_graphs=True"
+        model = convc.compile(net, backend="triton", dtype="float16", device="cuda", check_numerics=False,
+                              autotune=False, cuda_graphs=graphs)
+        assert any(launch.config.get("TMA") for launch in model.launches)
+        static_x = torch.empty((4, 64, 28, 28), dtype=torch.float16, device="cuda")
+        if not graphs:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                model(static_x.normal_())  # load every kernel before capture
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_y = model(static_x)
+        for seed in (1, 2):
+            xs = inputs_for(net, 4, seed)
+            if graphs:
+                got = model(torch.from_numpy(xs[0]).half().cuda())
+            else:
+                static_x.copy_(torch.from_numpy(xs[0]).half())
+                junk = torch.full((1 << 22,), float("nan"), device="cuda")  # memory taken after capture
+                graph.replay()
+                got = static_y
+                del junk
+            torch.cuda.synchronize()
+            [ref] = reference(net, xs)
+            assert rel_err(got.double().cpu().numpy(), ref) <= budget("float16"), (capture, seed)
+        target = local_target()
+        if target is not None and target.arch >= 90:  # descriptors need scratch: some drawn while capturing
+            assert True in capturing, capturing
+    finally:
+        triton.set_allocator(_allocation.NullAllocator())  # later launches install the real one again

@@ -34,7 +34,8 @@ FALLBACK = (16, 16, 16, 4, 2)  # candidate_configs' tile when no listed tile fit
 # per SM at 128 channels, 4 at 112), so split_k keys them apart.
 LAYERS = [("gemm", (1, 1024, 7, 7), 256, 1, 1), ("gemm", (1, 488, 7, 7), 192, 1, 1),
           ("gemm", (1, 464, 7, 7), 192, 1, 1), ("conv_implicit_gemm", (1, 512, 7, 7), 512, 3, 1),
-          ("conv_implicit_gemm", (1, 200, 7, 7), 224, 3, 1), ("conv_implicit_gemm", (1, 208, 7, 7), 224, 3, 1),
+          ("conv_implicit_gemm", (1, 200, 7, 7), 224, 3, 1),
+          ("conv_implicit_gemm", (1, 208, 7, 7), 224, 3, 1),
           ("gather", (1, 3, 32, 32), 64, 11, 4)]
 
 
@@ -90,7 +91,8 @@ def main(argv: list[str]) -> int:
     expected = split_k.SM90_RESIDENT_CTAS
     problems = [f"PROBLEM {key}: split_k says {expected.get(key)}, the compiled kernels {table[key]}"
                 for key in sorted(table) if expected.get(key) != table[key]]
-    problems += [f"PROBLEM {key}: in split_k's table, not a planner tile" for key in expected if key not in table]
+    problems += [f"PROBLEM {key}: in split_k's table, not a planner tile"
+                 for key in expected if key not in table]
     print("\n".join(problems))
     print(f"checked {len(table)} tiles, {len(problems)} problems")
     return 1 if problems else 0

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from triton_check import compile_triton, fuse
 
 from convc.backends.triton import autotune, split_k
+from convc.backends.triton.tma import _aligned_block
 from convc.backends.triton.launch import Launch
 from convc.backends.triton.tma import TMA_ACTIVATIONS, TMA_WEIGHTS, allowed_tma, ensure_allocator, tma_modes
 from convc.dsl import Network
@@ -222,6 +223,15 @@ def test_allocator_is_installed_once_and_a_users_is_kept() -> None:
         return _allocation._allocator.get()
 
     assert contextvars.Context().run(users) is mine
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(size=st.integers(1, 5000), alignment=st.sampled_from([1, 16, 64, 128, 1024, 4096]))
+def test_scratch_blocks_start_aligned_and_hold_the_size(size: int, alignment: int) -> None:
+    """The descriptor scratch honours Triton's alignment request whatever the allocator's own alignment
+    (torch's CUDA blocks start 512-byte aligned; a 4 KB request gets a padded block and an offset view)."""
+    block = _aligned_block(size, alignment, torch.device("cpu"))
+    assert block.numel() == size and block.dtype == torch.int8 and block.data_ptr() % alignment == 0
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # masked rows x inf
