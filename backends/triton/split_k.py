@@ -27,9 +27,10 @@ WIDE_EXTENT = 2**31
 
 
 # CTAs of each tile's split-K variant resident on one sm_90 SM, keyed by estimate_key: the compiled
-# kernels' own (registers and shared memory from the cubin, triton 3.8.0; the fewest over implicit and
-# plain GEMM, with and without TMA). tests/triton/split_ctas_check.py --check recompiles every entry and
-# fails on a difference; hopper_report_check.py fails a split past one wave of a launch's compiled CTAs.
+# kernels' own (registers and shared memory read from the cubins), the fewest over implicit and plain
+# GEMM with and without TMA and over triton 3.6.0, 3.8.0 and 3.9.0 (13 of the 60 differ between versions,
+# by 1-3). tests/triton/split_ctas_check.py --check recompiles every entry and fails on one above the
+# installed triton's; hopper_report_check.py fails a split past one wave of a launch's compiled CTAs.
 Key = tuple[str, bool, bool, int, int, int, int, int]
 SM90_RESIDENT_CTAS: dict[Key, int] = {
     ("fp16", False, False, 16, 16, 16, 4, 2): 12, ("fp16", False, False, 16, 64, 32, 4, 3): 10,
@@ -46,20 +47,20 @@ SM90_RESIDENT_CTAS: dict[Key, int] = {
     ("fp16", False, True, 128, 128, 64, 4, 3): 2, ("fp16", False, True, 128, 128, 64, 8, 3): 1,
     ("fp16", False, True, 128, 256, 64, 8, 3): 1, ("fp16", False, True, 256, 128, 64, 8, 3): 1,
     ("fp16", True, True, 16, 16, 16, 4, 2): 9, ("fp16", True, True, 32, 64, 32, 4, 3): 5,
-    ("fp16", True, True, 64, 64, 32, 4, 4): 4, ("fp16", True, True, 64, 64, 32, 4, 5): 4,
+    ("fp16", True, True, 64, 64, 32, 4, 4): 3, ("fp16", True, True, 64, 64, 32, 4, 5): 3,
     ("fp16", True, True, 64, 64, 64, 4, 4): 2, ("fp16", True, True, 64, 128, 32, 4, 4): 2,
     ("fp16", True, True, 128, 64, 32, 8, 4): 1, ("fp16", True, True, 128, 128, 64, 8, 3): 1,
-    ("fp32", False, False, 16, 16, 16, 4, 2): 10, ("fp32", False, False, 16, 64, 32, 4, 3): 9,
-    ("fp32", False, False, 32, 32, 32, 4, 4): 9, ("fp32", False, False, 32, 64, 32, 4, 3): 5,
-    ("fp32", False, False, 64, 64, 16, 4, 4): 4, ("fp32", False, False, 64, 64, 32, 4, 3): 5,
+    ("fp32", False, False, 16, 16, 16, 4, 2): 9, ("fp32", False, False, 16, 64, 32, 4, 3): 9,
+    ("fp32", False, False, 32, 32, 32, 4, 4): 8, ("fp32", False, False, 32, 64, 32, 4, 3): 5,
+    ("fp32", False, False, 64, 64, 16, 4, 4): 4, ("fp32", False, False, 64, 64, 32, 4, 3): 4,
     ("fp32", False, False, 64, 128, 32, 4, 3): 3, ("fp32", False, False, 128, 64, 32, 4, 3): 2,
     ("fp32", False, False, 128, 128, 32, 8, 3): 1, ("fp32", False, True, 16, 16, 16, 4, 2): 10,
-    ("fp32", False, True, 16, 64, 32, 4, 3): 7, ("fp32", False, True, 32, 32, 32, 4, 4): 8,
+    ("fp32", False, True, 16, 64, 32, 4, 3): 5, ("fp32", False, True, 32, 32, 32, 4, 4): 8,
     ("fp32", False, True, 32, 64, 32, 4, 3): 3, ("fp32", False, True, 64, 64, 16, 4, 4): 2,
     ("fp32", False, True, 64, 64, 32, 4, 3): 3, ("fp32", False, True, 64, 128, 32, 4, 3): 2,
     ("fp32", False, True, 128, 64, 32, 4, 3): 2, ("fp32", False, True, 128, 128, 32, 8, 3): 1,
     ("fp32", True, True, 16, 16, 16, 4, 2): 9, ("fp32", True, True, 32, 64, 32, 4, 3): 4,
-    ("fp32", True, True, 64, 64, 32, 4, 4): 3, ("fp32", True, True, 64, 64, 32, 4, 5): 3,
+    ("fp32", True, True, 64, 64, 32, 4, 4): 3, ("fp32", True, True, 64, 64, 32, 4, 5): 2,
     ("fp32", True, True, 64, 64, 64, 4, 4): 2, ("fp32", True, True, 64, 128, 32, 4, 4): 2,
     ("fp32", True, True, 128, 64, 32, 8, 4): 1, ("fp32", True, True, 128, 128, 64, 8, 3): 1,
 }

@@ -38,13 +38,14 @@ def test_the_split_stays_within_one_wave() -> None:
 def test_the_wave_counts_the_compiled_kernels_ctas() -> None:
     """A 16x16 fp16 tile's split variant fits 12 CTAs per SM on sm_90 (the coarse area bound said 4): 600
     such tiles are under a wave of 1,584 and split 2 ways; a 5-stage 64x64x32 tile fits 5 (3 where the
-    channels leave the last K block ragged); the fp32 tiles have their own counts."""
+    channels leave the last K block ragged); the fp32 tiles have their own counts, the fewest over triton
+    3.6, 3.8 and 3.9."""
     small = tile(16, 16, 16, stages=2)
     assert split_k.resident_ctas(small, "float16") == 12 and split_k.resident_ctas(small, "bfloat16") == 12
     assert split_k.split_k_factor(600, 40, small, "float16") == 2
     assert split_k.resident_ctas(tile(64, 64, 32, stages=5), "float16") == 5
     assert split_k.resident_ctas(tile(64, 64, 32, stages=5), "float16", ragged=True) == 3
-    assert split_k.resident_ctas(tile(64, 64, 32, stages=3), "float32") == 5
+    assert split_k.resident_ctas(tile(64, 64, 32, stages=3), "float32") == 4  # 5 under triton 3.6 and 3.8
     unlisted = tile(32, 16, 16, stages=2)  # in no candidate list: the area bound
     assert split_k.resident_ctas(unlisted, "float16") == 4
 
