@@ -12,7 +12,9 @@
 #   4. gpu_tests.txt       the GPU tests in parallel (-n 8 when pytest-xdist is there)
 #   5. bench_tuned.jsonl   the bench again with autotuning, if time remains
 #   6. triton_autotune.json the autotune cache (copy it to ~/.cache/convc on the next GPU to start tuned)
-# plus environment.json (GPU, driver, versions) and campaign.log: at most 8 files in OUTDIR.
+# plus environment.json (GPU, driver, versions) and campaign.log (ending with bench/gpu_results.py's
+# summary: the goals, measured or not): at most 8 files in OUTDIR. Afterwards
+# `python bench/gpu_results.py OUTDIR --save bench/results` writes the record to commit.
 # --dry: the CPU interpreter and tiny shapes, so CI can check that the script itself runs.
 set -u
 OUT=${1:?usage: gpu_campaign.sh OUTDIR BUDGET_S [--dry]}
@@ -83,5 +85,7 @@ phase gpu_tests 30 bash -c '"$0" -m pytest -q "${@}" > "'"$OUT"'/gpu_tests.txt" 
 phase bench_tuned 100 "${CONVC[@]}" bench "$MODEL" --backends triton --dtype float16 \
     --jsonl "$OUT/bench_tuned.jsonl" "${BENCH_ARGS[@]}"
 [[ -f "$CONVC_CACHE_DIR/triton_autotune.json" ]] && cp "$CONVC_CACHE_DIR/triton_autotune.json" "$OUT/"
+# The whole-model table and the issue's goals, measured or not, into the log (--save writes the record).
+"$PY" bench/gpu_results.py "$OUT" >> "$LOG" 2>&1 || log "gpu_results: failed"
 rm -rf "$OUT/cache"
 log "done in $(( $(date +%s) - START ))s; results: $(cd "$OUT" && ls | tr '\n' ' ')"

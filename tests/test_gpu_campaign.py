@@ -32,3 +32,4 @@ def test_the_campaign_runs_dry_and_writes_its_results(tmp_path: Path) -> None:
     assert "passed" in (out / "gpu_tests.txt").read_text()
     log = (out / "campaign.log").read_text()
     assert "end smoke: exit 0" in log and "end bench_untuned: exit 0" in log and "done in" in log
+    assert "| goal | measured | met | detail |" in log  # bench/gpu_results.py's summary of the goals
