@@ -1,7 +1,8 @@
 """Every `convc ...` line of the README's command tour runs as shown through the real console script:
 once without its [optional] parts and once with all of them. Lines whose zoo model would take minutes on
 two CPU cores (ResNet-50 at -O3, a 64-image float16 bench, an sm_90 compile of every ResNet-50 kernel)
-run once, with all their options, on LeNet-5; `bench/gpu_campaign.sh` is tests/test_gpu_campaign.py's."""
+run once, with all their options, on LeNet-5; `bench/gpu_campaign.sh` is tests/test_gpu_campaign.py's and
+`bench/gpu_results.py` tests/test_gpu_results.py's."""
 from __future__ import annotations
 
 import os
@@ -18,7 +19,7 @@ CONVC = Path(sys.executable).with_name("convc")
 # Tour lines whose model is too large for a test on two cores: the model they run on instead.
 SMALLER = {"convc run resnet50": "lenet5", "convc compile resnet50": "lenet5", "convc plan vgg16": "lenet5",
            "convc bench resnet50": "lenet5"}
-COVERED_ELSEWHERE = ("bench/gpu_campaign.sh",)
+COVERED_ELSEWHERE = ("bench/gpu_campaign.sh", "python bench/gpu_results.py")
 
 
 def tour_lines() -> list[str]:
