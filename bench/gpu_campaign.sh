@@ -8,7 +8,8 @@
 #   1. smoke.jsonl         per-layer error vs torch float64 and time vs cuDNN (ResNet-50, VGG-16 layers)
 #   2. bench_untuned.jsonl whole-model bench, triton vs torch, tuning off (one JSON line per row)
 #   3. bench_compile.jsonl torch.compile in its own capped call, then batch 1 with CUDA graphs: convc's
-#                          captured module (TMA descriptors drawn while capturing) vs reduce-overhead
+#                          captured module (TMA descriptors drawn while capturing) vs reduce-overhead,
+#                          then VGG-16 batch 64 under torch.compile (its goal's baseline)
 #   4. gpu_tests.txt       the GPU tests in parallel (-n 8 when pytest-xdist is there)
 #   5. bench_tuned.jsonl   the bench again with autotuning, if time remains
 #   6. triton_autotune.json the autotune cache (copy it to ~/.cache/convc on the next GPU to start tuned)
@@ -79,6 +80,8 @@ phase bench_untuned 25 "${CONVC[@]}" bench "$MODEL" --backends triton,torch --dt
     --jsonl "$OUT/bench_compile.jsonl" "${BENCH_ARGS[@]}"
 [[ "$DRY" == "--dry" ]] || phase bench_graphs 10 "${CONVC[@]}" bench "$MODEL" --cuda-graphs --batch 1 \
     --backends triton,torch-compile --dtype float16 --no-autotune --jsonl "$OUT/bench_compile.jsonl" --repeat 50
+[[ "$DRY" == "--dry" ]] || phase bench_vgg_compile 10 "${CONVC[@]}" bench vgg16 --backends torch-compile \
+    --dtype float16 --jsonl "$OUT/bench_compile.jsonl" --batch 64 --repeat 20
 XDIST=()
 "$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 8)
 phase gpu_tests 30 bash -c '"$0" -m pytest -q "${@}" > "'"$OUT"'/gpu_tests.txt" 2>&1' "$PY" "${XDIST[@]}" "${TESTS[@]}"
