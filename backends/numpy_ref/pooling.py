@@ -20,7 +20,10 @@ import numpy as np
 
 from convc.ir import Node
 
+from convc.backends.numpy_ref import jit, pooling_jit
 from convc.backends.numpy_ref.windows import valid_outputs
+
+COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _reduce_axis_by_slices(x: np.ndarray, axis: int, out_size: int, k: int, s: int, p: int, combine: np.ufunc,
@@ -107,7 +110,16 @@ def _reduce_windows(x: np.ndarray, node: Node, combine: np.ufunc, identity: floa
 
 
 def max_pool(node: Node, args: list[Any]) -> np.ndarray:
-    return _reduce_windows(args[0], node, np.maximum, -np.inf)
+    """Max pooling: 2D float32/float64 pools with stride 2 across as one compiled pass (pooling_jit.py)
+    where numba runs; the rest (stride 1, where NumPy's whole-row taps win, and 1D/3D) per axis in NumPy."""
+    x = args[0]
+    attrs = node.attrs
+    if jit.enabled() and x.ndim == 4 and x.dtype in COMPILED_DTYPES and attrs["stride"][1] == 2:
+        (kh, kw), (sh, sw), (ph, pw) = attrs["kernel"], attrs["stride"], attrs["padding"]
+        out = np.empty((x.shape[0],) + tuple(node.type.shape[1:]), x.dtype)  # the batch: the input's
+        pooling_jit.max_pool2d_(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, out)
+        return out
+    return _reduce_windows(x, node, np.maximum, -np.inf)
 
 
 def avg_pool_divisor(size: int, out: int, k: int, s: int, p: int, count_include_pad: bool) -> np.ndarray:
