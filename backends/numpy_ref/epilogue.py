@@ -181,12 +181,18 @@ def apply_epilogue(out: np.ndarray, bias: np.ndarray | None, steps: Sequence[tup
 
     A large output goes block by block over its (image, channel) rows, every step on one block before
     the next block: one pass over memory in place of one per step. With numba on (jit.enabled()) a
-    C-contiguous float32/float64 output goes through epilogue_jit instead: every step in one compiled
-    pass over L1-sized blocks."""
+    C-contiguous (or channels-last contiguous) float32/float64 output goes through epilogue_jit instead:
+    every step in one compiled pass over L1-sized blocks."""
     if bias is None and not steps:
         return out
     if epilogue_jit.applicable(out, *residuals):
         return epilogue_jit.run_epilogue(out, bias, steps, residuals)
+    if out.ndim >= 3:  # a channels-last array seen as NCHW (depthwise rows): (positions, C) rows
+        rows = [np.moveaxis(a, 1, -1) for a in (out, *residuals)]
+        if epilogue_jit.applicable(rows[0], *rows[1:]):
+            epilogue_jit.run_epilogue(rows[0].reshape(-1, out.shape[1]), bias, steps,
+                                      [r.reshape(-1, out.shape[1]) for r in rows[1:]])
+            return out
     rows = out.shape[0] * out.shape[1] if out.ndim >= 2 else 1
     per_row = out.size // max(rows, 1)
     if out.nbytes <= EPILOGUE_BLOCKED_ABOVE_BYTES or not out.flags.c_contiguous or out.ndim < 2:

@@ -151,6 +151,22 @@ def test_fresh_output_from_a_source_with_per_row_scale(dtype: type) -> None:
         np.dtype(dtype).name)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_channels_last_output_seen_as_nchw_runs_compiled_in_place(dtype: type) -> None:
+    """Depthwise rows hand the epilogue an (N, C, H, W) view of channels-last memory: compiled on that
+    memory, bias per channel, the same numbers as torch, written through the view."""
+    rng = np.random.default_rng(5)
+    memory = rng.standard_normal((2, 3, 4, 5)).astype(dtype)  # N, H, W, C
+    view = np.moveaxis(memory, -1, 1)
+    residual = np.moveaxis(rng.standard_normal((2, 3, 4, 5)).astype(dtype), -1, 1)
+    bias = rng.standard_normal(5).astype(dtype)
+    steps = (("silu",), ("add",), ("relu",))
+    expected = torch_epilogue(view, None, bias, steps, [residual])
+    out = epilogue.apply_epilogue(view, bias, steps, [residual])
+    assert out is view and not view.flags.c_contiguous
+    assert rel_err(memory.transpose(0, 3, 1, 2), expected) <= budget(np.dtype(dtype).name)
+
+
 def test_dispatch_compiled_when_on_numpy_when_off_or_strided(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     real = epilogue_jit.run_epilogue
@@ -158,7 +174,7 @@ def test_dispatch_compiled_when_on_numpy_when_off_or_strided(monkeypatch: pytest
     y = np.ones((1, 2, 3, 3), np.float32)
     epilogue.apply_epilogue(y, None, (("relu",),), [])
     assert calls == [1]
-    epilogue.apply_epilogue(np.ones((1, 3, 3, 2), np.float32).transpose(0, 3, 1, 2), None, (("relu",),), [])
+    epilogue.apply_epilogue(np.ones((1, 2, 3, 6), np.float32)[..., ::2], None, (("relu",),), [])  # strided
     epilogue.apply_epilogue(y, None, (("add",),), [np.ones((1, 2, 3, 3), np.float64)])  # dtype differs
     epilogue.apply_epilogue(y.astype(np.float16), None, (("relu",),), [])
     monkeypatch.setenv(jit.SWITCH, "0")
