@@ -170,20 +170,20 @@ def depthwise_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> flo
 # measured on the shared 2-core EPYC (1 thread, float32, 2026-12-01; kernels of 1, 3, 5 and 7 taps a
 # side on 7x7 to 112x112 maps): multiply-adds at about 12 G/s in float32 (vectors of half as many
 # float64: half that), the padded copy at 0.25 ns an element (0.45 ns split into the phases of a
-# stride), 10 ns per output row stored and 0.1 us per channel. Maps of 64 positions or fewer run
-# channels-last: 2 ns per position and channel, the multiply-adds at 10 G/s, 0.5 ns per padded
-# element. The parts add up to within 25% of 16 of 19 measured MobileNet, EfficientNet, ConvNeXt and
+# stride), 10 ns per output row stored and 0.1 us per channel. Maps of 196 positions or fewer run
+# channels-last: 1 ns per position and channel, the multiply-adds at 11 G/s, 0.5 ns per padded
+# element. The parts add up to within 25% of 17 of 19 measured MobileNet, EfficientNet, ConvNeXt and
 # ShuffleNet layers, within 1.6x of all (bench/NOTES.md, dwjit).
 JIT_FMA_PER_S = {"float32": 12e9, "float64": 6e9}
 JIT_FILL_S = 0.25e-9
 JIT_STRIDED_FILL_S = 0.45e-9
 JIT_ROW_S = 10e-9
 JIT_CHANNEL_S = 0.1e-6
-JIT_CHANNELS_LAST_UP_TO = 64  # conv_depthwise_jit.CHANNELS_LAST_UP_TO
-JIT_CL_FMA_PER_S = {"float32": 10e9, "float64": 5e9}
-JIT_CL_POSITION_S = 2e-9
+JIT_CHANNELS_LAST_UP_TO = 196  # conv_depthwise_jit.CHANNELS_LAST_UP_TO
+JIT_CL_FMA_PER_S = {"float32": 11e9, "float64": 5.5e9}
+JIT_CL_POSITION_S = 1e-9
 JIT_CL_FILL_S = 0.5e-9
-JIT_CALL_S = 5e-6  # the Python wrapper and numba's dispatch
+JIT_CALL_S = 10e-6  # the Python wrapper and numba's dispatch (ShuffleNet's smallest layers: 37-39 us)
 
 
 def depthwise_jit_seconds(shape: ConvShape, dtype: str) -> float:

@@ -43,11 +43,12 @@ ACC_ELEMENTS = 2048
 # unrolled 4 times); the scratch buffers have this much slack.
 RUN_MULTIPLE = 64
 
-# Output maps of at most this many positions (7x7: MobileNet's and EfficientNet's last stages, also
-# after a stride 2) go channels-last, vectorized along the channels. Measured (1 thread, float32,
-# 2026-12-01, shared 2-core EPYC, ms planes / channels-last): 960 channels 7x7 3x3 0.36 / 0.14, 768
-# 7x7 7x7 0.87 / 0.26, 672 14x14 5x5 stride 2 0.79 / 0.22; but 384 14x14 3x3 0.25 / 0.49.
-CHANNELS_LAST_UP_TO = 64
+# Output maps of at most this many positions (7x7 and 14x14: MobileNet's, EfficientNet's and
+# ConvNeXt's last two stages) go channels-last, vectorized along the channels. Measured (1 thread,
+# float32, 2026-12-01, shared 2-core EPYC, best of 30, ms planes / channels-last): 960 channels 7x7 3x3
+# 0.24 / 0.12, 768 7x7 7x7 0.63 / 0.25, 672 14x14 5x5 0.57 / 0.48, 384 14x14 7x7 0.52 / 0.44, 384
+# 14x14 3x3 0.20 / 0.18; but 192 28x28 3x3 0.29 / 0.38 and 240 28x28 5x5 0.62 / 1.12.
+CHANNELS_LAST_UP_TO = 196
 
 # Bytes of output per call of the compiled kernel when an epilogue step is left to NumPy: each block
 # of channels gets its remaining steps while it is still in the L2 cache.
@@ -195,8 +196,10 @@ def depthwise_channels_last(x: np.ndarray, wt: np.ndarray, bias: np.ndarray, out
     along the channels: for maps too small for whole rows to fill a vector.
 
     Pointers: x (N, C, H, W), wt (KH, KW, C) (the weights transposed), bias (C), out (N, C, OH, OW);
-    scratch: padded (>= Hp * Wp * (last - first)), acc (>= last - first). Sizes from the arrays;
-    strides, dilations, low padding given; code and k: the fused activation (store_row)."""
+    scratch: padded (>= Hp * Wp * (last - first)), acc (>= OH * OW * (last - first)). Sizes from the
+    arrays; strides, dilations, low padding given; code and k: the fused activation (store_row).
+    The sums are kept channels-last and stored channel by channel at the end: a store per output
+    position scattered over the channels' planes missed the cache on every element (2.6x slower)."""
     height, width = x.shape[2], x.shape[3]
     kh, kw = wt.shape[0], wt.shape[1]
     out_h, out_w = out.shape[2], out.shape[3]
@@ -204,27 +207,29 @@ def depthwise_channels_last(x: np.ndarray, wt: np.ndarray, bias: np.ndarray, out
     cols = (out_w - 1) * stride_w + (kw - 1) * dil_w + 1
     block = last - first
     grid = padded[:rows * cols * block].reshape((rows, cols, block))
-    sums = acc[:block]
+    sums = acc[:out_h * out_w * block].reshape((out_h, out_w, block))
     shift = bias[first:last]
     for n in range(x.shape[0]):
         grid[:] = 0  # the padding (and the rows and columns the window never reads: cheap, small maps)
-        for c in range(block):
-            plane = x[n, first + c]
-            for h in range(min(height, rows - top)):
-                for q in range(min(width, cols - left)):
-                    grid[top + h, left + q, c] = plane[h, q]
+        for h in range(min(height, rows - top)):
+            for q in range(min(width, cols - left)):
+                cell = grid[top + h, left + q]
+                for c in range(block):
+                    cell[c] = x[n, first + c, h, q]
         for oh in range(out_h):
             for ow in range(out_w):
+                total = sums[oh, ow]
                 for c in range(block):
-                    sums[c] = shift[c]
+                    total[c] = shift[c]
                 for i in range(kh):
                     for j in range(kw):
                         source = grid[oh * stride_h + i * dil_h, ow * stride_w + j * dil_w]
                         weights = wt[i, j, first:last]
                         for c in range(block):
-                            sums[c] += source[c] * weights[c]
-                target = out[n, first:last, oh, ow]
-                store_row(target, sums, code, k)
+                            total[c] += source[c] * weights[c]
+        flat = sums.reshape((out_h * out_w, block))
+        for c in range(block):
+            store_row(out[n, first + c].reshape(out_h * out_w), flat[:, c], code, k)
 
 
 def jit_applicable(conv: ConvOperands) -> bool:
@@ -267,7 +272,7 @@ def conv_depthwise_jit(conv: ConvOperands) -> np.ndarray:
         rows = (out_h - 1) * sh + (kernel[0] - 1) * dh + 1
         cols = (out_w - 1) * sw + (kernel[1] - 1) * dw + 1
         padded = scratch("depthwise padded input", (rows * cols * c,), dtype)
-        acc = scratch("depthwise sums", (c,), dtype)
+        acc = scratch("depthwise sums", (out_h * out_w * c,), dtype)
 
         def run(image: slice, first: int, last: int) -> None:
             depthwise_channels_last(x[image], wt, bias, out[image], first, last, *strides, code, k, padded,
