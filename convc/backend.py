@@ -106,6 +106,10 @@ class Backend(Generic[Ctx, Lowered]):
     # The conv algorithm for a node whose attrs leave it open, when the table has no (op, None) entry.
     default_algo: Callable[[Node, Ctx], str | None] = no_default_algo
     description: str = ""
+    # Named calibration probes: probe(dtype, *sizes) returns a call of one of this backend's kernels, ready
+    # to time, so a cost model measures the kernels that run without importing the backend (the NumPy
+    # backend's compiled Winograd transforms: passes/cpu_profile.py).
+    probes: Mapping[str, Callable[..., Callable[[], object]]] = field(default_factory=dict)
 
     def algo_of(self, node: Node, ctx: Ctx) -> str | None:
         """The algo half of the table key that lowers `node`."""

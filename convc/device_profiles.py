@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import functools
 import os
 import platform
 import shutil
@@ -145,6 +146,25 @@ def _version(module: str) -> str:
         return str(__import__(module).__version__)
     except Exception:  # an absent or broken optional package is a fact to report, not an error
         return "not installed"
+
+
+# "0" runs the NumPy backend's plain NumPy kernels even where numba is installed (backends/numpy_ref/jit.py).
+NUMBA_SWITCH = "CONVC_NUMBA"
+
+
+@functools.cache
+def _numba_imports() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def compiled_cpu_kernels() -> bool:
+    """Whether the NumPy backend runs its compiled (numba) kernels here: numba imports and CONVC_NUMBA is
+    not "0" (read at each call). Cost models price the kernels that will run, so they ask this too."""
+    return os.environ.get(NUMBA_SWITCH, "1") != "0" and _numba_imports()
 
 
 def cuda_available() -> bool:

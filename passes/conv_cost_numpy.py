@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 
-from convc.backends.numpy_ref import jit
+from convc.device_profiles import compiled_cpu_kernels
 from convc.passes.conv_cost import WINOGRAD_TILE, ConvShape
 from convc.passes.cpu_profile import NumpyProfile
 
@@ -42,7 +42,8 @@ def gemm_seconds(m: int, n: int, k: int, profile: NumpyProfile, size: int, stack
     macs = stack * m * n * k
     nbytes = stack * (m * k + k * n + m * n) * size
     compute = macs / profile.gemm_rate(min(m, n, k))
-    return (max(compute, nbytes / profile.copy_bytes_per_s) + stack * m * k * size / profile.weight_bytes_per_s
+    weights_s = stack * m * k * size / profile.weight_bytes_per_s
+    return (max(compute, nbytes / profile.copy_bytes_per_s) + weights_s
             + profile.call_overhead_s + (stack - 1) * profile.slice_overhead_s)
 
 
@@ -210,13 +211,13 @@ def depthwise_jit_seconds(shape: ConvShape, dtype: str) -> float:
 def compiled_kernels_priced() -> bool:
     """Whether estimate_numpy prices the compiled kernels (numba installed, CONVC_NUMBA not 0) by
     default: a plan modelled one way is not replayed the other (passes/conv_algo.py keys it)."""
-    return jit.enabled()
+    return compiled_cpu_kernels()
 
 
 def estimate_numpy(shape: ConvShape, algo: str, profile: NumpyProfile,
                    filters_pretransformed: bool = True, compiled: bool | None = None) -> float:
     """Modelled seconds of the NumPy backend's `algo` kernel on `shape`, in the profile's dtype;
-    `compiled`: whether its numba kernels run (default: jit.enabled(), the CONVC_NUMBA switch)."""
+    `compiled`: whether its numba kernels run (default: compiled_cpu_kernels(), the CONVC_NUMBA switch)."""
     size = ITEMSIZE.get(profile.dtype, 4)
     if compiled is None:
         compiled = compiled_kernels_priced()

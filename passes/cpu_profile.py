@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from convc.device_profiles import blas_threads, blas_version, cpu_name
+from convc.device_profiles import blas_threads, blas_version, compiled_cpu_kernels, cpu_name
+from convc.registry import get_backend
 from convc.serialize import atomic_write
 
 from convc.passes.plan import cache_dir
@@ -153,11 +154,14 @@ def _kron(m: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def compiled_transforms() -> Any:
-    """backends/numpy_ref/conv_winograd_jit.py when the NumPy backend runs it (numba installed and not
-    switched off with CONVC_NUMBA=0), else None. Imported here, not at the top: the profile prices that
-    backend's kernels, and only this measurement needs them."""
-    from convc.backends.numpy_ref import conv_winograd_jit, jit
-    return conv_winograd_jit if jit.enabled() else None
+    """The NumPy backend's probes of its compiled Winograd transforms (Backend.probes:
+    "winograd_input" / "winograd_output", each probe(dtype, tile, channels, size) -> a call to time)
+    where they run (numba installed and CONVC_NUMBA not 0), else None. Reached through the backend
+    registry, as passes reach backends, never by import."""
+    if not compiled_cpu_kernels():
+        return None
+    probes = getattr(get_backend("numpy"), "probes", {})
+    return probes if {"winograd_input", "winograd_output"} <= set(probes) else None
 
 
 # The two maps the compiled transforms are timed on, (channels, size): per-column cost from the large
@@ -168,25 +172,16 @@ COMPILED_PROBES = ((64, 56), (512, 7))
 def calibrate_compiled(dtype: str, timer: Callable[[Callable[[], object]], float]) -> dict[str, float]:
     """Seconds per column and per channel plane of the compiled Winograd transforms, or {} where they do
     not run. Each kernel is timed on the two COMPILED_PROBES maps and the two unknowns solved for."""
-    kernels = compiled_transforms()
-    if kernels is None:
+    probes = compiled_transforms()
+    if probes is None:
         return {}
-    dt = np.dtype(dtype)
-    rng = np.random.default_rng(0)
-    consts = np.asarray(kernels.CONSTANTS, dt)
     rates: dict[str, float] = {}
     for t in WINOGRAD_TILES:
-        alpha = t + 2
         samples: dict[str, list[tuple[int, int, float]]] = {"in": [], "out": []}
         for c, size in COMPILED_PROBES:
-            tiles = math.ceil(size / t)
-            x = rng.standard_normal((1, c, size, size)).astype(dt)
-            v = np.empty((alpha, alpha, c, 1, tiles, tiles), dt)
-            out, bias = np.empty((1, c, size, size), dt), np.zeros(c, dt)
-            samples["in"].append((c * tiles * tiles, c, timer(
-                lambda x=x, v=v, t=t: kernels.winograd_input_(x, t, 1, 1, consts, v))))
-            samples["out"].append((c * tiles * tiles, c, timer(
-                lambda v=v, out=out, b=bias, t=t: kernels.winograd_output_(v, t, b, True, consts, out))))
+            columns = c * math.ceil(size / t) ** 2
+            samples["in"].append((columns, c, timer(probes["winograd_input"](dtype, t, c, size))))
+            samples["out"].append((columns, c, timer(probes["winograd_output"](dtype, t, c, size))))
         for side, ((cols1, planes1, s1), (cols2, planes2, s2)) in samples.items():
             per_column, per_plane = np.linalg.solve([[cols1, planes1], [cols2, planes2]], [s1, s2])
             rates[f"compiled_{side}{t}"] = max(float(per_column), 1e-12)

@@ -135,3 +135,23 @@ def test_imports_are_read_as_python_runs_them() -> None:
         ["convc.ir", "convc.ir.Node"]
     assert imported_names(ast.parse("from . import lower").body[0], "convc.backends.triton", True) == \
         ["convc.backends.triton", "convc.backends.triton.lower"]
+
+
+# Core modules that read a pass module's data format (not a pass): the plan a saved artifact carries.
+# Shrink, never grow.
+KNOWN_CORE_TO_PASSES = {("convc.artifact", "convc.passes.plan")}
+
+
+def test_data_flows_one_way_between_the_layers() -> None:
+    """docs/architecture.md: the core imports no pass or backend, and no pass imports a backend (a pass
+    reaches one through convc.registry, by name, as the NumPy cost model's probes do), deferred imports
+    counted too."""
+    graph = import_graph(all_imports)
+
+    def layer(module: str) -> str:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 and parts[1] in ("passes", "backends", "models") else "core"
+    wrong = sorted(f"{a} -> {b}" for a, b in graph.edges
+                   if (layer(a) in ("core", "passes") and layer(b) == "backends"
+                       or layer(a) == "core" and layer(b) == "passes" and (a, b) not in KNOWN_CORE_TO_PASSES))
+    assert not wrong, "imports against the data flow: " + "; ".join(wrong)

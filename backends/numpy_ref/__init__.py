@@ -5,7 +5,10 @@ Every other backend is checked against it.
     y = model(x)                           # NumPy arrays in and out
 
 Convolutions run by `node.attrs["algo"]`: "direct", "im2col", "winograd_2x2", "winograd_4x4" or
-"depthwise" (groups == input channels only); with no algo the backend picks im2col (one BLAS GEMM per group, the fastest that applies to every conv).
+"depthwise" (groups == input channels only); with no algo the backend picks im2col (one BLAS GEMM per
+group, the fastest that applies to every conv). Where numba runs (jit.py), depthwise convs, Winograd
+transforms, epilogues and some elementwise ops run as compiled loops; `probes` lets the CPU cost model
+time the compiled Winograd transforms without importing this package.
 Parameters are cast to the working dtype once, at compile time, by the interpreter.
 """
 from __future__ import annotations
@@ -23,8 +26,8 @@ from convc.params import to_numpy
 from convc.types import numpy_dtype
 
 from convc.backends.numpy_ref import (
-    conv_depthwise, conv_direct, conv_im2col, conv_winograd, elementwise, layout, linear, normalization,
-    pooling,
+    conv_depthwise, conv_direct, conv_im2col, conv_winograd, conv_winograd_jit, elementwise, layout, linear,
+    normalization, pooling,
 )
 
 DTYPES = ("float32", "float64")
@@ -88,6 +91,7 @@ backend = Backend(
     build=compile_graph,
     default_algo=default_algo,
     description="NumPy reference: float32/float64, NCHW, BLAS GEMMs; the oracle other backends answer to",
+    probes=conv_winograd_jit.PROBES,
 )
 
 __all__ = ["backend", "default_algo", "algo_problem", "KERNELS"]

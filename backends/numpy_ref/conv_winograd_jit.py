@@ -21,7 +21,11 @@ through a tile as convc/nonfinite.py's Winograd contract allows, never lost.
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import numpy as np
+
 from convc.backends.numpy_ref import jit
 
 CONSTANTS = (2, 4, 5, 8)  # `consts`: the transform matrices' integer entries, in the working dtype
@@ -160,3 +164,27 @@ def winograd_output_(m: np.ndarray, tile: int, bias: np.ndarray, relu: bool, con
                     else:
                         for col in range(width):
                             dst[col] = line[col]
+
+
+def probe_input(dtype: str, tile: int, channels: int, size: int) -> Callable[[], None]:
+    """One call of winograd_input_ on a random (1, channels, size, size) map with padding 1, ready to
+    time: the NumPy backend's calibration probe (Backend.probes), which passes/cpu_profile.py times."""
+    dt = np.dtype(dtype)
+    tiles = math.ceil(size / tile)
+    x = np.random.default_rng(0).standard_normal((1, channels, size, size)).astype(dt)
+    v = np.empty((tile + 2, tile + 2, channels, 1, tiles, tiles), dt)
+    consts = np.asarray(CONSTANTS, dt)
+    return lambda: winograd_input_(x, tile, 1, 1, consts, v)
+
+
+def probe_output(dtype: str, tile: int, channels: int, size: int) -> Callable[[], None]:
+    """One call of winograd_output_ (bias and ReLU) into a (1, channels, size, size) map, ready to time."""
+    dt = np.dtype(dtype)
+    tiles = math.ceil(size / tile)
+    m = np.random.default_rng(0).standard_normal((tile + 2, tile + 2, channels, 1, tiles, tiles)).astype(dt)
+    out, bias = np.empty((1, channels, size, size), dt), np.zeros(channels, dt)
+    consts = np.asarray(CONSTANTS, dt)
+    return lambda: winograd_output_(m, tile, bias, True, consts, out)
+
+
+PROBES = {"winograd_input": probe_input, "winograd_output": probe_output}

@@ -28,13 +28,14 @@ afresh, see `_RebuildingCache`.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from convc.device_profiles import NUMBA_SWITCH, compiled_cpu_kernels
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-SWITCH = "CONVC_NUMBA"  # "0" runs the NumPy kernels even where numba is installed
+SWITCH = NUMBA_SWITCH  # "CONVC_NUMBA": "0" runs the NumPy kernels even where numba is installed
 
 try:
     import numba as _numba
@@ -76,7 +77,7 @@ def installed() -> bool:
 def enabled() -> bool:
     """The compiled kernels run: numba is installed and `CONVC_NUMBA` is not "0" (read at each call, so a
     test or a user can switch it for one model)."""
-    return _numba is not None and os.environ.get(SWITCH, "1") != "0"
+    return _numba is not None and compiled_cpu_kernels()
 
 
 def version() -> str | None:

@@ -103,3 +103,17 @@ def test_compiled_transforms_run_when_numba_is_on(algo: str, monkeypatch: pytest
     monkeypatch.setenv(jit.SWITCH, "1")
     check(graph, "float32")
     assert calls == ["winograd_input_", "winograd_output_"]
+
+
+@pytest.mark.skipif(not jit.installed(), reason="numba is not installed")
+def test_the_calibration_probes_run_the_compiled_transforms() -> None:
+    """Backend.probes, as passes/cpu_profile.py reaches them through the registry: each returns a call of
+    the compiled kernel on the asked shape, which runs."""
+    from convc.registry import get_backend
+
+    probes = get_backend("numpy").probes
+    assert set(probes) == {"winograd_input", "winograd_output"}
+    for name, probe in probes.items():
+        call = probe("float32", 4, 3, 9)
+        assert callable(call)
+        call()
