@@ -24,11 +24,16 @@ in numba's own cache (next to this file, or the user cache folder where that is 
 source and argument types, so a machine compiles each kernel once (about a second each, on first call).
 numba writes those files atomically (a temporary file, then a rename) under the umask; a cache file that
 is corrupt or truncated anyway (numba itself would stop with EOFError) is deleted and the kernel compiled
-afresh, see `_RebuildingCache`.
+afresh, see `_RebuildingCache`. numba keys a cache entry by the kernel's own file only, so a change to a
+helper it inlines from another file (exp_jit.py, say) would leave the old machine code running; the key
+here also holds a digest of every source file of this package, so any change there compiles afresh.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from convc.device_profiles import NUMBA_SWITCH, compiled_cpu_kernels
@@ -47,10 +52,22 @@ except ImportError:  # numba missing or broken: the NumPy kernels serve
 OPTIONS: dict[str, Any] = {"nogil": True, "fastmath": {"contract"}, "error_model": "numpy"}
 
 
+@functools.cache
+def sources_digest() -> str:
+    """SHA-256 of every .py file of this package (the kernels and the helpers they inline), by name."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 class _RebuildingCache(_FunctionCache):  # type: ignore[misc,valid-type]
     """numba's on-disk cache of one function, except that an unreadable entry (a truncated index, a
     corrupt data file) is a cache miss: the function's files are removed and the kernel compiled again,
     which writes them afresh. numba's own cache raises the unpickling error to the caller instead."""
+
+    def _index_key(self, sig: Any, codegen: Any) -> Any:
+        return (*super()._index_key(sig, codegen), sources_digest())
 
     def load_overload(self, sig: Any, target_context: Any) -> Any:
         try:

@@ -72,3 +72,18 @@ def test_a_corrupt_cache_file_is_rebuilt_not_raised(damage: str) -> None:
     again(y)  # loads what `fresh` wrote
     assert y[0] == 0.25
     assert sum(again._cache_hits.values()) == 1  # the rebuilt files load
+
+
+@pytest.mark.skipif(not jit.installed(), reason="numba is not installed")
+def test_a_change_anywhere_in_the_package_misses_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An inlined helper lives in another file than the kernel (exp_jit.py in epilogue_jit.py's kernels);
+    numba alone would replay the old machine code after the helper changed."""
+    x = np.array([2.0])
+    _reciprocal_(x)  # compiled or loaded, and saved, under today's sources
+    loaded = jit.kernel(_reciprocal_.py_func)
+    loaded(np.array([2.0]))
+    assert sum(loaded._cache_hits.values()) == 1
+    monkeypatch.setattr(jit, "sources_digest", lambda: "a helper changed")
+    edited = jit.kernel(_reciprocal_.py_func)
+    edited(np.array([2.0]))
+    assert sum(edited._cache_hits.values()) == 0 and sum(edited._cache_misses.values()) == 1
