@@ -28,7 +28,6 @@ from convc.backends.numpy_ref.scratch import scratch
 
 TILE_OF_ALGO = {"winograd_2x2": 2, "winograd_4x4": 4}
 REQUIREMENT = "a 3x3 kernel, stride 1, dilation 1, groups 1"
-COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # the compiled path's signatures
 
 
 def winograd_problem(node: Node, algo: str) -> str | None:
@@ -79,7 +78,7 @@ def conv_winograd(node: Node, args: list[Any], tile: int) -> np.ndarray:
     if problem:
         raise BackendError(problem)
     conv = ConvOperands.of(node, args)
-    if jit.enabled() and conv.x.dtype in COMPILED_DTYPES:
+    if jit.enabled_for(conv.x.dtype):
         return _conv_winograd_compiled(conv, tile)
     dtype = conv.x.dtype
     b_t, _, a_t = (np.asarray(matrix, dtype) for matrix in WINOGRAD_MATRICES[tile])

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from convc.backends.numpy_ref import epilogue_jit
+from convc.backends.numpy_ref.exp_jit import ERFC_A as _ERFC_A, ERFC_P as _ERFC_P
 from convc.errors import BackendError
 
 
@@ -78,9 +79,8 @@ def silu_(x: np.ndarray) -> np.ndarray:
 _ERF = np.frompyfunc(math.erf, 1, 1)
 
 # Abramowitz & Stegun 7.1.26: erfc(z) ~ t (a1 + t (a2 + ... + t a5)) exp(-z^2), t = 1 / (1 + p z), for
-# z >= 0, absolute error under 1.5e-7: below float32's rounding of GELU's output scale.
-_ERFC_P = 0.3275911
-_ERFC_A = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)  # a5 first, for Horner
+# z >= 0, absolute error under 1.5e-7: below float32's rounding of GELU's output scale (p and the a's are
+# exp_jit's ERFC_P and ERFC_A, which the compiled GELU uses too).
 
 
 def normal_cdf_float32(x: np.ndarray) -> np.ndarray:

@@ -37,7 +37,6 @@ OPCODES = {"relu": RELU, "leaky_relu": LEAKY_RELU, "sigmoid": SIGMOID, "tanh": T
            "clip": CLIP, "hardswish": HARDSWISH, "hardsigmoid": HARDSIGMOID, "silu": SILU, "gelu": GELU,
            "gelu_tanh": GELU_TANH}
 BLOCK = 2048  # elements: 8 KiB of float32, so a block and its residuals stay in the L1 cache
-_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _SQRT_HALF = math.sqrt(0.5)
 _GELU_TANH_2K = 2 * math.sqrt(2 / math.pi)  # 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u))
 
@@ -202,7 +201,7 @@ def _epilogue(source, out, scale, shift, load,  # type: ignore[no-untyped-def]
 def applicable(out: np.ndarray, *operands: np.ndarray | None) -> bool:
     """The compiled path can run: numba on, `out` float32/float64, C-contiguous, and every operand
     (residuals) of its shape and dtype and C-contiguous too; None operands are ignored."""
-    if not jit.enabled() or out.dtype not in _DTYPES or not out.flags.c_contiguous or out.size == 0:
+    if not jit.enabled_for(out.dtype) or not out.flags.c_contiguous or out.size == 0:
         return False
     return all(r is None or (r.shape == out.shape and r.dtype == out.dtype and r.flags.c_contiguous)
                for r in operands)
@@ -228,7 +227,7 @@ def encode(steps: tuple, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     return codes, params
 
 
-_EMPTY = {dtype: np.empty(0, dtype) for dtype in _DTYPES}
+_EMPTY = {dtype: np.empty(0, dtype) for dtype in jit.DTYPES}
 
 
 def _per_row(values: np.ndarray | None, dtype: np.dtype) -> np.ndarray:

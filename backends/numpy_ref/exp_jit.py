@@ -33,10 +33,12 @@ _P0, _P1, _P2 = np.float32(1.9875691500e-4), np.float32(1.3981999507e-3), np.flo
 _P3, _P4, _P5 = np.float32(4.1665795894e-2), np.float32(1.6666665459e-1), np.float32(5.0000001201e-1)
 _BIAS, _MANTISSA = np.int32(127), np.int32(23)
 
-# A&S 7.1.26, as epilogue.normal_cdf_float32 uses it: erfc(z) ~ t (a1 + ... + t^4 a5) exp(-z^2) with
+# A&S 7.1.26, for this and epilogue.normal_cdf_float32: erfc(z) ~ t (a1 + ... + t^4 a5) exp(-z^2) with
 # t = 1 / (1 + p z), z >= 0, absolute error under 1.5e-7; here for z = |x| / sqrt(2), coefficients halved.
-_CDF_P = np.float32(0.3275911 / math.sqrt(2.0))
-_CDF_A = [np.float32(a / 2) for a in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)]
+ERFC_P = 0.3275911
+ERFC_A = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)  # a5 first, for Horner
+_CDF_P = np.float32(ERFC_P / math.sqrt(2.0))
+_CDF_A = [np.float32(a / 2) for a in ERFC_A]
 _A5, _A4, _A3, _A2, _A1 = _CDF_A
 _MINUS_HALF, _TWO = np.float32(-0.5), np.float32(2)
 

@@ -36,6 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from convc.device_profiles import NUMBA_SWITCH, compiled_cpu_kernels
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,6 +50,9 @@ try:
 except ImportError:  # numba missing or broken: the NumPy kernels serve
     _numba = None
     _FunctionCache = object
+
+# The dtypes the compiled kernels are built for (one signature each); others (float16) take NumPy's path.
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 OPTIONS: dict[str, Any] = {"nogil": True, "fastmath": {"contract"}, "error_model": "numpy"}
 
@@ -97,6 +102,11 @@ def enabled() -> bool:
     return _numba is not None and compiled_cpu_kernels()
 
 
+def enabled_for(dtype: Any) -> bool:
+    """enabled(), and `dtype` is one of DTYPES: the compiled kernel can run on arrays of it."""
+    return enabled() and np.dtype(dtype) in DTYPES
+
+
 def version() -> str | None:
     return None if _numba is None else str(_numba.__version__)
 
@@ -116,4 +126,5 @@ def inline(fn: F) -> F:
     return _compiled(fn, inline="always")  # type: ignore[no-any-return]
 
 
-__all__ = ["OPTIONS", "SWITCH", "enabled", "inline", "installed", "kernel", "version"]
+__all__ = ["DTYPES", "OPTIONS", "SWITCH", "enabled", "enabled_for", "inline", "installed", "kernel",
+           "sources_digest", "version"]

@@ -23,8 +23,6 @@ from convc.ir import Node
 from convc.backends.numpy_ref import jit, pooling_jit
 from convc.backends.numpy_ref.windows import valid_outputs
 
-COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
 
 def _reduce_axis_by_slices(x: np.ndarray, axis: int, out_size: int, k: int, s: int, p: int, combine: np.ufunc,
                  identity: float) -> np.ndarray:
@@ -114,7 +112,7 @@ def max_pool(node: Node, args: list[Any]) -> np.ndarray:
     where numba runs; the rest (stride 1, where NumPy's whole-row taps win, and 1D/3D) per axis in NumPy."""
     x = args[0]
     attrs = node.attrs
-    if jit.enabled() and x.ndim == 4 and x.dtype in COMPILED_DTYPES and attrs["stride"][1] == 2:
+    if jit.enabled_for(x.dtype) and x.ndim == 4 and attrs["stride"][1] == 2:
         (kh, kw), (sh, sw), (ph, pw) = attrs["kernel"], attrs["stride"], attrs["padding"]
         out = np.empty((x.shape[0],) + tuple(node.type.shape[1:]), x.dtype)  # the batch: the input's
         pooling_jit.max_pool2d_(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, out)
