@@ -1,40 +1,35 @@
 """Depthwise 1D/2D convolution compiled by numba (backends/numpy_ref/jit.py): one channel plane at a
-time, every tap's multiply fused with its add, the bias and a simple activation fused into the store.
+time, every tap's multiply fused with its add, and the whole epilogue (bias, any activation, residual
+adds) applied to each channel's output while it is in the L1 cache.
 
 NCHW in, NCHW out, no whole-tensor transpose. Per image and input channel (a plane of H x W):
 
     P = the plane zero-padded and split into stride phases     # P[ph, pw, q, r] = x[q*sh + ph - top,
                                                                #                     r*sw + pw - left]
-    for each block of output rows (its sums stay in the L1 cache):
-        for each filter m of the channel (the channel multiplier):
-            acc[run] = P[phase(tap 0)][run + offset(tap 0)] * w[m, tap 0]
-            acc[run] += P[phase(tap)][run + offset(tap)] * w[m, tap]      for every other tap
-            out[n, c * mult + m, rows, :] = activation(acc cropped + bias)
+    for each filter m of the channel (the channel multiplier):
+        for each block of output rows (its sums stay in the L1 cache):
+            acc[run] = bias
+            acc[run] += sum of P[phase(tap)][run + offset(tap)] * w[m, tap]   up to 5 taps per pass
+            out[n, c * mult + m, rows, :] = acc cropped
+        epilogue_jit.apply_steps on that output plane (SiLU, residual adds...)
 
 With the phases split, every tap (i, j) reads phase ((i*dh) % sh, (j*dw) % sw) at the constant offset
 (i*dh // sh) * Wq + j*dw // sw from the output's own flat index in a "wide" row of Wq columns, so the
 inner loop is one contiguous run over a block of output rows: it vectorizes, whatever the stride and
 dilation (the few columns past each row's end are computed and cropped). The padding is real zeros,
-so a non-finite weight meeting it gives NaN, as in torch (0 * inf).
-
-Activations fused into the store (`ACTIVATIONS`): relu, clip (relu6), hardswish, hardsigmoid and
-leaky_relu, the ones without a transcendental function; the others (silu, sigmoid, gelu...) and
-residual adds run afterwards through epilogue.apply_epilogue on each block of channels, while it is
-still in the L2 cache (numba has no vector exp here, NumPy does).
+so a non-finite weight meeting it gives NaN, as in torch (0 * inf). The phase split of a stride-2 row
+reads the row once, both phases in one loop (a strided copy per phase ran 6x slower).
 
     y = conv_depthwise_jit(conv)    # conv: ConvOperands of a 1D/2D depthwise conv; jit.enabled()
 """
 from __future__ import annotations
 
 import numpy as np
-
-from convc.backends.numpy_ref import jit
+from convc.backends.numpy_ref import epilogue_jit, jit
 from convc.backends.numpy_ref.conv_operands import ConvOperands
 from convc.backends.numpy_ref.epilogue import apply_epilogue
+from convc.backends.numpy_ref.epilogue_jit import apply_steps
 from convc.backends.numpy_ref.scratch import scratch
-
-# The epilogue's first step, when it is one of these, is applied in the store (code, arguments).
-ACTIVATIONS = {"relu": 1, "clip": 2, "hardswish": 3, "hardsigmoid": 4, "leaky_relu": 5}
 
 # Output elements (of one wide block of rows) summed at a time: 8 KiB of float32, in the L1 cache.
 ACC_ELEMENTS = 2048
@@ -43,52 +38,21 @@ ACC_ELEMENTS = 2048
 # unrolled 4 times); the scratch buffers have this much slack.
 RUN_MULTIPLE = 64
 
-# Output maps of at most this many positions (7x7 and 14x14: MobileNet's, EfficientNet's and
-# ConvNeXt's last two stages) go channels-last, vectorized along the channels. Measured (1 thread,
-# float32, 2026-12-01, shared 2-core EPYC, best of 30, ms planes / channels-last): 960 channels 7x7 3x3
-# 0.24 / 0.12, 768 7x7 7x7 0.63 / 0.25, 672 14x14 5x5 0.57 / 0.48, 384 14x14 7x7 0.52 / 0.44, 384
-# 14x14 3x3 0.20 / 0.18; but 192 28x28 3x3 0.29 / 0.38 and 240 28x28 5x5 0.62 / 1.12.
+# Output maps of at most this many positions go channels-last, vectorized along the channels (0: never;
+# see depthwise_channels_last and bench/NOTES.md, effnet).
 CHANNELS_LAST_UP_TO = 196
 
-# Bytes of output per call of the compiled kernel when an epilogue step is left to NumPy: each block
-# of channels gets its remaining steps while it is still in the L2 cache.
+# Bytes of output per call of the compiled kernel when the epilogue has more residual adds than the
+# kernel takes (two): each block of channels gets its steps from epilogue.apply_epilogue instead.
 EPILOGUE_BLOCK_BYTES = 1 << 18
-
-
-@jit.inline
-def store_row(row: np.ndarray, sums: np.ndarray, code: int, k: np.ndarray) -> None:
-    """row[:] = activation `code` of ACTIVATIONS on sums, in the arrays' dtype; k holds (a, b, 0, 3, 6)
-    in that dtype (a, b: clip's bounds or leaky_relu's slope). One loop per code, so each vectorizes;
-    NaN stays NaN as in torch (comparisons with NaN are false, each branch then keeps v)."""
-    a, b, zero, three, six = k[0], k[1], k[2], k[3], k[4]
-    if code == 0:
-        for q in range(row.size):
-            row[q] = sums[q]
-    elif code == 1:
-        for q in range(row.size):
-            v = sums[q]
-            row[q] = zero if v < zero else v
-    elif code == 2:
-        for q in range(row.size):
-            v = sums[q]
-            row[q] = a if v < a else (b if v > b else v)
-    elif code == 3 or code == 4:
-        for q in range(row.size):
-            v = sums[q]
-            gate = v + three
-            gate = zero if gate < zero else (six if gate > six else gate)
-            row[q] = v * gate / six if code == 3 else gate / six
-    else:
-        for q in range(row.size):
-            v = sums[q]
-            row[q] = v * a if v < zero else v
 
 
 @jit.inline
 def add_taps(acc: np.ndarray, phased: np.ndarray, w: np.ndarray, starts: np.ndarray, first: int,
              taps: int, run: int) -> None:
-    """acc[:run] += sum of phased[starts[t]:][:run] * w[t] for the `taps` (1 to 4) taps from `first`:
-    up to four taps per pass, so the sums are loaded and stored once per four multiply-adds."""
+    """acc[:run] += sum of phased[starts[t]:][:run] * w[t] for the `taps` (1 to 5) taps from `first`:
+    up to five taps per pass, so the sums are loaded and stored once per five multiply-adds (a 3x3
+    kernel in two passes, 5x5 in five)."""
     s0, w0 = phased[starts[first]:starts[first] + run], w[first]
     if taps == 1:
         for f in range(run):
@@ -105,8 +69,13 @@ def add_taps(acc: np.ndarray, phased: np.ndarray, w: np.ndarray, starts: np.ndar
             acc[f] += s0[f] * w0 + s1[f] * w1 + s2[f] * w2
         return
     s3, w3 = phased[starts[first + 3]:starts[first + 3] + run], w[first + 3]
+    if taps == 4:
+        for f in range(run):
+            acc[f] += s0[f] * w0 + s1[f] * w1 + s2[f] * w2 + s3[f] * w3
+        return
+    s4, w4 = phased[starts[first + 4]:starts[first + 4] + run], w[first + 4]
     for f in range(run):
-        acc[f] += s0[f] * w0 + s1[f] * w1 + s2[f] * w2 + s3[f] * w3
+        acc[f] += s0[f] * w0 + s1[f] * w1 + s2[f] * w2 + s3[f] * w3 + s4[f] * w4
 
 
 @jit.inline
@@ -118,53 +87,61 @@ def inside(size: int, count: int, first: int, stride: int) -> tuple[int, int]:
 
 
 @jit.inline
-def fill_phases(plane: np.ndarray, phased: np.ndarray, grid_h: int, grid_w: int, stride_h: int,
-                stride_w: int, top: int, left: int) -> None:
+def fill_phases(plane: np.ndarray, phased: np.ndarray, line: np.ndarray, grid_h: int, grid_w: int,
+                stride_h: int, stride_w: int, top: int, left: int) -> None:
     """phased[ph, pw, q, r] = plane[q*sh + ph - top, r*sw + pw - left] where that is inside the plane;
-    the rest (the padding) is left as it is: zeros, written once per call for every channel (a short
-    row's copy costs less than its padding's loops)."""
+    the rest (the padding) is left as it is: zeros, written once per call for every channel. With a
+    column stride, each row goes first into `line` (zero-padded: its padding columns are never
+    written) and is split from there, every phase in one pass over the line."""
     height, width = plane.shape
     for ph in range(stride_h):
         q_lo, q_hi = inside(height, grid_h, ph - top, stride_h)
-        for pw in range(stride_w):
-            base = (ph * stride_w + pw) * grid_h * grid_w
-            lo, hi = inside(width, grid_w, pw - left, stride_w)
-            first_col = lo * stride_w + pw - left
-            for q in range(q_lo, q_hi):
-                row = base + q * grid_w
-                if stride_w == 1:
-                    source = plane[q * stride_h + ph - top]
-                    for r in range(lo, hi):
-                        phased[row + r] = source[first_col + r - lo]
-                else:  # views: the strided loads need no wraparound test
-                    last_col = first_col + (hi - lo - 1) * stride_w
-                    source = plane[q * stride_h + ph - top, first_col:last_col + 1:stride_w]
-                    target = phased[row + lo:row + hi]
-                    for r in range(hi - lo):
-                        target[r] = source[r]
+        for q in range(q_lo, q_hi):
+            source = plane[q * stride_h + ph - top]
+            row = (ph * stride_w * grid_h + q) * grid_w  # phase (ph, 0), row q
+            if stride_w == 1:
+                lo, hi = inside(width, grid_w, -left, 1)
+                target, source = phased[row + lo:row + hi], source[lo - left:]
+                for r in range(hi - lo):
+                    target[r] = source[r]
+                continue
+            inner = line[left:left + width]
+            for r in range(min(width, stride_w * grid_w - left)):
+                inner[r] = source[r]
+            if stride_w == 2:
+                even, odd = phased[row:row + grid_w], phased[row + grid_h * grid_w:row + (grid_h + 1) * grid_w]
+                for r in range(grid_w):
+                    even[r] = line[2 * r]
+                    odd[r] = line[2 * r + 1]
+            else:
+                for pw in range(stride_w):
+                    target = phased[row + pw * grid_h * grid_w:row + (pw * grid_h + 1) * grid_w]
+                    for r in range(grid_w):
+                        target[r] = line[r * stride_w + pw]
 
 
 @jit.kernel
 def depthwise_planes(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, first: int,
-                     last: int, stride_h: int, stride_w: int, dil_h: int, dil_w: int, top: int, left: int,
-                     code: int, k: np.ndarray, phased: np.ndarray, acc: np.ndarray) -> None:
-    """out[n, c*mult + m] for input channels first <= c < last of every image n.
+                     last: int, offsets: np.ndarray, grid_h: int, grid_w: int, stride_h: int, stride_w: int,
+                     top: int, left: int, codes: np.ndarray, params: np.ndarray, single: bool,
+                     res0: np.ndarray, res1: np.ndarray, phased: np.ndarray, line: np.ndarray, acc: np.ndarray) -> None:
+    """out[n, c*mult + m] for input channels first <= c < last of every image n, epilogue included.
 
-    Pointers: x (N, C, H, W), w (C, mult, KH, KW), bias (C * mult), out (N, C * mult, OH, OW), all
-    C-contiguous of one dtype; scratch: phased (>= sh * sw * Hq * Wq), acc (>= ACC_ELEMENTS + Wq).
-    Sizes come from the arrays; strides, dilations and the low padding are given. Meta: code and k
-    (store_row's constants) select the fused activation."""
-    mult, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    Pointers: x (N, C, H, W), w (C, mult, taps), bias (C * mult), out (N, C * mult, OH, OW), all
+    C-contiguous of one dtype; res0, res1: residuals flattened (out.size elements each) or empty.
+    Sizes: offsets[t], tap t's flat offset into the phases (phase * Hq * Wq + row * Wq + column), and
+    the phase grid Hq x Wq; strides and the low padding. Meta: codes and params, the epilogue's steps
+    (epilogue_jit.encode), run by apply_steps on each output plane; single: float32 (its exp). Scratch: phased (>= sh * sw * Hq *
+    Wq + RUN_MULTIPLE), line (>= sw * Wq + left + W, zeros), acc (>= ACC_ELEMENTS + Wq + RUN_MULTIPLE)."""
+    mult, taps = w.shape[1], w.shape[2]
     out_h, out_w = out.shape[2], out.shape[3]
-    grid_h = out_h + (kh - 1) * dil_h // stride_h
-    grid_w = out_w + (kw - 1) * dil_w // stride_w
-    plane = grid_h * grid_w
+    plane_out = out_h * out_w
     rows_per_block = max(1, min(out_h, ACC_ELEMENTS // grid_w))
-    starts = np.empty(kw, np.int64)
+    starts = np.empty(taps, np.int64)
     phased[:] = 0  # the padding of every channel's copy (fill_phases writes only the inside)
     for n in range(x.shape[0]):
         for c in range(first, last):
-            fill_phases(x[n, c], phased, grid_h, grid_w, stride_h, stride_w, top, left)
+            fill_phases(x[n, c], phased, line, grid_h, grid_w, stride_h, stride_w, top, left)
             for m in range(mult):
                 channel = c * mult + m
                 shift = bias[channel]
@@ -176,74 +153,111 @@ def depthwise_planes(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.nda
                     sums = acc[:run]
                     for f in range(run):
                         sums[f] = shift
-                    for i in range(kh):
-                        row_base = (r0 + i * dil_h // stride_h) * grid_w
-                        phase_h = (i * dil_h % stride_h) * stride_w
-                        for j in range(kw):
-                            phase = phase_h + j * dil_w % stride_w
-                            starts[j] = phase * plane + row_base + j * dil_w // stride_w
-                        for j in range(0, kw, 4):
-                            add_taps(sums, phased, w[c, m, i], starts, j, min(4, kw - j), run)
+                    for t in range(taps):
+                        starts[t] = offsets[t] + r0 * grid_w
+                    for t in range(0, taps, 5):
+                        add_taps(sums, phased, w[c, m], starts, t, min(5, taps - t), run)
                     for r in range(rows):
-                        store_row(out[n, channel, r0 + r], sums[r * grid_w:r * grid_w + out_w], code, k)
+                        target, source = out[n, channel, r0 + r], sums[r * grid_w:r * grid_w + out_w]
+                        for q in range(out_w):
+                            target[q] = source[q]
+                at = (n * out.shape[1] + channel) * plane_out
+                apply_steps(out[n, channel].reshape(plane_out), res0[at:at + plane_out] if res0.size else res0,
+                            res1[at:at + plane_out] if res1.size else res1, codes, params, single)
+
+
+@jit.inline
+def add_channel_taps(total: np.ndarray, grid: np.ndarray, wt: np.ndarray, starts: np.ndarray,
+                     wstarts: np.ndarray, first: int, taps: int) -> None:
+    """total[c] += sum of grid[starts[t] + c] * wt[wstarts[t] + c] for the `taps` (1 to 5) taps from
+    `first`, c < total.size: add_taps with a weight per channel, the channels-last inner loop."""
+    size = total.size
+    g0, v0 = grid[starts[first]:starts[first] + size], wt[wstarts[first]:wstarts[first] + size]
+    if taps == 1:
+        for c in range(size):
+            total[c] += g0[c] * v0[c]
+        return
+    g1, v1 = grid[starts[first + 1]:starts[first + 1] + size], wt[wstarts[first + 1]:wstarts[first + 1] + size]
+    if taps == 2:
+        for c in range(size):
+            total[c] += g0[c] * v0[c] + g1[c] * v1[c]
+        return
+    g2, v2 = grid[starts[first + 2]:starts[first + 2] + size], wt[wstarts[first + 2]:wstarts[first + 2] + size]
+    if taps == 3:
+        for c in range(size):
+            total[c] += g0[c] * v0[c] + g1[c] * v1[c] + g2[c] * v2[c]
+        return
+    g3, v3 = grid[starts[first + 3]:starts[first + 3] + size], wt[wstarts[first + 3]:wstarts[first + 3] + size]
+    if taps == 4:
+        for c in range(size):
+            total[c] += g0[c] * v0[c] + g1[c] * v1[c] + g2[c] * v2[c] + g3[c] * v3[c]
+        return
+    g4, v4 = grid[starts[first + 4]:starts[first + 4] + size], wt[wstarts[first + 4]:wstarts[first + 4] + size]
+    for c in range(size):
+        total[c] += g0[c] * v0[c] + g1[c] * v1[c] + g2[c] * v2[c] + g3[c] * v3[c] + g4[c] * v4[c]
 
 
 @jit.kernel
 def depthwise_channels_last(x: np.ndarray, wt: np.ndarray, bias: np.ndarray, out: np.ndarray, first: int,
-                            last: int, stride_h: int, stride_w: int, dil_h: int, dil_w: int, top: int,
-                            left: int, code: int, k: np.ndarray, padded: np.ndarray, acc: np.ndarray) -> None:
+                            last: int, offsets: np.ndarray, rows: int, cols: int, stride_h: int,
+                            stride_w: int, top: int, left: int, codes: np.ndarray, params: np.ndarray,
+                            single: bool, on_sums: bool, res0: np.ndarray, res1: np.ndarray,
+                            padded: np.ndarray, acc: np.ndarray) -> None:
     """out[n, c] for channels first <= c < last of every image n (one filter per channel), vectorized
     along the channels: for maps too small for whole rows to fill a vector.
 
-    Pointers: x (N, C, H, W), wt (KH, KW, C) (the weights transposed), bias (C), out (N, C, OH, OW);
-    scratch: padded (>= Hp * Wp * (last - first)), acc (>= OH * OW * (last - first)). Sizes from the
-    arrays; strides, dilations, low padding given; code and k: the fused activation (store_row).
-    The sums are kept channels-last and stored channel by channel at the end: a store per output
-    position scattered over the channels' planes missed the cache on every element (2.6x slower)."""
+    Pointers: x (N, C, H, W), wt (taps * C: tap t's weights at t * C), bias (C), out (N, C, OH, OW);
+    res0, res1 as in depthwise_planes. Sizes: offsets[t], tap t's position in the padded grid (row *
+    cols + column), the grid rows x cols; strides and low padding. Meta: codes, params and single, the
+    epilogue, run on the channels-last sums in one call when `on_sums` (no residual), else on each
+    output plane. Scratch: padded (>= rows * cols * (last - first)), acc (>= OH * OW * (last - first)).
+    The sums are stored channel by channel at the end: a store per output position scattered over the
+    channels' planes missed the cache on every element (2.6x slower)."""
     height, width = x.shape[2], x.shape[3]
-    kh, kw = wt.shape[0], wt.shape[1]
+    channels, taps = bias.size, offsets.size
     out_h, out_w = out.shape[2], out.shape[3]
-    rows = (out_h - 1) * stride_h + (kh - 1) * dil_h + 1
-    cols = (out_w - 1) * stride_w + (kw - 1) * dil_w + 1
+    plane_out = out_h * out_w
     block = last - first
-    grid = padded[:rows * cols * block].reshape((rows, cols, block))
-    sums = acc[:out_h * out_w * block].reshape((out_h, out_w, block))
+    grid = padded[:rows * cols * block]
+    sums = acc[:plane_out * block]
     shift = bias[first:last]
+    starts, wstarts = np.empty(taps, np.int64), np.empty(taps, np.int64)
+    for t in range(taps):
+        wstarts[t] = t * channels + first
     for n in range(x.shape[0]):
         grid[:] = 0  # the padding (and the rows and columns the window never reads: cheap, small maps)
-        for h in range(min(height, rows - top)):
-            for q in range(min(width, cols - left)):
-                cell = grid[top + h, left + q]
-                for c in range(block):
-                    cell[c] = x[n, first + c, h, q]
+        for c in range(block):
+            plane = x[n, first + c]
+            for h in range(min(height, rows - top)):
+                row = plane[h]
+                cells = grid[((top + h) * cols + left) * block + c:]
+                for q in range(min(width, cols - left)):
+                    cells[q * block] = row[q]
         for oh in range(out_h):
             for ow in range(out_w):
-                total = sums[oh, ow]
+                total = sums[(oh * out_w + ow) * block:(oh * out_w + ow + 1) * block]
                 for c in range(block):
                     total[c] = shift[c]
-                for i in range(kh):
-                    for j in range(kw):
-                        source = grid[oh * stride_h + i * dil_h, ow * stride_w + j * dil_w]
-                        weights = wt[i, j, first:last]
-                        for c in range(block):
-                            total[c] += source[c] * weights[c]
-        flat = sums.reshape((out_h * out_w, block))
+                base = oh * stride_h * cols + ow * stride_w
+                for t in range(taps):
+                    starts[t] = (base + offsets[t]) * block
+                for t in range(0, taps, 5):
+                    add_channel_taps(total, grid, wt, starts, wstarts, t, min(5, taps - t))
+        if on_sums:
+            apply_steps(sums, res0, res1, codes, params, single)
         for c in range(block):
-            store_row(out[n, first + c].reshape(out_h * out_w), flat[:, c], code, k)
+            target = out[n, first + c].reshape(plane_out)
+            for q in range(plane_out):
+                target[q] = sums[q * block + c]
+            if not on_sums:
+                at = (n * out.shape[1] + first + c) * plane_out
+                apply_steps(target, res0[at:at + plane_out] if res0.size else res0,
+                            res1[at:at + plane_out] if res1.size else res1, codes, params, single)
 
 
 def jit_applicable(conv: ConvOperands) -> bool:
     """1D and 2D depthwise convs (3D ones keep the NumPy kernel)."""
     return len(conv.kernel) in (1, 2)
-
-
-def fused_activation(steps: tuple[tuple, ...]) -> tuple[int, float, float, tuple[tuple, ...]]:
-    """(code, a, b, the remaining steps) for an epilogue whose first step the store can apply."""
-    if not steps or steps[0][0] not in ACTIVATIONS:
-        return 0, 0.0, 0.0, steps
-    name, args = steps[0][0], tuple(float(v) for v in steps[0][1:])
-    a, b = (args + (0.0, 0.0))[:2]
-    return ACTIVATIONS[name], a, b, steps[1:]
 
 
 def conv_depthwise_jit(conv: ConvOperands) -> np.ndarray:
@@ -264,37 +278,49 @@ def conv_depthwise_jit(conv: ConvOperands) -> np.ndarray:
     out_h, out_w = as2d(conv.out_spatial, 1)
     out = np.empty((n, c * mult, out_h, out_w), dtype)
     bias = np.zeros(c * mult, dtype) if conv.bias is None else np.ascontiguousarray(conv.bias, dtype=dtype)
-    code, a, b, rest = fused_activation(tuple(conv.node.attrs["epilogue"]))
-    k = np.array([a, b, 0, 3, 6], dtype)
-    strides = (sh, sw, dh, dw, top, left)
+    steps = tuple(conv.node.attrs["epilogue"])
+    residuals = [r[:, :, None, :] if one_d else r for r in conv.residuals]
+    fused = len(residuals) <= 2
+    codes, params = epilogue_jit.encode(steps if fused else (), dtype)
+    empty = np.empty(0, dtype)
+    single = dtype == np.float32
+    flat = [np.ascontiguousarray(r, dtype).reshape(-1) for r in residuals] if fused else []
+    res0, res1 = (flat + [empty, empty])[:2]
     if mult == 1 and out_h * out_w <= CHANNELS_LAST_UP_TO:
-        wt = np.ascontiguousarray(w.reshape((c,) + kernel).transpose(1, 2, 0))
+        wt = np.ascontiguousarray(w.reshape((c, -1)).T).reshape(-1)
         rows = (out_h - 1) * sh + (kernel[0] - 1) * dh + 1
         cols = (out_w - 1) * sw + (kernel[1] - 1) * dw + 1
+        offsets = np.array([i * dh * cols + j * dw for i in range(kernel[0]) for j in range(kernel[1])],
+                           np.int64)
         padded = scratch("depthwise padded input", (rows * cols * c,), dtype)
         acc = scratch("depthwise sums", (out_h * out_w * c,), dtype)
 
         def run(image: slice, first: int, last: int) -> None:
-            depthwise_channels_last(x[image], wt, bias, out[image], first, last, *strides, code, k, padded,
-                                    acc)
+            depthwise_channels_last(x[image], wt, bias, out[image], first, last, offsets, rows, cols, sh, sw,
+                                    top, left, codes, params, single, not residuals, res0, res1, padded, acc)
     else:
         grid_h = out_h + (kernel[0] - 1) * dh // sh
         grid_w = out_w + (kernel[1] - 1) * dw // sw
+        offsets = np.array([((i * dh % sh) * sw + j * dw % sw) * grid_h * grid_w
+                            + (i * dh // sh) * grid_w + j * dw // sw
+                            for i in range(kernel[0]) for j in range(kernel[1])], np.int64)
         phased = scratch("depthwise padded input", (sh * sw * grid_h * grid_w + RUN_MULTIPLE,), dtype)
+        line = np.zeros(sw * grid_w + left + x.shape[3], dtype)
         acc = scratch("depthwise sums", (ACC_ELEMENTS + grid_w + RUN_MULTIPLE,), dtype)
+        taps = w.reshape((c, mult, -1))
 
         def run(image: slice, first: int, last: int) -> None:
-            depthwise_planes(x[image], w, bias, out[image], first, last, *strides, code, k, phased, acc)
-    if not rest:
+            depthwise_planes(x[image], taps, bias, out[image], first, last, offsets, grid_h, grid_w, sh, sw,
+                             top, left, codes, params, single, res0, res1, phased, line, acc)
+    if fused:
         run(slice(None), 0, c)
         return out[:, :, 0, :] if one_d else out
     block = max(1, EPILOGUE_BLOCK_BYTES // (mult * out_h * out_w * dtype.itemsize))
-    residuals = [r[:, :, None, :] if one_d else r for r in conv.residuals]
     for image in range(n):
         for c0 in range(0, c, block):
             c1 = min(c, c0 + block)
             run(slice(image, image + 1), c0, c1)
             channels = slice(c0 * mult, c1 * mult)
-            apply_epilogue(out[image:image + 1, channels], None, rest,
+            apply_epilogue(out[image:image + 1, channels], None, steps,
                            [r[image:image + 1, channels] for r in residuals])
     return out[:, :, 0, :] if one_d else out
