@@ -1,5 +1,5 @@
 """mul(x, s) -> conv1x1 {input_scale}(x, s): the squeeze-excitation multiply moves into the 1x1 conv that
-reads its result, so no separate full-tensor pass writes x * s to memory (Triton backend).
+reads its result, so no separate full-tensor pass writes x * s to memory (Triton and NumPy backends).
 
 Squeeze-excitation (MobileNet v3, EfficientNet, RegNet-Y, MNASNet's relatives) ends in y = x * s, with
 s of shape [N, C, 1, 1] computed from a pooled x; in those networks y feeds a 1x1 projection conv. That
@@ -10,8 +10,9 @@ Conditions: the mul's only reader is a conv taking it as its input (not as a res
 backend runs as a plain GEMM: a 1x1 (x1) kernel, stride 1, no padding, groups 1, algo None,
 "implicit_gemm" or "im2col"; the mul is not a graph output; one operand has the conv input's shape and
 the other [N, C, 1, ...]. The scale becomes the conv's last activation operand (after any residuals) and
-attrs["input_scale"] = True; every backend honours it (NumPy and torch multiply first), so the numerics
-check and saved graphs agree.
+attrs["input_scale"] = True; every backend honours it (torch multiplies first; NumPy, for one image,
+scales the weight's input channels instead where the weight is the smaller: conv_operands.scaled_input),
+so the numerics check and saved graphs agree.
 
     %y = mul(%x, %s)                         %z = conv2d {input_scale}(%x, %s, %w, %b)
     %z = conv2d(%y, %w, %b)        ==>
@@ -63,7 +64,7 @@ def fusable_reader(g: Graph, mul: Node) -> Node | None:
     return conv
 
 
-@convc_pass("fuse_input_scale", opt_level=2, backends=("triton",), runs_before=("winograd_weights",),
+@convc_pass("fuse_input_scale", opt_level=2, backends=("triton", "numpy"), runs_before=("winograd_weights",),
             runs_after=("fold_bn", "fold_channel_scale", "fuse_epilogue", "choose_conv_algo"))
 def fuse_input_scale(g: Graph, ctx: PassContext) -> bool:
     """mul(x, s [N, C, 1, 1]) -> 1x1 conv ==> the conv with the scale applied to its input tiles."""

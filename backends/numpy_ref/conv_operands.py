@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from convc.backends.numpy_ref import epilogue_jit
+from convc.backends.numpy_ref.epilogue import apply_epilogue
+from convc.backends.numpy_ref.scratch import scratch
 
 from convc.ir import Node
 from convc.ops import epilogue_extra_inputs, input_scale_inputs
-
-from convc.backends.numpy_ref.epilogue import apply_epilogue
-from convc.backends.numpy_ref.scratch import scratch
 
 
 def padded_copy(x: np.ndarray, pads: list[tuple[int, int]]) -> np.ndarray:
@@ -39,6 +39,25 @@ def padded_copy(x: np.ndarray, pads: list[tuple[int, int]]) -> np.ndarray:
     return xp
 
 
+def scaled_input(node: Node, x: np.ndarray, scale: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x, weight) of a conv whose input is first multiplied by scale (N, C, 1, ...), attrs["input_scale"]
+    (squeeze-excitation's multiply, passes/fuse_input_scale.py): conv(x * s, W) = conv(x, W * s) per
+    input channel, padding included (0 * s = 0), so for one image the smaller of the two is scaled: the
+    weight (C_out x C x kernel) on large maps, x on the 7x7 and 14x14 ones. Either way NaN and inf meet
+    the same products (x * s * w, associated differently)."""
+    dtype = np.result_type(x, scale)
+    by_weight = (x.shape[0] == 1 and node.attrs["groups"] == 1 and not node.attrs.get("weight_transformed")
+                 and weight.size < x.size)
+    if by_weight:
+        factor = scale.reshape((1, -1) + (1,) * (weight.ndim - 2)).astype(np.result_type(weight, scale))
+        return x.astype(dtype, copy=False), weight * factor
+    if x.dtype == dtype and scale.dtype == dtype:
+        compiled = epilogue_jit.fresh(x, scale=scale.reshape(-1))  # one pass, as the mul kernel's
+        if compiled is not None:
+            return compiled, weight
+    return np.multiply(x, scale, dtype=dtype), weight
+
+
 @dataclass(frozen=True)
 class ConvOperands:
     node: Node
@@ -53,11 +72,9 @@ class ConvOperands:
         attrs["input_scale"] (applied here: x * scale), weight, then bias if any."""
         n_res = epilogue_extra_inputs(node.attrs)
         n_act = 1 + n_res + input_scale_inputs(node.attrs)
-        x = args[0]
+        x, weight = args[0], args[n_act]
         if input_scale_inputs(node.attrs):
-            scale = args[n_act - 1]
-            x = np.multiply(x, scale, dtype=np.result_type(x, scale))
-        weight = args[n_act]
+            x, weight = scaled_input(node, x, args[n_act - 1], weight)
         bias = args[n_act + 1] if node.attrs["bias"] else None
         return ConvOperands(node, x, tuple(args[1:1 + n_res]), weight, bias)
 

@@ -1,6 +1,7 @@
-"""fuse_input_scale (Triton pipeline): the squeeze-excitation multiply x * s moves into the 1x1 conv reading
-it; the NumPy and torch backends honour attrs["input_scale"] as well (same outputs as before the pass),
-and multiplies that are not that pattern stay."""
+"""fuse_input_scale (Triton and NumPy pipelines): the squeeze-excitation multiply x * s moves into the 1x1
+conv reading it; the NumPy and torch backends honour attrs["input_scale"] as well (same outputs as before
+the pass; NumPy, for one image, scales the smaller of weight and input, with NaN and inf as torch), and
+multiplies that are not that pattern stay."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from pass_check import check_rewrite, seeded_inputs, with_float64_params
 
 import convc
+from convc.backends.numpy_ref import jit
 from convc.compiler import optimize
 from convc.dsl import Network
 
@@ -18,10 +20,10 @@ PIPELINE = ["fuse_silu", "dce", "fuse_epilogue", "fuse_input_scale"]
 
 
 def se_block(kernel: int = 1, stride: int = 1, groups: int = 1, residual: bool = False,
-             extra_reader: bool = False, scale_first: bool = False) -> Network:
+             extra_reader: bool = False, scale_first: bool = False, shape: tuple = (2, 8, 6, 6)) -> Network:
     """EfficientNet's MBConv tail: depthwise conv, SE (pool, 1x1, SiLU, 1x1, sigmoid), x * s, 1x1 project."""
     net = Network("se", seed=3)
-    x = net.input((2, 8, 6, 6))
+    x = net.input(shape)
     h = net.silu(net.conv2d(x, 16, 3, padding=1, groups=8, name="dw"))
     s = net.global_avg_pool(h)
     s = net.silu(net.conv2d(s, 4, 1, name="squeeze"))
@@ -53,8 +55,32 @@ def test_other_readers_keep_the_multiply(block: Network) -> None:
     check_rewrite(block.graph, PIPELINE, expect={"mul": 1}, backend="triton")
 
 
-def test_only_the_triton_pipeline_fuses() -> None:
-    check_rewrite(se_block().graph, None, expect={"mul": 1}, backend="numpy")
+@pytest.mark.parametrize("backend, fused", [("numpy", True), ("torch", False)])
+def test_the_triton_and_numpy_pipelines_fuse(backend: str, fused: bool) -> None:
+    check_rewrite(se_block().graph, None, expect={"mul": 0 if fused else 1}, backend=backend)
+
+
+@pytest.mark.parametrize("numba", ["1", "0"], ids=["compiled", "numpy"])
+@pytest.mark.parametrize("size, scaled", [(6, "weight"), (1, "input")])
+def test_numpy_scales_the_smaller_operand_like_torch(size: int, scaled: str, numba: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """One image: on a 6x6 map the projection's weight (8 x 16) is scaled rather than the input (16 x 36),
+    on a 1x1 map the input; both give torch float64's numbers, and NaN / inf reach the output as in torch."""
+    monkeypatch.setenv(jit.SWITCH, numba)
+    net = se_block(residual=True, shape=(1, 8, size, size))
+    model = convc.compile(net.graph, backend="numpy", dtype="float32", opt_level=2, check_numerics=False)
+    project = model.graph.node("project")
+    assert project.attrs["input_scale"] and "mul" not in {n.op for n in model.graph.nodes()}
+    weight = model.graph.params[project.inputs[-2]]
+    assert (weight.size < 16 * size * size) == (scaled == "weight")
+    reference = convc.compile(with_float64_params(net.graph), backend="torch", dtype="float64", opt_level=0)
+    x = seeded_inputs(net.graph)[0].astype(np.float32)
+    np.testing.assert_allclose(model.run(x)[0], reference.run(x.astype(np.float64))[0], rtol=1e-4, atol=1e-5)
+    x[0, 2, 0, 0] = np.inf  # through the pool into every gate: all NaN or inf downstream, as in torch
+    with np.errstate(invalid="ignore", over="ignore"):
+        got, expected = model.run(x)[0], np.asarray(reference.run(x.astype(np.float64))[0])
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(got[np.isinf(expected)], expected[np.isinf(expected)])
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
