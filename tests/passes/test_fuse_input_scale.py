@@ -7,13 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from convc.backends.numpy_ref import jit
 from pass_check import check_rewrite, seeded_inputs, with_float64_params
 
 import convc
-from convc.backends.numpy_ref import jit
 from convc.compiler import optimize
 from convc.dsl import Network
-
 
 # The Triton pipeline without choose_conv_algo, whose implicit_gemm the NumPy reference cannot run.
 PIPELINE = ["fuse_silu", "dce", "fuse_epilogue", "fuse_input_scale"]

@@ -19,11 +19,11 @@ from convc.pass_manager import (PassContext, available_passes, convc_pass, regis
 from convc.types import TensorType
 from pass_check import assert_same_outputs, seeded_inputs
 
-# The NumPy backend's pipeline; EVERY_PASS adds the Triton-only fuse_input_scale (winograd_weights is
-# NumPy's).
+# The NumPy backend's pipeline, every built-in pass (fuse_input_scale is NumPy's and Triton's,
+# winograd_weights NumPy's).
 BUILT_IN = ["eliminate_dropout", "eliminate_identity", "fold_constants", "fuse_silu", "dce", "fold_bn",
-            "fold_channel_scale", "fuse_epilogue", "choose_conv_algo", "winograd_weights"]
-EVERY_PASS = BUILT_IN[:9] + ["fuse_input_scale"] + BUILT_IN[9:]
+            "fold_channel_scale", "fuse_epilogue", "choose_conv_algo", "fuse_input_scale", "winograd_weights"]
+EVERY_PASS = BUILT_IN
 
 
 @pytest.fixture
