@@ -9,7 +9,9 @@ the rate the profile measured for that kind of operation:
 - im2col: the zero-padded copy of the input, the window gather into a column matrix (none for a 1x1
   stride-1 unpadded conv), one GEMM per image and group;
 - direct: the padded copy, then per kernel offset a strided slice copy, a GEMM with the small inner
-  dimension C/groups, and an accumulation into the output;
+  dimension C/groups, and an accumulation into the output; compiled (numba on) for a 2D grouped conv
+  with 3x3 kernels and two or more channels per group: the phase-split copy of each input plane, nine
+  multiply-adds per input channel over wide rows of output, the row stores, a cost per pass;
 - depthwise: compiled (numba on): per channel its padded copy, every tap's multiply-add, each output
   row's store, at the rates measured for that kernel; NumPy (CONVC_NUMBA=0): a padded copy, per tap a
   multiply and an add over cache-sized blocks, the crop;
@@ -65,9 +67,17 @@ def padded_elements(shape: ConvShape, extra: tuple[int, ...] = ()) -> int:
 # NumPy's strided copy pays about this much per contiguous run it copies (one output row of one tap
 # and channel): measured (1 thread, float32, 2026-12-01, shared EPYC) 2.7-4.6 ns a run beyond the
 # profile's gather rate on depthwise-shaped gathers of 7x7 to 56x56 maps (960 channels at 7x7: 286 us
-# where the rate alone gives 62). Charged to grouped convs (whose gathers are all channels, few rows
-# each), as the larger of the two.
-GATHER_RUN_S = 4e-9
+# where the rate alone gives 62), 5-8 ns a run on the grouped gathers of RegNet-X 800MF. Charged to
+# grouped convs (whose gathers are all channels, few rows each), as the larger of the two. A stride-2
+# gather (every other input column) moved 18-22 GB/s there where stride 1 moved 38-52: 0.4 of the rate.
+GATHER_RUN_S = 6e-9
+STRIDED_GATHER_EFFICIENCY = 0.4
+
+
+def inferred_stride(shape: ConvShape) -> int:
+    """The stride along the last axis, which ConvShape does not hold: an input about s times the output."""
+    out_w = shape.out_spatial[-1]
+    return max(1, round(shape.in_spatial[-1] / out_w)) if out_w > 1 else 1
 
 
 def im2col_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> float:
@@ -81,17 +91,42 @@ def im2col_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> float:
         if g > 1:
             rows = math.prod(shape.out_spatial[:-1])
             runs = shape.batch * shape.in_channels * math.prod(shape.kernel) * rows
-            gather = max(gather, runs * GATHER_RUN_S)
+            strided = inferred_stride(shape) > 1
+            gather = max(gather / (STRIDED_GATHER_EFFICIENCY if strided else 1.0), runs * GATHER_RUN_S)
         total += gather + profile.call_overhead_s
-    return total + gemm_seconds(shape.out_channels // g, positions, patch, profile, size, shape.batch * g)
+    gemm = gemm_seconds(shape.out_channels // g, positions, patch, profile, size, shape.batch * g)
+    return total + gemm / grouped_gemm_efficiency(shape.batch * g * patch * positions * size, g)
 
 
-def direct_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> float:
+# A grouped conv's stacked GEMMs, (Og x 9Cg) @ (9Cg x P) per group, run at the profile's rate while
+# their column matrix stays in the cache, and at about 0.65 of it beyond 4 MiB of columns. Measured (1
+# thread, float32, 2026-12-01, shared EPYC) on the grouped layers of RegNet-X/Y and ResNeXt-50: 0.8-1.35
+# of the profile's rate for the smallest dimension up to 4.1 MB of columns (Og 8-48); 0.60 at 7.2 MB
+# (Og 16, 24 G/s), 0.74 at 10.8 MB (Og 48).
+GROUPED_CACHED_COLUMN_BYTES = 4 << 20
+GROUPED_STREAMING_EFFICIENCY = 0.65
+
+
+def grouped_gemm_efficiency(column_bytes: int, groups: int) -> float:
+    """The fraction of the profile's GEMM rate a grouped conv's GEMMs over `column_bytes` of columns
+    reach; 1 for an ungrouped conv (the profile measured those)."""
+    if groups == 1 or column_bytes <= GROUPED_CACHED_COLUMN_BYTES:
+        return 1.0
+    return GROUPED_STREAMING_EFFICIENCY
+
+
+def direct_seconds(shape: ConvShape, profile: NumpyProfile, size: int, compiled: bool = False) -> float:
     g = shape.groups
+    if compiled and grouped_jit_applies(shape):
+        return grouped_jit_seconds(shape, profile.dtype)
     positions = math.prod(shape.out_spatial)
     y = shape.elements()[2]
     sliced = shape.batch * shape.in_channels * positions
-    per_offset = (2 * sliced * size / profile.gather_bytes_per_s
+    # a grouped conv's strided slices are priced as its im2col gather is (an ungrouped conv's as measured
+    # for ResNet-50 and VGG-16)
+    slicing = profile.gather_bytes_per_s * (STRIDED_GATHER_EFFICIENCY if g > 1 and inferred_stride(shape) > 1
+                                            else 1.0)
+    per_offset = (2 * sliced * size / slicing
                   + gemm_seconds(shape.out_channels // g, positions, shape.in_channels // g, profile, size,
                                  shape.batch * g)
                   + 3 * y * size / profile.copy_bytes_per_s + 3 * profile.call_overhead_s)
@@ -208,6 +243,47 @@ def depthwise_jit_seconds(shape: ConvShape, dtype: str) -> float:
             + planes_out * (wide * taps / fma_rate + out_h * JIT_ROW_S + JIT_CHANNEL_S) + JIT_CALL_S)
 
 
+# The compiled grouped 3x3 kernel (backends/numpy_ref/conv_grouped_jit.py), priced by its parts, fitted
+# (relative least squares) to 43 grouped layers of RegNet-X 400MF/800MF/3.2GF, RegNet-Y 400MF/800MF and
+# ResNeXt-50 on the shared 2-core EPYC (1 thread, 2026-12-01; 34 of them within 10%, all within 25%):
+# multiply-adds over the wide rows (out_w + 2 // stride columns, whole runs of 64) at 46 G/s in float32
+# (21 in float64), 34 ns per pass (four output channels x one input channel x one block of rows), 8 ns
+# per output row stored, 0.6 ns per element of the phase-split input copy, 15 us per call.
+GROUPED_FMA_PER_S = {"float32": 46e9, "float64": 21e9}
+GROUPED_PASS_S = 34e-9
+GROUPED_ROW_S = 8e-9
+GROUPED_FILL_S = 0.6e-9
+GROUPED_CALL_S = 15e-6
+GROUPED_RUN = 64  # conv_grouped_jit's runs are whole multiples of this (conv_depthwise_jit.RUN_MULTIPLE)
+GROUPED_ACC = 1024  # conv_grouped_jit.ACC_ELEMENTS: wide output elements per block of rows
+GROUPED_KB = 4  # conv_grouped_jit.KB: output channels per pass
+
+
+def grouped_jit_applies(shape: ConvShape) -> bool:
+    """What conv_grouped_jit.applicable runs: 2D, 3x3 kernels, groups of two or more input channels."""
+    return shape.kernel == (3, 3) and shape.groups > 1 and shape.in_channels // shape.groups >= 2
+
+
+def grouped_jit_seconds(shape: ConvShape, dtype: str) -> float:
+    """backends/numpy_ref/conv_grouped_jit.py on a grouped 3x3 `shape`, per image: the phase-split copy
+    of the input, then per group, block of output rows, four output channels and input channel one pass
+    of nine multiply-adds per wide element, and the row stores."""
+    out_h, out_w = shape.out_spatial
+    wide = out_w + 2 // inferred_stride(shape)
+    rows_per_block = max(1, min(out_h, GROUPED_ACC // wide))
+    runs, blocks = 0, 0
+    for top in range(0, out_h, rows_per_block):
+        rows = min(rows_per_block, out_h - top)
+        runs += -(-((rows - 1) * wide + out_w) // GROUPED_RUN) * GROUPED_RUN
+        blocks += 1
+    in_group, out_group = shape.in_channels // shape.groups, shape.out_channels // shape.groups
+    fma = shape.out_channels * in_group * 9 * runs
+    passes = shape.groups * -(-out_group // GROUPED_KB) * in_group * blocks
+    rate = GROUPED_FMA_PER_S.get(dtype, GROUPED_FMA_PER_S["float32"])
+    return (shape.batch * (fma / rate + passes * GROUPED_PASS_S + shape.out_channels * out_h * GROUPED_ROW_S)
+            + padded_elements(shape) * GROUPED_FILL_S + GROUPED_CALL_S)
+
+
 def compiled_kernels_priced() -> bool:
     """Whether estimate_numpy prices the compiled kernels (numba installed, CONVC_NUMBA not 0) by
     default: a plan modelled one way is not replayed the other (passes/conv_algo.py keys it)."""
@@ -224,7 +300,7 @@ def estimate_numpy(shape: ConvShape, algo: str, profile: NumpyProfile,
     if algo == "depthwise" and compiled and len(shape.kernel) in (1, 2):
         return depthwise_jit_seconds(shape, profile.dtype)
     if algo == "direct":
-        return direct_seconds(shape, profile, size)
+        return direct_seconds(shape, profile, size, compiled)
     if algo in WINOGRAD_TILE:
         return winograd_seconds(shape, WINOGRAD_TILE[algo], profile, size, filters_pretransformed)
     if algo == "depthwise":

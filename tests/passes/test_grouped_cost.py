@@ -1,0 +1,71 @@
+"""The NumPy cost model's price of grouped 3x3 convs (RegNet, ResNeXt): the compiled direct kernel
+(backends/numpy_ref/conv_grouped_jit.py) against its measured times, and -O2's choice between it and
+grouped im2col on the layers where one measured clearly faster (bench/NOTES.md, 2026-12-01, regnet)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from test_depthwise_cost import MEASURED as DEPTHWISE_MEASURED
+
+from convc.dsl import Network
+from convc.passes.conv_cost import ConvShape
+from convc.passes.conv_cost_numpy import estimate_numpy, grouped_gemm_efficiency
+
+# The profile measured on the shared 2-core EPYC (test_depthwise_cost's) with its weight streaming rate,
+# as cpu_profile.py measured it there at 18:36 UTC: a forward reads every GEMM's weights from memory.
+MEASURED = replace(DEPTHWISE_MEASURED, weight_bytes_per_s=13.2e9)
+
+# (channels, groups, stride, input size, ms): the compiled kernel alone, float32, batch 1, 1 thread,
+# best of 5 medians of 5, shared 2-core EPYC, 2026-12-01 18:35 UTC, load average 1.3-1.7.
+MEASURED_JIT = [
+    (64, 4, 2, 112, 1.373), (128, 8, 2, 56, 0.616), (128, 8, 1, 28, 0.474), (288, 18, 2, 28, 0.476),
+    (288, 18, 1, 14, 0.336), (672, 42, 2, 14, 0.430), (672, 42, 1, 7, 0.298), (48, 6, 2, 112, 0.590),
+    (104, 13, 1, 28, 0.250), (440, 55, 1, 7, 0.125), (96, 2, 2, 112, 5.128), (96, 2, 1, 56, 3.519),
+    (432, 9, 1, 14, 1.229), (1008, 21, 1, 7, 1.088), (128, 32, 1, 56, 0.803), (512, 32, 2, 28, 0.815),
+    (1024, 32, 1, 7, 0.782), (784, 49, 2, 14, 0.544)]
+
+
+def grouped_shape(channels: int, groups: int, stride: int, size: int) -> ConvShape:
+    net = Network("grouped")
+    x = net.input((1, channels, size, size))
+    net.output(net.conv2d(x, channels, 3, stride=stride, padding=1, groups=groups, name="g"))
+    return ConvShape.of(net.graph.node("g"), net.graph)
+
+
+@pytest.mark.parametrize("channels, groups, stride, size, ms", MEASURED_JIT)
+def test_the_compiled_price_is_near_the_measured_time(channels: int, groups: int, stride: int, size: int,
+                                                      ms: float) -> None:
+    modelled = estimate_numpy(grouped_shape(channels, groups, stride, size), "direct", MEASURED,
+                              compiled=True) * 1e3
+    assert ms / 1.3 < modelled < ms * 1.3
+
+
+# (channels, groups, stride, input size, the faster algorithm): one-layer graphs with their ReLU,
+# alternating rounds (bench/bench_conv_algos.py), where the two differed by 15% or more.
+FASTER = [
+    (64, 4, 2, 112, "direct"), (128, 8, 2, 56, "direct"), (128, 8, 1, 28, "direct"), (672, 42, 1, 7, "direct"),
+    (48, 6, 2, 112, "direct"), (208, 26, 1, 14, "direct"), (440, 55, 1, 7, "direct"), (96, 2, 1, 56, "direct"),
+    (128, 32, 1, 56, "direct"), (256, 32, 2, 56, "direct"), (256, 32, 1, 28, "direct"),
+    (1008, 21, 1, 7, "im2col"),
+]
+
+
+@pytest.mark.parametrize("channels, groups, stride, size, faster", FASTER)
+def test_the_faster_algorithm_is_priced_lower(channels: int, groups: int, stride: int, size: int,
+                                              faster: str) -> None:
+    shape = grouped_shape(channels, groups, stride, size)
+    times = {a: estimate_numpy(shape, a, MEASURED, compiled=True) for a in ("direct", "im2col")}
+    assert min(times, key=times.__getitem__) == faster
+
+
+def test_without_numba_direct_keeps_the_numpy_price() -> None:
+    """CONVC_NUMBA=0 runs NumPy's per-offset GEMMs, priced as such: well above the compiled kernel and
+    above grouped im2col; an ungrouped conv's GEMM rate is the profile's own."""
+    shape = grouped_shape(128, 8, 1, 28)
+    numpy_direct = estimate_numpy(shape, "direct", MEASURED, compiled=False)
+    assert numpy_direct > 2 * estimate_numpy(shape, "direct", MEASURED, compiled=True)
+    assert numpy_direct > estimate_numpy(shape, "im2col", MEASURED, compiled=False)
+    assert grouped_gemm_efficiency(64 << 20, 1) == 1.0
+    assert grouped_gemm_efficiency(1 << 20, 8) == 1.0
+    assert grouped_gemm_efficiency(8 << 20, 8) < 1.0
