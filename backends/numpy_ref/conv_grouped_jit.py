@@ -23,7 +23,9 @@ from __future__ import annotations
 import numpy as np
 
 from convc.backends.numpy_ref import jit
-from convc.backends.numpy_ref.conv_depthwise_jit import RUN_MULTIPLE, fill_phases, fused_activation, store_row
+from convc.backends.numpy_ref.conv_depthwise_jit import (
+    RUN_MULTIPLE, fill_phases, fused_activation, inside, store_row,
+)
 from convc.backends.numpy_ref.conv_operands import ConvOperands
 from convc.backends.numpy_ref.epilogue import apply_epilogue
 from convc.backends.numpy_ref.scratch import scratch
@@ -81,6 +83,36 @@ def add_channels_one(sums: np.ndarray, phased: np.ndarray, w: np.ndarray, s: np.
                         + p6[f] * a6 + p7[f] * a7 + p8[f] * a8)
 
 
+@jit.inline
+def fill_column_pairs(plane: np.ndarray, phased: np.ndarray, grid_h: int, grid_w: int, stride_h: int,
+                      top: int, left: int) -> None:
+    """conv_depthwise_jit.fill_phases for a column stride of 2: both column phases of an input row in
+    one loop over its pairs of values, which the compiler turns into vector loads and shuffles (each
+    phase on its own loads every other value, one element at a time)."""
+    height, width = plane.shape
+    plane_size = grid_h * grid_w
+    # even column r holds input column 2r - left, odd column r holds 2r + 1 - left: the odd phase may
+    # start one column earlier (lo1 <= lo0) and the even one end one later (hi0 >= hi1)
+    lo0, hi0 = inside(width, grid_w, -left, 2)
+    lo1, hi1 = inside(width, grid_w, 1 - left, 2)
+    hi1 = max(hi1, lo0)
+    for ph in range(stride_h):
+        q_lo, q_hi = inside(height, grid_h, ph - top, stride_h)
+        for q in range(q_lo, q_hi):
+            source = plane[q * stride_h + ph - top]
+            even = phased[2 * ph * plane_size + q * grid_w:][:grid_w]
+            odd = phased[(2 * ph + 1) * plane_size + q * grid_w:][:grid_w]
+            for r in range(lo1, lo0):
+                odd[r] = source[2 * r + 1 - left]
+            for r in range(hi1, hi0):
+                even[r] = source[2 * r - left]
+            pairs = source[2 * lo0 - left:]
+            even_run, odd_run = even[lo0:hi1], odd[lo0:hi1]
+            for r in range(hi1 - lo0):
+                even_run[r] = pairs[2 * r]
+                odd_run[r] = pairs[2 * r + 1]
+
+
 @jit.kernel
 def grouped3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, groups: int,
                stride_h: int, stride_w: int, dil_h: int, dil_w: int, top: int, left: int, code: int,
@@ -104,8 +136,11 @@ def grouped3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, 
     for n in range(x.shape[0]):
         for g in range(groups):
             for ci in range(in_group):
-                fill_phases(x[n, g * in_group + ci], phased[ci], grid_h, grid_w, stride_h, stride_w, top,
-                            left)
+                if stride_w == 2:
+                    fill_column_pairs(x[n, g * in_group + ci], phased[ci], grid_h, grid_w, stride_h, top, left)
+                else:
+                    fill_phases(x[n, g * in_group + ci], phased[ci], grid_h, grid_w, stride_h, stride_w, top,
+                                left)
             for r0 in range(0, out_h, rows_per_block):
                 rows = min(rows_per_block, out_h - r0)
                 run = ((rows - 1) * grid_w + out_w + RUN_MULTIPLE - 1) // RUN_MULTIPLE * RUN_MULTIPLE

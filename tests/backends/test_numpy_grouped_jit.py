@@ -104,3 +104,18 @@ def test_the_switch_picks_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     calls.clear()
     backend.compile(conv_graph(2, (1, 8, 6, 6), 8, 3, 1, 1, 1, 4, True, algo="direct"), dtype="float32").run(x)
     assert calls == []
+
+
+def test_stride_two_rows_of_every_parity_and_padding() -> None:
+    """The paired column copy of stride-2 layers (conv_grouped_jit.fill_column_pairs): every input width
+    from 3 to 10 with low padding 0 to 2 and any high padding, against torch float64."""
+    rng = np.random.default_rng(11)
+    for width in range(3, 11):
+        for low in range(3):
+            for high in range(3):
+                graph = conv_graph(2, (1, 4, 5, width), 4, 3, 2, [(1, 1), (low, high)], 1, 2, True,
+                                   algo="direct")
+                x = rng.standard_normal((1, 4, 5, width)).astype(np.float32)
+                with mock.patch.dict("os.environ", {jit.SWITCH: "1"}):
+                    got = backend.compile(graph, dtype="float64").run(x)[0]
+                assert rel_err(got, torch_conv(graph, [x])) <= budget("float64", "direct"), (width, low, high)
