@@ -9,7 +9,8 @@ rows and per KB = 4 output channels of the group:
     sums[b, :] = bias[k0 + b]                                        # b < KB, one block of wide rows
     for ci in the group's Cg channels:                               # one vectorized pass each:
         sums[b, f] += sum over taps t of P[ci][start[t] + f] * w[k0 + b, ci, t]   # 9 loads, 36 FMAs
-    out[n, k0 + b, rows, :] = activation(sums[b] cropped)
+    out[n, k0 + b, rows, :] = sums[b] cropped
+    then the epilogue (ConvOperands.finish: the compiled epilogue pass where numba runs)
 
 Each input value loaded serves four output channels and each sum is loaded and stored once per
 nine taps of a channel, where one BLAS GEMM per group (im2col) gathers a 9x column matrix and then
@@ -23,11 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from convc.backends.numpy_ref import jit
-from convc.backends.numpy_ref.conv_depthwise_jit import (
-    RUN_MULTIPLE, fill_phases, fused_activation, inside, store_row,
-)
+from convc.backends.numpy_ref.conv_depthwise_jit import RUN_MULTIPLE, fill_phases
 from convc.backends.numpy_ref.conv_operands import ConvOperands
-from convc.backends.numpy_ref.epilogue import apply_epilogue
 from convc.backends.numpy_ref.scratch import scratch
 
 # Output channels summed together: each input load feeds this many FMAs per tap.
@@ -83,47 +81,16 @@ def add_channels_one(sums: np.ndarray, phased: np.ndarray, w: np.ndarray, s: np.
                         + p6[f] * a6 + p7[f] * a7 + p8[f] * a8)
 
 
-@jit.inline
-def fill_column_pairs(plane: np.ndarray, phased: np.ndarray, grid_h: int, grid_w: int, stride_h: int,
-                      top: int, left: int) -> None:
-    """conv_depthwise_jit.fill_phases for a column stride of 2: both column phases of an input row in
-    one loop over its pairs of values, which the compiler turns into vector loads and shuffles (each
-    phase on its own loads every other value, one element at a time)."""
-    height, width = plane.shape
-    plane_size = grid_h * grid_w
-    # even column r holds input column 2r - left, odd column r holds 2r + 1 - left: the odd phase may
-    # start one column earlier (lo1 <= lo0) and the even one end one later (hi0 >= hi1)
-    lo0, hi0 = inside(width, grid_w, -left, 2)
-    lo1, hi1 = inside(width, grid_w, 1 - left, 2)
-    hi1 = max(hi1, lo0)
-    for ph in range(stride_h):
-        q_lo, q_hi = inside(height, grid_h, ph - top, stride_h)
-        for q in range(q_lo, q_hi):
-            source = plane[q * stride_h + ph - top]
-            even = phased[2 * ph * plane_size + q * grid_w:][:grid_w]
-            odd = phased[(2 * ph + 1) * plane_size + q * grid_w:][:grid_w]
-            for r in range(lo1, lo0):
-                odd[r] = source[2 * r + 1 - left]
-            for r in range(hi1, hi0):
-                even[r] = source[2 * r - left]
-            pairs = source[2 * lo0 - left:]
-            even_run, odd_run = even[lo0:hi1], odd[lo0:hi1]
-            for r in range(hi1 - lo0):
-                even_run[r] = pairs[2 * r]
-                odd_run[r] = pairs[2 * r + 1]
-
-
 @jit.kernel
 def grouped3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, groups: int,
-               stride_h: int, stride_w: int, dil_h: int, dil_w: int, top: int, left: int, code: int,
-               k: np.ndarray, phased: np.ndarray, acc: np.ndarray) -> None:
+               stride_h: int, stride_w: int, dil_h: int, dil_w: int, top: int, left: int,
+               phased: np.ndarray, line: np.ndarray, acc: np.ndarray) -> None:
     """out[n, o] for every image n and output channel o of a grouped conv with 3x3 kernels.
 
     Pointers: x (N, C, H, W), w (K, Cg, 9) (the 3x3 taps flattened), bias (K), out (N, K, OH, OW),
-    all C-contiguous of one dtype; scratch: phased (Cg, >= sh * sw * Hq * Wq + RUN_MULTIPLE), acc
-    (KB, max(ACC_ELEMENTS, Wq) + RUN_MULTIPLE: its length sets the rows per block). Sizes come from the arrays; strides, dilations and the
-    low padding are given. Meta: code and k (conv_depthwise_jit.store_row's constants) select the
-    activation fused into the store."""
+    all C-contiguous of one dtype. Sizes come from the arrays; strides, dilations and the low padding
+    are given. Scratch: phased (Cg, >= sh * sw * Hq * Wq + RUN_MULTIPLE), line (fill_phases' row
+    buffer, zeros), acc (KB, max(ACC_ELEMENTS, Wq) + RUN_MULTIPLE: its length sets the rows per block)."""
     in_group = w.shape[1]
     out_group = w.shape[0] // groups
     out_h, out_w = out.shape[2], out.shape[3]
@@ -136,11 +103,8 @@ def grouped3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, 
     for n in range(x.shape[0]):
         for g in range(groups):
             for ci in range(in_group):
-                if stride_w == 2:
-                    fill_column_pairs(x[n, g * in_group + ci], phased[ci], grid_h, grid_w, stride_h, top, left)
-                else:
-                    fill_phases(x[n, g * in_group + ci], phased[ci], grid_h, grid_w, stride_h, stride_w, top,
-                                left)
+                fill_phases(x[n, g * in_group + ci], phased[ci], line, grid_h, grid_w, stride_h, stride_w, top,
+                            left)
             for r0 in range(0, out_h, rows_per_block):
                 rows = min(rows_per_block, out_h - r0)
                 run = ((rows - 1) * grid_w + out_w + RUN_MULTIPLE - 1) // RUN_MULTIPLE * RUN_MULTIPLE
@@ -164,8 +128,9 @@ def grouped3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, 
                             add_channels_one(acc[b], phased, w[first + b], starts, run)
                     for b in range(count):
                         for r in range(rows):
-                            store_row(out[n, first + b, r0 + r], acc[b, r * grid_w:r * grid_w + out_w], code,
-                                      k)
+                            target, source = out[n, first + b, r0 + r], acc[b, r * grid_w:r * grid_w + out_w]
+                            for q in range(out_w):
+                                target[q] = source[q]
 
 
 def applicable(conv: ConvOperands) -> bool:
@@ -176,8 +141,7 @@ def applicable(conv: ConvOperands) -> bool:
 
 
 def conv_grouped_jit(conv: ConvOperands) -> np.ndarray:
-    """The grouped 3x3 conv of `conv` with its bias and epilogue (a leading simple activation in the
-    store, the rest through apply_epilogue)."""
+    """The grouped 3x3 conv of `conv` with its bias (added in the kernel) and epilogue (afterwards)."""
     dtype = np.result_type(conv.x, conv.weight)
     x = np.ascontiguousarray(conv.x, dtype=dtype)
     n, c = x.shape[:2]
@@ -190,9 +154,8 @@ def conv_grouped_jit(conv: ConvOperands) -> np.ndarray:
     phased = scratch("grouped padded input", (c // conv.groups, sh * sw * grid_h * grid_w + RUN_MULTIPLE),
                      dtype)
     acc = scratch("grouped sums", (KB, max(ACC_ELEMENTS, grid_w) + RUN_MULTIPLE), dtype)
+    line = np.zeros(sw * grid_w + left + x.shape[3], dtype)  # fill_phases' row buffer: zeros
     bias = np.zeros(k_out, dtype) if conv.bias is None else np.ascontiguousarray(conv.bias, dtype=dtype)
-    code, a, b, rest = fused_activation(tuple(conv.node.attrs["epilogue"]))
     out = np.empty((n, k_out, out_h, out_w), dtype)
-    grouped3x3(x, w, bias, out, conv.groups, sh, sw, dh, dw, top, left, code, np.array([a, b, 0, 3, 6], dtype),
-               phased, acc)
-    return apply_epilogue(out, None, rest, conv.residuals) if rest else out
+    grouped3x3(x, w, bias, out, conv.groups, sh, sw, dh, dw, top, left, phased, line, acc)
+    return conv.finish(out, bias_added=True)

@@ -107,8 +107,9 @@ def test_the_switch_picks_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_stride_two_rows_of_every_parity_and_padding() -> None:
-    """The paired column copy of stride-2 layers (conv_grouped_jit.fill_column_pairs): every input width
-    from 3 to 10 with low padding 0 to 2 and any high padding, against torch float64."""
+    """The phase split of stride-2 layers (conv_depthwise_jit.fill_phases, one pass over each row for
+    both column phases): every input width from 3 to 10 with low padding 0 to 2 and any high padding,
+    against torch float64."""
     rng = np.random.default_rng(11)
     for width in range(3, 11):
         for low in range(3):
