@@ -10,7 +10,7 @@ rows and per KB = 4 output channels of the group:
     for ci in the group's Cg channels:                               # one vectorized pass each:
         sums[b, f] += sum over taps t of P[ci][start[t] + f] * w[k0 + b, ci, t]   # 9 loads, 36 FMAs
     out[n, k0 + b, rows, :] = sums[b] cropped
-    then the epilogue (ConvOperands.finish: the compiled epilogue pass where numba runs)
+    epilogue_jit.apply_steps on each output plane of the group (activations, residual adds)
 
 Each input value loaded serves four output channels and each sum is loaded and stored once per
 nine taps of a channel, where one BLAS GEMM per group (im2col) gathers a 9x column matrix and then
@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from convc.backends.numpy_ref import jit
+from convc.backends.numpy_ref import epilogue_jit, jit
 from convc.backends.numpy_ref.conv_depthwise_jit import RUN_MULTIPLE, fill_phases
 from convc.backends.numpy_ref.conv_operands import ConvOperands
+from convc.backends.numpy_ref.epilogue_jit import apply_steps
 from convc.backends.numpy_ref.scratch import scratch
 
 # Output channels summed together: each input load feeds this many FMAs per tap.
@@ -83,13 +84,16 @@ def add_channels_one(sums: np.ndarray, phased: np.ndarray, w: np.ndarray, s: np.
 
 @jit.kernel
 def grouped3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, groups: int,
-               stride_h: int, stride_w: int, dil_h: int, dil_w: int, top: int, left: int,
-               phased: np.ndarray, line: np.ndarray, acc: np.ndarray) -> None:
+               stride_h: int, stride_w: int, dil_h: int, dil_w: int, top: int, left: int, codes: np.ndarray,
+               params: np.ndarray, single: bool, res0: np.ndarray, res1: np.ndarray, phased: np.ndarray,
+               line: np.ndarray, acc: np.ndarray) -> None:
     """out[n, o] for every image n and output channel o of a grouped conv with 3x3 kernels.
 
     Pointers: x (N, C, H, W), w (K, Cg, 9) (the 3x3 taps flattened), bias (K), out (N, K, OH, OW),
     all C-contiguous of one dtype. Sizes come from the arrays; strides, dilations and the low padding
-    are given. Scratch: phased (Cg, >= sh * sw * Hq * Wq + RUN_MULTIPLE), line (fill_phases' row
+    are given; res0, res1: residuals flattened (out.size elements each) or empty. Meta: codes and
+    params, the epilogue's steps (epilogue_jit.encode), run by apply_steps on each output plane of a
+    group once it is complete, still in the cache; single: float32 (its exp). Scratch: phased (Cg, >= sh * sw * Hq * Wq + RUN_MULTIPLE), line (fill_phases' row
     buffer, zeros), acc (KB, max(ACC_ELEMENTS, Wq) + RUN_MULTIPLE: its length sets the rows per block)."""
     in_group = w.shape[1]
     out_group = w.shape[0] // groups
@@ -97,6 +101,7 @@ def grouped3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, 
     grid_h = out_h + 2 * dil_h // stride_h
     grid_w = out_w + 2 * dil_w // stride_w
     plane = grid_h * grid_w
+    plane_out = out_h * out_w
     rows_per_block = max(1, min(out_h, (acc.shape[1] - RUN_MULTIPLE) // grid_w))
     starts = np.empty(9, np.int64)
     phased[:] = 0  # the padding of every channel's copy (fill_phases writes only the inside)
@@ -131,6 +136,11 @@ def grouped3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, 
                             target, source = out[n, first + b, r0 + r], acc[b, r * grid_w:r * grid_w + out_w]
                             for q in range(out_w):
                                 target[q] = source[q]
+            if codes.size:
+                for o in range(g * out_group, (g + 1) * out_group):
+                    at = (n * out.shape[1] + o) * plane_out
+                    apply_steps(out[n, o].reshape(plane_out), res0[at:at + plane_out] if res0.size else res0,
+                                res1[at:at + plane_out] if res1.size else res1, codes, params, single)
 
 
 def applicable(conv: ConvOperands) -> bool:
@@ -141,7 +151,7 @@ def applicable(conv: ConvOperands) -> bool:
 
 
 def conv_grouped_jit(conv: ConvOperands) -> np.ndarray:
-    """The grouped 3x3 conv of `conv` with its bias (added in the kernel) and epilogue (afterwards)."""
+    """The grouped 3x3 conv of `conv` with its bias and epilogue."""
     dtype = np.result_type(conv.x, conv.weight)
     x = np.ascontiguousarray(conv.x, dtype=dtype)
     n, c = x.shape[:2]
@@ -157,5 +167,12 @@ def conv_grouped_jit(conv: ConvOperands) -> np.ndarray:
     line = np.zeros(sw * grid_w + left + x.shape[3], dtype)  # fill_phases' row buffer: zeros
     bias = np.zeros(k_out, dtype) if conv.bias is None else np.ascontiguousarray(conv.bias, dtype=dtype)
     out = np.empty((n, k_out, out_h, out_w), dtype)
-    grouped3x3(x, w, bias, out, conv.groups, sh, sw, dh, dw, top, left, phased, line, acc)
-    return conv.finish(out, bias_added=True)
+    steps = tuple(conv.node.attrs["epilogue"])
+    fused = len(conv.residuals) <= 2  # the kernel takes two residuals; more: the NumPy epilogue after
+    codes, params = epilogue_jit.encode(steps if fused else (), dtype)
+    empty = np.empty(0, dtype)
+    flat = [np.ascontiguousarray(r, dtype).reshape(-1) for r in conv.residuals] if fused else []
+    res0, res1 = (flat + [empty, empty])[:2]
+    grouped3x3(x, w, bias, out, conv.groups, sh, sw, dh, dw, top, left, codes, params, dtype == np.float32,
+               res0, res1, phased, line, acc)
+    return out if fused else conv.finish(out, bias_added=True)

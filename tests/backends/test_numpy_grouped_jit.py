@@ -1,7 +1,8 @@
 """The compiled grouped 3x3 kernel (backends/numpy_ref/conv_grouped_jit.py, the NumPy backend's "direct"
 algorithm for RegNet's and ResNeXt's grouped convs) against torch in float64: any groups, channels per
 group (including a last block of fewer than four output channels), stride, dilation and padding, both
-dtypes, fused activations and residual adds with NaN and inf reaching them, and the switch:
+dtypes, epilogues (activations, up to two residual adds in the kernel, more after it) with NaN and
+inf reaching them, and the switch:
 CONVC_NUMBA=0 runs the NumPy direct kernel to the same numbers."""
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ EPILOGUES = {
     "leaky_relu": (("leaky_relu", 0.125),),
     "add then relu": (("add",), ("relu",)),
     "relu then add": (("relu",), ("add",)),
+    "sigmoid": (("sigmoid",),),
+    "elu": (("elu", 0.5),),
+    "two adds": (("add",), ("relu",), ("add",)),
+    "three adds (NumPy's epilogue)": (("add",), ("add",), ("relu",), ("add",)),
 }
 
 
@@ -60,6 +65,19 @@ def test_compiled_matches_torch_and_the_numpy_kernel(groups: int, in_group: int,
     assert compiled.dtype == np.dtype(dtype)
     assert rel_err(compiled, expected) <= budget(dtype, "direct")
     assert rel_err(compiled, fallback) <= 2 * budget(dtype, "direct")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("epilogue", list(EPILOGUES), ids=list(EPILOGUES))
+def test_every_epilogue(epilogue: str, dtype: str) -> None:
+    """Each epilogue, in the kernel (up to two residual adds) or after it, on a layer of two row blocks
+    and a last block of three output channels."""
+    graph = conv_graph(2, (1, 6, 40, 33), 14, 3, 1, 1, 1, 2, True, algo="direct", epilogue=EPILOGUES[epilogue])
+    inputs = [np.random.default_rng(5).standard_normal(n.type.shape).astype(np.float32) for n in graph.inputs]
+    compiled, fallback = run_both(graph, inputs, dtype)
+    expected = torch_conv(graph, inputs)
+    assert rel_err(compiled, expected) <= budget(dtype, "direct")
+    assert rel_err(fallback, expected) <= budget(dtype, "direct")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
