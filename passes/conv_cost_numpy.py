@@ -245,17 +245,17 @@ def depthwise_jit_seconds(shape: ConvShape, dtype: str) -> float:
 
 # The compiled grouped 3x3 kernel (backends/numpy_ref/conv_grouped_jit.py), priced by its parts, fitted
 # (relative least squares) to 43 grouped layers of RegNet-X 400MF/800MF/3.2GF, RegNet-Y 400MF/800MF and
-# ResNeXt-50 on the shared 2-core EPYC (1 thread, 2026-12-01; 34 of them within 10%, all within 25%):
-# multiply-adds over the wide rows (out_w + 2 // stride columns, whole runs of 64) at 46 G/s in float32
-# (21 in float64), 34 ns per pass (four output channels x one input channel x one block of rows), 8 ns
-# per output row stored, 0.35 ns per element of the phase-split input copy (0.6 before stride-2 rows
-# were split by pairs of columns; refitted at 18:49, load 3.8: 0.32), 15 us per call.
-GROUPED_FMA_PER_S = {"float32": 46e9, "float64": 21e9}
-GROUPED_PASS_S = 34e-9
-GROUPED_ROW_S = 8e-9
-GROUPED_FILL_S = 0.35e-9
-GROUPED_CALL_S = 15e-6
-GROUPED_RUN = 64  # conv_grouped_jit's runs are whole multiples of this (conv_depthwise_jit.RUN_MULTIPLE)
+# ResNeXt-50 on the shared 2-core EPYC (1 thread, 2026-12-01 19:11 UTC, load average 2.8-3.1; with its
+# ReLU; 36 of them within 10%, all within 25%): multiply-adds over the wide rows (out_w + 2 // stride
+# columns, whole runs of 16) at 58 G/s in float32 (29 in float64), 54 ns per pass (four output channels
+# x one input channel x one block of rows), 14 ns per output row stored, 0.41 ns per element of the
+# phase-split input copy, 10 us per call.
+GROUPED_FMA_PER_S = {"float32": 58e9, "float64": 29e9}
+GROUPED_PASS_S = 54e-9
+GROUPED_ROW_S = 14e-9
+GROUPED_FILL_S = 0.41e-9
+GROUPED_CALL_S = 10e-6
+GROUPED_RUN = 16  # conv_grouped_jit.RUN_STEP: its runs are whole multiples of this
 GROUPED_ACC = 1024  # conv_grouped_jit.ACC_ELEMENTS: wide output elements per block of rows
 GROUPED_KB = 4  # conv_grouped_jit.KB: output channels per pass
 

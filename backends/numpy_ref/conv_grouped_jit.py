@@ -29,6 +29,12 @@ from convc.backends.numpy_ref.conv_operands import ConvOperands
 from convc.backends.numpy_ref.epilogue_jit import apply_steps
 from convc.backends.numpy_ref.scratch import scratch
 
+# Sums per pass are computed in whole multiples of this many: the vector loop's step (16 float32 lanes;
+# LLVM does not unroll it further, the 36 multiply-adds of a step fill the registers), so a 14x14 map's
+# 222 wide sums run as 224, not the 256 of conv_depthwise_jit's RUN_MULTIPLE (whose slack the scratch
+# buffers keep).
+RUN_STEP = 16
+
 # Output channels summed together: each input load feeds this many FMAs per tap.
 KB = 4
 
@@ -112,7 +118,7 @@ def grouped3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, 
                             left)
             for r0 in range(0, out_h, rows_per_block):
                 rows = min(rows_per_block, out_h - r0)
-                run = ((rows - 1) * grid_w + out_w + RUN_MULTIPLE - 1) // RUN_MULTIPLE * RUN_MULTIPLE
+                run = ((rows - 1) * grid_w + out_w + RUN_STEP - 1) // RUN_STEP * RUN_STEP
                 for i in range(3):
                     row_base = (r0 + i * dil_h // stride_h) * grid_w
                     phase_h = (i * dil_h % stride_h) * stride_w
