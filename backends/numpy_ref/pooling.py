@@ -13,6 +13,7 @@ stride-2 pools on even maps), a tap is one call over all rows and only the borde
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -142,12 +143,27 @@ def avg_pool(node: Node, args: list[Any]) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _ones(size: int, dtype: np.dtype) -> np.ndarray:
+    ones = np.ones(size, dtype)
+    ones.flags.writeable = False
+    return ones
+
+
 def global_avg_pool(node: Node, args: list[Any]) -> np.ndarray:
-    """The mean of each (image, channel) plane, over one flattened axis: NumPy's mean over the spatial
-    axes together ran 4x slower on some maps (240 x 28 x 28: 0.16 against 0.04 ms, 1 thread, 2026-12-01)."""
+    """The mean of each (image, channel) plane: in float32 / float64 the planes as the rows of a matrix
+    times a vector of ones (one BLAS GEMV, several sums at a time, vectorized), divided by the plane's
+    size; NaN and inf propagate as in a sum. Measured (1 thread, float32, 2026-12-01, EfficientNet's
+    maps, us, GEMV / NumPy mean / torch): 32 x 112 x 112 24 / 69 / 27, 144 x 56 x 56 26 / 78 / 45, 240 x
+    28 x 28 15 / 54 / 25, 1152 x 7 x 7 6 / 34 / 12. Other dtypes take NumPy's mean."""
     x = args[0]
-    planes = x.reshape(x.shape[0], x.shape[1], -1).mean(axis=2)
-    return planes.reshape(x.shape[:2] + (1,) * (x.ndim - 2))
+    planes = x.reshape(x.shape[0] * x.shape[1], -1)
+    if x.dtype in (np.float32, np.float64) and planes.shape[1] > 1:
+        means = planes @ _ones(planes.shape[1], x.dtype)
+        means /= x.dtype.type(planes.shape[1])
+    else:
+        means = planes.mean(axis=1)
+    return means.reshape(x.shape[:2] + (1,) * (x.ndim - 2))
 
 
 def global_max_pool(node: Node, args: list[Any]) -> np.ndarray:

@@ -99,6 +99,32 @@ def test_global_pool_matches_torch(kind: str, shape: tuple[int, ...], dtype: str
     assert rel_err(out, expected.numpy()) <= budget(dtype)
 
 
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 40), h=st.integers(1, 30), w=st.integers(1, 30),
+       dtype=st.sampled_from(DTYPES), special=st.sampled_from(["none", "nan", "inf", "both infs"]),
+       seed=st.integers(0, 100))
+def test_global_avg_pool_as_a_gemv_matches_torch(n: int, c: int, h: int, w: int, dtype: str, special: str,
+                                                 seed: int) -> None:
+    """Any map size (1x1 included), one plane's sum as a row of a matrix-vector product: torch float64's
+    means within the budget, and NaN / inf only in the planes that hold them (inf and -inf: NaN)."""
+    shape = (n, c, h, w)
+    data = (10 * np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)
+    if special in ("nan", "inf", "both infs"):
+        data[0, 0, 0, 0] = np.nan if special == "nan" else np.inf
+    if special == "both infs":
+        data[0, 0, -1, -1], data[-1, -1, 0, 0] = -np.inf, -np.inf
+    net = convc.Network("gap")
+    net.output(net.global_avg_pool(net.input(shape)))
+    with np.errstate(invalid="ignore"):
+        out = backend.compile(net.graph, dtype=dtype).run(data)[0]
+        expected = torch.from_numpy(data.astype(np.float64)).mean(dim=(2, 3), keepdim=True).numpy()
+    assert out.dtype == np.dtype(dtype) and out.shape == (n, c, 1, 1)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(out[np.isinf(expected)], expected[np.isinf(expected)])
+    finite = np.isfinite(expected)
+    assert rel_err(out[finite], expected[finite]) <= budget(dtype)
+
+
 @pytest.mark.parametrize("stride, padding, ceil_mode", [(1, 1, False), (2, 0, True), (2, 1, False)])
 def test_max_pool_rows_do_not_leak_into_each_other(stride: int, padding: int, ceil_mode: bool) -> None:
     """The all-rows-at-once taps read across row ends before the border windows are redone: a NaN, an inf
