@@ -38,13 +38,11 @@ ACC_ELEMENTS = 2048
 # unrolled 4 times); the scratch buffers have this much slack.
 RUN_MULTIPLE = 64
 
-# Output maps of at most this many positions go channels-last, vectorized along the channels (0: never;
-# see depthwise_channels_last and bench/NOTES.md, effnet).
+# Output maps of at most this many positions (7x7 and 14x14: MobileNet's, EfficientNet's and ConvNeXt's
+# last two stages) go channels-last, vectorized along the channels. Measured (1 thread, float32,
+# 2026-12-01, shared 2-core EPYC, ms planes / channels-last, SiLU fused): 1152 7x7 5x5 0.68 / 0.28, 672
+# 14x14 5x5 0.63 / 0.53, 480 14x14 3x3 0.32 / 0.22.
 CHANNELS_LAST_UP_TO = 196
-
-# Bytes of output per call of the compiled kernel when the epilogue has more residual adds than the
-# kernel takes (two): each block of channels gets its steps from epilogue.apply_epilogue instead.
-EPILOGUE_BLOCK_BYTES = 1 << 18
 
 
 @jit.inline
@@ -121,18 +119,19 @@ def fill_phases(plane: np.ndarray, phased: np.ndarray, line: np.ndarray, grid_h:
 
 
 @jit.kernel
-def depthwise_planes(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, first: int,
-                     last: int, offsets: np.ndarray, grid_h: int, grid_w: int, stride_h: int, stride_w: int,
-                     top: int, left: int, codes: np.ndarray, params: np.ndarray, single: bool,
-                     res0: np.ndarray, res1: np.ndarray, phased: np.ndarray, line: np.ndarray, acc: np.ndarray) -> None:
-    """out[n, c*mult + m] for input channels first <= c < last of every image n, epilogue included.
+def depthwise_planes(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, offsets: np.ndarray,
+                     grid_h: int, grid_w: int, stride_h: int, stride_w: int, top: int, left: int,
+                     codes: np.ndarray, params: np.ndarray, single: bool, res0: np.ndarray, res1: np.ndarray,
+                     phased: np.ndarray, line: np.ndarray, acc: np.ndarray) -> None:
+    """out[n, c*mult + m] for every image n and input channel c, epilogue included.
 
     Pointers: x (N, C, H, W), w (C, mult, taps), bias (C * mult), out (N, C * mult, OH, OW), all
     C-contiguous of one dtype; res0, res1: residuals flattened (out.size elements each) or empty.
     Sizes: offsets[t], tap t's flat offset into the phases (phase * Hq * Wq + row * Wq + column), and
     the phase grid Hq x Wq; strides and the low padding. Meta: codes and params, the epilogue's steps
-    (epilogue_jit.encode), run by apply_steps on each output plane; single: float32 (its exp). Scratch: phased (>= sh * sw * Hq *
-    Wq + RUN_MULTIPLE), line (>= sw * Wq + left + W, zeros), acc (>= ACC_ELEMENTS + Wq + RUN_MULTIPLE)."""
+    (epilogue_jit.encode), run by apply_steps on each output plane; single: float32 (its exp).
+    Scratch: phased (>= sh * sw * Hq * Wq + RUN_MULTIPLE), line (>= sw * Wq + left + W, zeros), acc (>=
+    ACC_ELEMENTS + Wq + RUN_MULTIPLE)."""
     mult, taps = w.shape[1], w.shape[2]
     out_h, out_w = out.shape[2], out.shape[3]
     plane_out = out_h * out_w
@@ -140,7 +139,7 @@ def depthwise_planes(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.nda
     starts = np.empty(taps, np.int64)
     phased[:] = 0  # the padding of every channel's copy (fill_phases writes only the inside)
     for n in range(x.shape[0]):
-        for c in range(first, last):
+        for c in range(x.shape[1]):
             fill_phases(x[n, c], phased, line, grid_h, grid_w, stride_h, stride_w, top, left)
             for m in range(mult):
                 channel = c * mult + m
@@ -198,61 +197,62 @@ def add_channel_taps(total: np.ndarray, grid: np.ndarray, wt: np.ndarray, starts
 
 
 @jit.kernel
-def depthwise_channels_last(x: np.ndarray, wt: np.ndarray, bias: np.ndarray, out: np.ndarray, first: int,
-                            last: int, offsets: np.ndarray, rows: int, cols: int, stride_h: int,
-                            stride_w: int, top: int, left: int, codes: np.ndarray, params: np.ndarray,
-                            single: bool, on_sums: bool, res0: np.ndarray, res1: np.ndarray,
-                            padded: np.ndarray, acc: np.ndarray) -> None:
-    """out[n, c] for channels first <= c < last of every image n (one filter per channel), vectorized
+def depthwise_channels_last(grid: np.ndarray, wt: np.ndarray, bias: np.ndarray, sums: np.ndarray,
+                            offsets: np.ndarray, out_w: int, stride_h: int, stride_w: int, codes: np.ndarray,
+                            params: np.ndarray, single: bool) -> None:
+    """sums[n, oh * OW + ow, c] for every image n and channel c (one filter per channel), vectorized
     along the channels: for maps too small for whole rows to fill a vector.
 
-    Pointers: x (N, C, H, W), wt (taps * C: tap t's weights at t * C), bias (C), out (N, C, OH, OW);
-    res0, res1 as in depthwise_planes. Sizes: offsets[t], tap t's position in the padded grid (row *
-    cols + column), the grid rows x cols; strides and low padding. Meta: codes, params and single, the
-    epilogue, run on the channels-last sums in one call when `on_sums` (no residual), else on each
-    output plane. Scratch: padded (>= rows * cols * (last - first)), acc (>= OH * OW * (last - first)).
-    The sums are stored channel by channel at the end: a store per output position scattered over the
-    channels' planes missed the cache on every element (2.6x slower)."""
-    height, width = x.shape[2], x.shape[3]
-    channels, taps = bias.size, offsets.size
-    out_h, out_w = out.shape[2], out.shape[3]
-    plane_out = out_h * out_w
-    block = last - first
-    grid = padded[:rows * cols * block]
-    sums = acc[:plane_out * block]
-    shift = bias[first:last]
+    Pointers: grid (N, rows, cols, C), the input zero-padded and channels-last; wt (taps * C: tap t's
+    weights at t * C), bias (C), sums (N, OH * OW, C). Sizes: offsets[t], tap t's position in the grid
+    (row * cols + column), and the output width; strides. Meta: codes, params and single, the
+    epilogue's steps (no residual adds) run on the sums at the end. The caller transposes the input in
+    and the sums out (NumPy's strided copies: 0.6 ns an element, a loop here took 1)."""
+    images, rows, cols, channels = grid.shape
+    taps = offsets.size
+    plane_out = sums.shape[1]
     starts, wstarts = np.empty(taps, np.int64), np.empty(taps, np.int64)
     for t in range(taps):
-        wstarts[t] = t * channels + first
-    for n in range(x.shape[0]):
-        grid[:] = 0  # the padding (and the rows and columns the window never reads: cheap, small maps)
-        for c in range(block):
-            plane = x[n, first + c]
-            for h in range(min(height, rows - top)):
-                row = plane[h]
-                cells = grid[((top + h) * cols + left) * block + c:]
-                for q in range(min(width, cols - left)):
-                    cells[q * block] = row[q]
-        for oh in range(out_h):
-            for ow in range(out_w):
-                total = sums[(oh * out_w + ow) * block:(oh * out_w + ow + 1) * block]
-                for c in range(block):
-                    total[c] = shift[c]
-                base = oh * stride_h * cols + ow * stride_w
-                for t in range(taps):
-                    starts[t] = (base + offsets[t]) * block
-                for t in range(0, taps, 5):
-                    add_channel_taps(total, grid, wt, starts, wstarts, t, min(5, taps - t))
-        if on_sums:
-            apply_steps(sums, res0, res1, codes, params, single)
-        for c in range(block):
-            target = out[n, first + c].reshape(plane_out)
-            for q in range(plane_out):
-                target[q] = sums[q * block + c]
-            if not on_sums:
-                at = (n * out.shape[1] + first + c) * plane_out
-                apply_steps(target, res0[at:at + plane_out] if res0.size else res0,
-                            res1[at:at + plane_out] if res1.size else res1, codes, params, single)
+        wstarts[t] = t * channels
+    for n in range(images):
+        padded = grid[n].reshape(rows * cols * channels)
+        flat = sums[n].reshape(plane_out * channels)
+        for position in range(plane_out):
+            total = flat[position * channels:(position + 1) * channels]
+            for c in range(channels):
+                total[c] = bias[c]
+            base = (position // out_w) * stride_h * cols + (position % out_w) * stride_w
+            for t in range(taps):
+                starts[t] = (base + offsets[t]) * channels
+            for t in range(0, taps, 5):
+                add_channel_taps(total, padded, wt, starts, wstarts, t, min(5, taps - t))
+        apply_steps(flat, flat[:0], flat[:0], codes, params, single)
+
+
+def channels_last(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, strides: tuple[int, ...],
+                  pads: tuple[int, int], steps: tuple[tuple, ...], residuals: list[np.ndarray]) -> np.ndarray:
+    """`out` (N, C, OH, OW) = the depthwise conv of x (N, C, H, W) by w (C, 1, KH, KW) through
+    depthwise_channels_last, then the epilogue `steps` (in the kernel unless they add residuals)."""
+    n, c, height, width = x.shape
+    out_h, out_w = out.shape[2:]
+    (sh, sw, dh, dw), (top, left) = strides, pads
+    kh, kw = w.shape[2:]
+    rows, cols = (out_h - 1) * sh + (kh - 1) * dh + 1, (out_w - 1) * sw + (kw - 1) * dw + 1
+    grid = scratch("depthwise padded input", (n, rows, cols, c), x.dtype)
+    inner_h, inner_w = min(height, rows - top), min(width, cols - left)
+    grid[:, :top] = 0  # the padding only: the inside is copied over
+    grid[:, top + inner_h:] = 0
+    grid[:, top:top + inner_h, :left] = 0
+    grid[:, top:top + inner_h, left + inner_w:] = 0
+    np.copyto(grid[:, top:top + inner_h, left:left + inner_w], x[:, :, :inner_h, :inner_w].transpose(0, 2, 3, 1))
+    wt = np.ascontiguousarray(w.reshape((c, -1)).T).reshape(-1)
+    offsets = np.array([i * dh * cols + j * dw for i in range(kh) for j in range(kw)], np.int64)
+    sums = scratch("depthwise sums", (n, out_h * out_w, c), x.dtype)
+    in_kernel = not residuals
+    codes, params = epilogue_jit.encode(steps if in_kernel else (), x.dtype)
+    depthwise_channels_last(grid, wt, bias, sums, offsets, out_w, sh, sw, codes, params, x.dtype == np.float32)
+    np.copyto(out.reshape((n, c, out_h * out_w)), sums.transpose(0, 2, 1))
+    return out if in_kernel else apply_epilogue(out, None, steps, residuals)
 
 
 def jit_applicable(conv: ConvOperands) -> bool:
@@ -280,47 +280,23 @@ def conv_depthwise_jit(conv: ConvOperands) -> np.ndarray:
     bias = np.zeros(c * mult, dtype) if conv.bias is None else np.ascontiguousarray(conv.bias, dtype=dtype)
     steps = tuple(conv.node.attrs["epilogue"])
     residuals = [r[:, :, None, :] if one_d else r for r in conv.residuals]
-    fused = len(residuals) <= 2
-    codes, params = epilogue_jit.encode(steps if fused else (), dtype)
-    empty = np.empty(0, dtype)
-    single = dtype == np.float32
-    flat = [np.ascontiguousarray(r, dtype).reshape(-1) for r in residuals] if fused else []
-    res0, res1 = (flat + [empty, empty])[:2]
     if mult == 1 and out_h * out_w <= CHANNELS_LAST_UP_TO:
-        wt = np.ascontiguousarray(w.reshape((c, -1)).T).reshape(-1)
-        rows = (out_h - 1) * sh + (kernel[0] - 1) * dh + 1
-        cols = (out_w - 1) * sw + (kernel[1] - 1) * dw + 1
-        offsets = np.array([i * dh * cols + j * dw for i in range(kernel[0]) for j in range(kernel[1])],
-                           np.int64)
-        padded = scratch("depthwise padded input", (rows * cols * c,), dtype)
-        acc = scratch("depthwise sums", (out_h * out_w * c,), dtype)
-
-        def run(image: slice, first: int, last: int) -> None:
-            depthwise_channels_last(x[image], wt, bias, out[image], first, last, offsets, rows, cols, sh, sw,
-                                    top, left, codes, params, single, not residuals, res0, res1, padded, acc)
-    else:
-        grid_h = out_h + (kernel[0] - 1) * dh // sh
-        grid_w = out_w + (kernel[1] - 1) * dw // sw
-        offsets = np.array([((i * dh % sh) * sw + j * dw % sw) * grid_h * grid_w
-                            + (i * dh // sh) * grid_w + j * dw // sw
-                            for i in range(kernel[0]) for j in range(kernel[1])], np.int64)
-        phased = scratch("depthwise padded input", (sh * sw * grid_h * grid_w + RUN_MULTIPLE,), dtype)
-        line = np.zeros(sw * grid_w + left + x.shape[3], dtype)
-        acc = scratch("depthwise sums", (ACC_ELEMENTS + grid_w + RUN_MULTIPLE,), dtype)
-        taps = w.reshape((c, mult, -1))
-
-        def run(image: slice, first: int, last: int) -> None:
-            depthwise_planes(x[image], taps, bias, out[image], first, last, offsets, grid_h, grid_w, sh, sw,
-                             top, left, codes, params, single, res0, res1, phased, line, acc)
-    if fused:
-        run(slice(None), 0, c)
+        channels_last(x, w, bias, out, (sh, sw, dh, dw), (top, left), steps, residuals)
         return out[:, :, 0, :] if one_d else out
-    block = max(1, EPILOGUE_BLOCK_BYTES // (mult * out_h * out_w * dtype.itemsize))
-    for image in range(n):
-        for c0 in range(0, c, block):
-            c1 = min(c, c0 + block)
-            run(slice(image, image + 1), c0, c1)
-            channels = slice(c0 * mult, c1 * mult)
-            apply_epilogue(out[image:image + 1, channels], None, steps,
-                           [r[image:image + 1, channels] for r in residuals])
+    in_kernel = len(residuals) <= 2  # more residual adds than the kernel takes: the epilogue afterwards
+    codes, params = epilogue_jit.encode(steps if in_kernel else (), dtype)
+    empty = np.empty(0, dtype)
+    flat = [np.ascontiguousarray(r, dtype).reshape(-1) for r in residuals] if in_kernel else []
+    res0, res1 = (flat + [empty, empty])[:2]
+    grid_h = out_h + (kernel[0] - 1) * dh // sh
+    grid_w = out_w + (kernel[1] - 1) * dw // sw
+    offsets = np.array([((i * dh % sh) * sw + j * dw % sw) * grid_h * grid_w + (i * dh // sh) * grid_w
+                        + j * dw // sw for i in range(kernel[0]) for j in range(kernel[1])], np.int64)
+    phased = scratch("depthwise padded input", (sh * sw * grid_h * grid_w + RUN_MULTIPLE,), dtype)
+    line = np.zeros(sw * grid_w + left + x.shape[3], dtype)
+    acc = scratch("depthwise sums", (ACC_ELEMENTS + grid_w + RUN_MULTIPLE,), dtype)
+    depthwise_planes(x, w.reshape((c, mult, -1)), bias, out, offsets, grid_h, grid_w, sh, sw, top, left,
+                     codes, params, dtype == np.float32, res0, res1, phased, line, acc)
+    if not in_kernel:
+        apply_epilogue(out, None, steps, residuals)
     return out[:, :, 0, :] if one_d else out

@@ -40,8 +40,7 @@ def layout(kind: str, block_bytes: int = 256) -> Iterator[None]:
             mock.patch.object(conv_depthwise, "CHANNELS_LAST_BELOW", below), \
             mock.patch.object(conv_depthwise, "BLOCK_BYTES", block_bytes), \
             mock.patch.object(conv_depthwise_rows, "BLOCK_BYTES", block_bytes), \
-            mock.patch.object(conv_depthwise_jit, "CHANNELS_LAST_UP_TO", compiled_below), \
-            mock.patch.object(conv_depthwise_jit, "EPILOGUE_BLOCK_BYTES", block_bytes):
+            mock.patch.object(conv_depthwise_jit, "CHANNELS_LAST_UP_TO", compiled_below):
         yield
 
 

@@ -1,6 +1,6 @@
 """The compiled depthwise kernel (backends/numpy_ref/conv_depthwise_jit.py) against torch in float64:
-the activations it fuses into its store (with NaN and inf reaching them), the steps it leaves to
-apply_epilogue, both of its layouts, both dtypes, and the switch: CONVC_NUMBA=0 runs the NumPy kernels
+the epilogues it runs on each output plane (with NaN and inf reaching them), the chains of more
+residual adds than it takes (left to apply_epilogue), both of its layouts, both dtypes, and the switch: CONVC_NUMBA=0 runs the NumPy kernels
 to the same numbers. Shapes, strides, padding and multipliers are covered by test_numpy_depthwise.py,
 which runs every case through both compiled layouts as well."""
 from __future__ import annotations
@@ -32,9 +32,10 @@ EPILOGUES = {
     "hardswish": (("hardswish",),),
     "hardsigmoid": (("hardsigmoid",),),
     "leaky_relu": (("leaky_relu", 0.125),),
-    "silu (left to NumPy)": (("silu",),),
+    "silu": (("silu",),),
     "clip then add then relu": (("clip", -1.0, 1.5), ("add",), ("relu",)),
     "add first": (("add",), ("hardswish",)),
+    "three adds (more than the kernel takes)": (("add",), ("silu",), ("add",), ("add",), ("relu",)),
 }
 
 
@@ -72,7 +73,6 @@ def test_fused_activations_match_torch_with_nan_and_inf(epilogue: str, dtype: st
     x[0, 1, 3, 3], x[1, 2, 0, 0], x[1, 3, 5, 6] = np.nan, np.inf, -np.inf
     up_to = 1 << 40 if layout == "channels_last" else 0
     monkeypatch.setattr(conv_depthwise_jit, "CHANNELS_LAST_UP_TO", up_to)
-    monkeypatch.setattr(conv_depthwise_jit, "EPILOGUE_BLOCK_BYTES", 64)  # several blocks per image
     with np.errstate(invalid="ignore", over="ignore"):
         compiled, fallback = run_both(graph, inputs, dtype, monkeypatch)
     expected = torch_conv(graph, inputs)
