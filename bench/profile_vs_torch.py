@@ -7,7 +7,9 @@ Each node runs as the interpreter runs it (the lowered step, on the operands a r
 and as torch would run it on the same arrays: F.conv2d with the folded weights and bias, then the fused
 epilogue's activation and residual add as separate torch calls; mean over the spatial axes for global
 pooling; `a * b`; F.linear. Node by node, rounds alternate ours / torch; medians count. torch eager's real
-forward runs batch norm as a separate op too, so the torch column is a lower bound of its time. Output:
+forward runs batch norm as a separate op too, so the torch column is a lower bound of its time; a conv
+with a fused squeeze-excitation scale (attrs["input_scale"]) is timed in torch as the multiply, then the
+conv. Output:
 a table by kind (op, kernel size, stride, output map), ours / torch, then the nodes ours loses most.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ from profile_numpy import network  # convc's models, else the torchvision zoo (s
 
 import convc
 from convc.benchmark import set_cpu_threads
-from convc.ops import CONV_OPS, epilogue_extra_inputs
+from convc.ops import CONV_OPS, epilogue_extra_inputs, input_scale_inputs
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu, "silu": F.silu, "sigmoid": torch.sigmoid, "hardswish": F.hardswish,
@@ -51,17 +53,18 @@ def torch_step(node: Any, args: list[np.ndarray]) -> Callable[[], Any] | None:
         return y
 
     if node.op in CONV_OPS and node.op == "conv2d":
-        n_res = epilogue_extra_inputs(a)
-        x, residuals, w = t[0], t[1:1 + n_res], t[1 + n_res]
-        b = t[2 + n_res] if len(t) > 2 + n_res else None
+        n_res, n_scale = epilogue_extra_inputs(a), input_scale_inputs(a)
+        x, residuals, w = t[0], t[1:1 + n_res], t[1 + n_res + n_scale]
+        b = t[2 + n_res + n_scale] if a["bias"] else None
+        scale = t[1 + n_res] if n_scale else None
         pads = [tuple(p) for p in a["padding"]]
         if all(lo == hi for lo, hi in pads):
             padding: Any = tuple(lo for lo, _ in pads)
         else:
             x = F.pad(x, [v for lo_hi in reversed(pads) for v in lo_hi])
             padding = 0
-        return lambda: epilogue(F.conv2d(x, w, b, a["stride"], padding, a["dilation"], a["groups"]),
-                                list(residuals))
+        return lambda: epilogue(F.conv2d(x if scale is None else x * scale, w, b, a["stride"], padding,
+                                         a["dilation"], a["groups"]), list(residuals))
     if node.op == "linear":
         n_res = epilogue_extra_inputs(a)
         x, residuals, w = t[0], t[1:1 + n_res], t[1 + n_res]

@@ -203,22 +203,24 @@ def depthwise_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> flo
 
 
 # The compiled depthwise kernel (backends/numpy_ref/conv_depthwise_jit.py), priced by its parts as
-# measured on the shared 2-core EPYC (1 thread, float32, 2026-12-01; kernels of 1, 3, 5 and 7 taps a
-# side on 7x7 to 112x112 maps): multiply-adds at about 12 G/s in float32 (vectors of half as many
-# float64: half that), the padded copy at 0.25 ns an element (0.45 ns split into the phases of a
-# stride), 10 ns per output row stored and 0.1 us per channel. Maps of 196 positions or fewer run
-# channels-last: 1 ns per position and channel, the multiply-adds at 11 G/s, 0.5 ns per padded
-# element. The parts add up to within 25% of 17 of 19 measured MobileNet, EfficientNet, ConvNeXt and
-# ShuffleNet layers, within 1.6x of all (bench/NOTES.md, dwjit).
-JIT_FMA_PER_S = {"float32": 12e9, "float64": 6e9}
+# measured on the shared 2-core EPYC (1 thread, float32, 2026-12-01, effnet: 23 MobileNet, EfficientNet
+# and ConvNeXt layers, 3x3 to 7x7 kernels on 7x7 to 112x112 maps, fitted by hand): multiply-adds at
+# about 19 G/s in float32 (vectors of half as many float64: half that), the padded copy at 0.25 ns an
+# element (0.36 ns split into the phases of a stride), 10 ns per output row stored and 0.1 us per
+# channel. Maps of 196 positions or fewer with 64 channels or more run channels-last: 0.84 ns per
+# position and channel (the transposes in and out), the multiply-adds at 9.3 G/s, 0.43 ns per padded
+# element. The parts add up to within 15% of 19 of the 23 layers (the epilogue not counted: every
+# algorithm pays it).
+JIT_FMA_PER_S = {"float32": 19e9, "float64": 9.5e9}
 JIT_FILL_S = 0.25e-9
-JIT_STRIDED_FILL_S = 0.45e-9
+JIT_STRIDED_FILL_S = 0.36e-9
 JIT_ROW_S = 10e-9
 JIT_CHANNEL_S = 0.1e-6
 JIT_CHANNELS_LAST_UP_TO = 196  # conv_depthwise_jit.CHANNELS_LAST_UP_TO
-JIT_CL_FMA_PER_S = {"float32": 11e9, "float64": 5.5e9}
-JIT_CL_POSITION_S = 1e-9
-JIT_CL_FILL_S = 0.5e-9
+JIT_CHANNELS_LAST_FROM = 64  # conv_depthwise_jit.CHANNELS_LAST_FROM
+JIT_CL_FMA_PER_S = {"float32": 9.3e9, "float64": 4.6e9}
+JIT_CL_POSITION_S = 0.84e-9
+JIT_CL_FILL_S = 0.43e-9
 JIT_CALL_S = 10e-6  # the Python wrapper and numba's dispatch (ShuffleNet's smallest layers: 37-39 us)
 
 
@@ -232,7 +234,8 @@ def depthwise_jit_seconds(shape: ConvShape, dtype: str) -> float:
     padded = padded_elements(shape) // max(1, shape.batch * shape.in_channels)  # one channel's copy
     planes_in = shape.batch * shape.in_channels
     planes_out = shape.batch * shape.out_channels
-    if shape.out_channels == shape.in_channels and out_h * out_w <= JIT_CHANNELS_LAST_UP_TO:
+    if (shape.out_channels == shape.in_channels and out_h * out_w <= JIT_CHANNELS_LAST_UP_TO
+            and shape.in_channels >= JIT_CHANNELS_LAST_FROM):
         rate = JIT_CL_FMA_PER_S.get(dtype, JIT_CL_FMA_PER_S["float32"])
         per_channel = out_h * out_w * (JIT_CL_POSITION_S + taps / rate) + padded * JIT_CL_FILL_S
         return planes_out * per_channel + JIT_CALL_S

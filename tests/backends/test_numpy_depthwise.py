@@ -40,7 +40,8 @@ def layout(kind: str, block_bytes: int = 256) -> Iterator[None]:
             mock.patch.object(conv_depthwise, "CHANNELS_LAST_BELOW", below), \
             mock.patch.object(conv_depthwise, "BLOCK_BYTES", block_bytes), \
             mock.patch.object(conv_depthwise_rows, "BLOCK_BYTES", block_bytes), \
-            mock.patch.object(conv_depthwise_jit, "CHANNELS_LAST_UP_TO", compiled_below):
+            mock.patch.object(conv_depthwise_jit, "CHANNELS_LAST_UP_TO", compiled_below), \
+            mock.patch.object(conv_depthwise_jit, "CHANNELS_LAST_FROM", 0 if compiled_below else 1 << 40):
         yield
 
 

@@ -73,6 +73,7 @@ def test_fused_activations_match_torch_with_nan_and_inf(epilogue: str, dtype: st
     x[0, 1, 3, 3], x[1, 2, 0, 0], x[1, 3, 5, 6] = np.nan, np.inf, -np.inf
     up_to = 1 << 40 if layout == "channels_last" else 0
     monkeypatch.setattr(conv_depthwise_jit, "CHANNELS_LAST_UP_TO", up_to)
+    monkeypatch.setattr(conv_depthwise_jit, "CHANNELS_LAST_FROM", 0)
     with np.errstate(invalid="ignore", over="ignore"):
         compiled, fallback = run_both(graph, inputs, dtype, monkeypatch)
     expected = torch_conv(graph, inputs)
@@ -106,6 +107,7 @@ def test_compiled_matches_torch_and_the_numpy_kernels(channels: int, mult: int, 
                        channels, seed % 2 == 0, algo="depthwise", epilogue=EPILOGUES[epilogue])
     inputs = [np.random.default_rng(seed).standard_normal(graph.inputs[0].type.shape).astype(np.float32)]
     with mock.patch.object(conv_depthwise_jit, "CHANNELS_LAST_UP_TO", layout), \
+            mock.patch.object(conv_depthwise_jit, "CHANNELS_LAST_FROM", 0), \
             mock.patch.dict("os.environ", {jit.SWITCH: "1"}):
         model = backend.compile(graph, dtype=dtype)
         compiled = model.run(*inputs)[0]
