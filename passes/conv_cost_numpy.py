@@ -261,11 +261,13 @@ GROUPED_CALL_S = 10e-6
 GROUPED_RUN = 16  # conv_grouped_jit.RUN_STEP: its runs are whole multiples of this
 GROUPED_ACC = 1024  # conv_grouped_jit.ACC_ELEMENTS: wide output elements per block of rows
 GROUPED_KB = 4  # conv_grouped_jit.KB: output channels per pass
+GROUPED_MAX_CHANNELS = 64  # conv_grouped_jit.MAX_GROUP_CHANNELS: wider groups run NumPy's direct loop
 
 
 def grouped_jit_applies(shape: ConvShape) -> bool:
-    """What conv_grouped_jit.applicable runs: 2D, 3x3 kernels, groups of two or more input channels."""
-    return shape.kernel == (3, 3) and shape.groups > 1 and shape.in_channels // shape.groups >= 2
+    """What conv_grouped_jit.applicable runs: 2D, 3x3 kernels, groups of 2 to 64 input channels."""
+    return (shape.kernel == (3, 3) and shape.groups > 1
+            and 2 <= shape.in_channels // shape.groups <= GROUPED_MAX_CHANNELS)
 
 
 def grouped_jit_seconds(shape: ConvShape, dtype: str) -> float:

@@ -38,6 +38,12 @@ RUN_STEP = 16
 # Output channels summed together: each input load feeds this many FMAs per tap.
 KB = 4
 
+# The widest groups (input channels per group) the kernel takes. Up to 64 it beat grouped im2col on the
+# layers it was measured on (RegNet-X/Y up to 3.2GF, ResNeXt-50: groups of 2-48); on wider groups
+# (RegNet-X 16GF: 128, RegNet-Y 32GF: 232) whole models ran 6-14% slower with it than with im2col, whose
+# GEMMs are wide enough there (bench_zoo_cpu.py --repin direct=im2col, 1 thread, 2026-12-01 20:40 UTC).
+MAX_GROUP_CHANNELS = 64
+
 # Wide output elements per block of rows: KB blocks of sums (16 KiB of float32) stay in the L1 cache.
 ACC_ELEMENTS = 1024
 
@@ -99,8 +105,8 @@ def grouped3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, 
     all C-contiguous of one dtype. Sizes come from the arrays; strides, dilations and the low padding
     are given; res0, res1: residuals flattened (out.size elements each) or empty. Meta: codes and
     params, the epilogue's steps (epilogue_jit.encode), run by apply_steps on each output plane of a
-    group once it is complete, still in the cache; single: float32 (its exp). Scratch: phased (Cg, >= sh * sw * Hq * Wq + RUN_MULTIPLE), line (fill_phases' row
-    buffer, zeros), acc (KB, max(ACC_ELEMENTS, Wq) + RUN_MULTIPLE: its length sets the rows per block)."""
+    group once it is complete, still in the cache; single: float32 (its exp). Scratch: phased (Cg,
+    >= sh * sw * Hq * Wq + RUN_MULTIPLE), line (fill_phases' row buffer, zeros), acc (KB, max(ACC_ELEMENTS, Wq) + RUN_MULTIPLE: its length sets the rows per block)."""
     in_group = w.shape[1]
     out_group = w.shape[0] // groups
     out_h, out_w = out.shape[2], out.shape[3]
@@ -114,8 +120,8 @@ def grouped3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, 
     for n in range(x.shape[0]):
         for g in range(groups):
             for ci in range(in_group):
-                fill_phases(x[n, g * in_group + ci], phased[ci], line, grid_h, grid_w, stride_h, stride_w, top,
-                            left)
+                fill_phases(x[n, g * in_group + ci], phased[ci], line, grid_h, grid_w, stride_h, stride_w,
+                            top, left)
             for r0 in range(0, out_h, rows_per_block):
                 rows = min(rows_per_block, out_h - r0)
                 run = ((rows - 1) * grid_w + out_w + RUN_STEP - 1) // RUN_STEP * RUN_STEP
@@ -150,10 +156,10 @@ def grouped3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, 
 
 
 def applicable(conv: ConvOperands) -> bool:
-    """A 2D conv with 3x3 kernels and groups of two or more input channels each."""
+    """A 2D conv with 3x3 kernels and groups of 2 to MAX_GROUP_CHANNELS input channels each."""
     c = conv.x.shape[1]
     return (conv.x.ndim == 4 and conv.kernel == (3, 3) and conv.groups > 1
-            and c // conv.groups >= 2)
+            and 2 <= c // conv.groups <= MAX_GROUP_CHANNELS)
 
 
 def conv_grouped_jit(conv: ConvOperands) -> np.ndarray:

@@ -72,7 +72,8 @@ def test_compiled_matches_torch_and_the_numpy_kernel(groups: int, in_group: int,
 def test_every_epilogue(epilogue: str, dtype: str) -> None:
     """Each epilogue, in the kernel (up to two residual adds) or after it, on a layer of two row blocks
     and a last block of three output channels."""
-    graph = conv_graph(2, (1, 6, 40, 33), 14, 3, 1, 1, 1, 2, True, algo="direct", epilogue=EPILOGUES[epilogue])
+    graph = conv_graph(2, (1, 6, 40, 33), 14, 3, 1, 1, 1, 2, True, algo="direct",
+                       epilogue=EPILOGUES[epilogue])
     inputs = [np.random.default_rng(5).standard_normal(n.type.shape).astype(np.float32) for n in graph.inputs]
     compiled, fallback = run_both(graph, inputs, dtype)
     expected = torch_conv(graph, inputs)
@@ -120,8 +121,28 @@ def test_the_switch_picks_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
         assert calls == ([1] if runs_compiled else []), (kernel, groups)
     monkeypatch.setenv(jit.SWITCH, "0")
     calls.clear()
-    backend.compile(conv_graph(2, (1, 8, 6, 6), 8, 3, 1, 1, 1, 4, True, algo="direct"), dtype="float32").run(x)
+    graph = conv_graph(2, (1, 8, 6, 6), 8, 3, 1, 1, 1, 4, True, algo="direct")
+    backend.compile(graph, dtype="float32").run(x)
     assert calls == []
+
+
+def test_groups_wider_than_max_group_channels_run_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Groups of 64 input channels run compiled, of 65 NumPy's direct kernel; both match torch."""
+    calls: list[int] = []
+    real = conv_grouped_jit.conv_grouped_jit
+    monkeypatch.setattr(conv_grouped_jit, "conv_grouped_jit", lambda conv: calls.append(1) or real(conv))
+    monkeypatch.setenv(jit.SWITCH, "1")
+    rng = np.random.default_rng(7)
+    for in_group, runs_compiled in ((conv_grouped_jit.MAX_GROUP_CHANNELS, True),
+                                    (conv_grouped_jit.MAX_GROUP_CHANNELS + 1, False)):
+        c = 2 * in_group
+        graph = conv_graph(2, (1, c, 5, 5), 4, 3, 1, 1, 1, 2, True, algo="direct")
+        x = rng.standard_normal((1, c, 5, 5))
+        calls.clear()
+        got = backend.compile(graph, dtype="float64").run(x)[0]
+        assert calls == ([1] if runs_compiled else []), in_group
+        expected = torch_conv(graph, [x])
+        assert rel_err(got, expected) <= budget("float64", "direct")
 
 
 def test_stride_two_rows_of_every_parity_and_padding() -> None:
