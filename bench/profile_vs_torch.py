@@ -127,7 +127,8 @@ def compare(name: str, rounds: int, size: int) -> None:
     total_ours, total_torch = sum(r[1] for r in rows), sum(r[2] for r in rows)
     print(f"\n### {name}: ours {total_ours:.2f} ms, torch ops {total_torch:.2f} ms "
           f"(sum of node medians, {rounds} rounds)\n")
-    print("| kind | nodes | ours ms | torch ms | ours - torch | ours / torch |\n|---|---:|---:|---:|---:|---:|")
+    print("| kind | nodes | ours ms | torch ms | ours - torch | ours / torch |\n"
+          "|---|---:|---:|---:|---:|---:|")
     for k, (count, ours, theirs) in sorted(by_kind.items(), key=lambda kv: kv[1][2] - kv[1][1]):
         print(f"| {k} | {count} | {ours:.3f} | {theirs:.3f} | {ours - theirs:+.3f} | {ours / theirs:.2f} |")
     print("\nnodes losing most:")

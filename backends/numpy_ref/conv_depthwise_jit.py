@@ -112,7 +112,8 @@ def fill_phases(plane: np.ndarray, phased: np.ndarray, line: np.ndarray, grid_h:
             for r in range(min(width, stride_w * grid_w - left)):
                 inner[r] = source[r]
             if stride_w == 2:
-                even, odd = phased[row:row + grid_w], phased[row + grid_h * grid_w:row + (grid_h + 1) * grid_w]
+                odd_row = row + grid_h * grid_w
+                even, odd = phased[row:row + grid_w], phased[odd_row:odd_row + grid_w]
                 for r in range(grid_w):
                     even[r] = line[2 * r]
                     odd[r] = line[2 * r + 1]
@@ -166,8 +167,9 @@ def depthwise_planes(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.nda
                         for q in range(out_w):
                             target[q] = source[q]
                 at = (n * out.shape[1] + channel) * plane_out
-                apply_steps(out[n, channel].reshape(plane_out), res0[at:at + plane_out] if res0.size else res0,
-                            res1[at:at + plane_out] if res1.size else res1, codes, params, single)
+                r0 = res0[at:at + plane_out] if res0.size else res0
+                r1 = res1[at:at + plane_out] if res1.size else res1
+                apply_steps(out[n, channel].reshape(plane_out), r0, r1, codes, params, single)
 
 
 @jit.inline
@@ -181,22 +183,26 @@ def add_channel_taps(total: np.ndarray, grid: np.ndarray, wt: np.ndarray, starts
         for c in range(size):
             total[c] += g0[c] * v0[c]
         return
-    g1, v1 = grid[starts[first + 1]:starts[first + 1] + size], wt[wstarts[first + 1]:wstarts[first + 1] + size]
+    g1 = grid[starts[first + 1]:starts[first + 1] + size]
+    v1 = wt[wstarts[first + 1]:wstarts[first + 1] + size]
     if taps == 2:
         for c in range(size):
             total[c] += g0[c] * v0[c] + g1[c] * v1[c]
         return
-    g2, v2 = grid[starts[first + 2]:starts[first + 2] + size], wt[wstarts[first + 2]:wstarts[first + 2] + size]
+    g2 = grid[starts[first + 2]:starts[first + 2] + size]
+    v2 = wt[wstarts[first + 2]:wstarts[first + 2] + size]
     if taps == 3:
         for c in range(size):
             total[c] += g0[c] * v0[c] + g1[c] * v1[c] + g2[c] * v2[c]
         return
-    g3, v3 = grid[starts[first + 3]:starts[first + 3] + size], wt[wstarts[first + 3]:wstarts[first + 3] + size]
+    g3 = grid[starts[first + 3]:starts[first + 3] + size]
+    v3 = wt[wstarts[first + 3]:wstarts[first + 3] + size]
     if taps == 4:
         for c in range(size):
             total[c] += g0[c] * v0[c] + g1[c] * v1[c] + g2[c] * v2[c] + g3[c] * v3[c]
         return
-    g4, v4 = grid[starts[first + 4]:starts[first + 4] + size], wt[wstarts[first + 4]:wstarts[first + 4] + size]
+    g4 = grid[starts[first + 4]:starts[first + 4] + size]
+    v4 = wt[wstarts[first + 4]:wstarts[first + 4] + size]
     for c in range(size):
         total[c] += g0[c] * v0[c] + g1[c] * v1[c] + g2[c] * v2[c] + g3[c] * v3[c] + g4[c] * v4[c]
 
@@ -249,13 +255,15 @@ def channels_last(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarra
     grid[:, top + inner_h:] = 0
     grid[:, top:top + inner_h, :left] = 0
     grid[:, top:top + inner_h, left + inner_w:] = 0
-    np.copyto(grid[:, top:top + inner_h, left:left + inner_w], x[:, :, :inner_h, :inner_w].transpose(0, 2, 3, 1))
+    np.copyto(grid[:, top:top + inner_h, left:left + inner_w],
+              x[:, :, :inner_h, :inner_w].transpose(0, 2, 3, 1))
     wt = np.ascontiguousarray(w.reshape((c, -1)).T).reshape(-1)
     offsets = np.array([i * dh * cols + j * dw for i in range(kh) for j in range(kw)], np.int64)
     sums = scratch("depthwise sums", (n, out_h * out_w, c), x.dtype)
     in_kernel = not residuals
     codes, params = epilogue_jit.encode(steps if in_kernel else (), x.dtype)
-    depthwise_channels_last(grid, wt, bias, sums, offsets, out_w, sh, sw, codes, params, x.dtype == np.float32)
+    depthwise_channels_last(grid, wt, bias, sums, offsets, out_w, sh, sw, codes, params,
+                            x.dtype == np.float32)
     np.copyto(out.reshape((n, c, out_h * out_w)), sums.transpose(0, 2, 1))
     return out if in_kernel else apply_epilogue(out, None, steps, residuals)
 

@@ -106,7 +106,8 @@ def grouped3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, 
     are given; res0, res1: residuals flattened (out.size elements each) or empty. Meta: codes and
     params, the epilogue's steps (epilogue_jit.encode), run by apply_steps on each output plane of a
     group once it is complete, still in the cache; single: float32 (its exp). Scratch: phased (Cg,
-    >= sh * sw * Hq * Wq + RUN_MULTIPLE), line (fill_phases' row buffer, zeros), acc (KB, max(ACC_ELEMENTS, Wq) + RUN_MULTIPLE: its length sets the rows per block)."""
+    >= sh * sw * Hq * Wq + RUN_MULTIPLE), line (fill_phases' row buffer, zeros), acc (KB,
+    max(ACC_ELEMENTS, Wq) + RUN_MULTIPLE: its length sets the rows per block)."""
     in_group = w.shape[1]
     out_group = w.shape[0] // groups
     out_h, out_w = out.shape[2], out.shape[3]

@@ -39,7 +39,8 @@ def padded_copy(x: np.ndarray, pads: list[tuple[int, int]]) -> np.ndarray:
     return xp
 
 
-def scaled_input(node: Node, x: np.ndarray, scale: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def scaled_input(node: Node, x: np.ndarray, scale: np.ndarray,
+                 weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(x, weight) of a conv whose input is first multiplied by scale (N, C, 1, ...), attrs["input_scale"]
     (squeeze-excitation's multiply, passes/fuse_input_scale.py): conv(x * s, W) = conv(x, W * s) per
     input channel, padding included (0 * s = 0), so for one image the smaller of the two is scaled: the

@@ -1,7 +1,8 @@
 """The compiled depthwise kernel (backends/numpy_ref/conv_depthwise_jit.py) against torch in float64:
 the epilogues it runs on each output plane (with NaN and inf reaching them), the chains of more
-residual adds than it takes (left to apply_epilogue), both of its layouts, both dtypes, and the switch: CONVC_NUMBA=0 runs the NumPy kernels
-to the same numbers. Shapes, strides, padding and multipliers are covered by test_numpy_depthwise.py,
+residual adds than it takes (left to apply_epilogue), both of its layouts, both dtypes, and the switch:
+CONVC_NUMBA=0 runs the NumPy kernels to the same numbers. Shapes, strides, padding and multipliers are
+covered by test_numpy_depthwise.py,
 which runs every case through both compiled layouts as well."""
 from __future__ import annotations
 
