@@ -37,15 +37,18 @@ def test_round_ratios_refuse_unpaired_samples(numerators: list[float], denominat
 
 
 def test_forward_counters_count_the_faults_of_fresh_memory_and_no_cpu_while_asleep() -> None:
-    def fresh_16_mib() -> None:  # a new anonymous mapping, written once per 4 KiB page, then unmapped
-        with mmap.mmap(-1, 16 << 20) as pages:  # (not malloc: whether it maps afresh depends on its state)
+    def fresh_16_mib() -> None:  # a new private anonymous mapping, written once per 4 KiB page, then
+        # unmapped (not malloc: whether it maps afresh depends on its state; not mmap's default shared
+        # mapping, which is backed by shared memory)
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+        with mmap.mmap(-1, 16 << 20, flags=flags) as pages:
             for offset in range(0, len(pages), 4096):
                 pages[offset] = 1
 
     faults, _ = baselines.forward_counters(fresh_16_mib, 3)
     assert faults >= 8  # at least one fault per 2 MiB (huge pages), 4096 with 4 KiB pages
     faults, share = baselines.forward_counters(lambda: time.sleep(0.02), 3)
-    assert faults == 0
+    assert faults < 8  # other threads of a test worker may touch a page meanwhile; never 16 MiB's worth
     assert share < 0.5  # sleeping takes wall time, not CPU time
 
 
