@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from profile_numpy import network  # convc's models, else the torchvision zoo (same folder)
+from profile_numpy import network, node_kind  # convc's models, else the torchvision zoo (same folder)
 
 import convc
 from convc.benchmark import set_cpu_threads
-from convc.ops import CONV_OPS, epilogue_extra_inputs, input_scale_inputs
+from convc.ops import epilogue_extra_inputs, input_scale_inputs
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu, "silu": F.silu, "sigmoid": torch.sigmoid, "hardswish": F.hardswish,
@@ -52,7 +52,7 @@ def torch_step(node: Any, args: list[np.ndarray]) -> Callable[[], Any] | None:
                 y = ACTIVATIONS[step[0]](y)
         return y
 
-    if node.op in CONV_OPS and node.op == "conv2d":
+    if node.op == "conv2d":
         n_res, n_scale = epilogue_extra_inputs(a), input_scale_inputs(a)
         x, residuals, w = t[0], t[1:1 + n_res], t[1 + n_res + n_scale]
         b = t[2 + n_res + n_scale] if a["bias"] else None
@@ -80,14 +80,8 @@ def torch_step(node: Any, args: list[np.ndarray]) -> Callable[[], Any] | None:
 
 
 def kind(node: Any) -> str:
-    shape = "x".join(map(str, node.type.shape[2:]))
-    if node.op in CONV_OPS:
-        a = node.attrs
-        k = "x".join(map(str, a["kernel"]))
-        what = "dw" if a["groups"] > 1 else a.get("algo")
-        s = f"/s{max(a['stride'])}" if max(a["stride"]) > 1 else ""
-        return f"conv {k}{s} {what} @{shape}"
-    return f"{node.op} @{shape}"
+    """profile_numpy's kind of node, at its output map's size."""
+    return f"{node_kind(node)} @{'x'.join(map(str, node.type.shape[2:]))}"
 
 
 def median_of(fn: Callable[[], Any], rounds: int) -> float:

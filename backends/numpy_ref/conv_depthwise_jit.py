@@ -296,11 +296,7 @@ def conv_depthwise_jit(conv: ConvOperands) -> np.ndarray:
     if mult == 1 and out_h * out_w <= CHANNELS_LAST_UP_TO and c >= CHANNELS_LAST_FROM:
         channels_last(x, w, bias, out, (sh, sw, dh, dw), (top, left), steps, residuals)
         return out[:, :, 0, :] if one_d else out
-    in_kernel = len(residuals) <= 2  # more residual adds than the kernel takes: the epilogue afterwards
-    codes, params = epilogue_jit.encode(steps if in_kernel else (), dtype)
-    empty = np.empty(0, dtype)
-    flat = [np.ascontiguousarray(r, dtype).reshape(-1) for r in residuals] if in_kernel else []
-    res0, res1 = (flat + [empty, empty])[:2]
+    in_kernel, codes, params, res0, res1 = epilogue_jit.kernel_epilogue(steps, residuals, dtype)
     grid_h = out_h + (kernel[0] - 1) * dh // sh
     grid_w = out_w + (kernel[1] - 1) * dw // sw
     offsets = np.array([((i * dh % sh) * sw + j * dw % sw) * grid_h * grid_w + (i * dh // sh) * grid_w

@@ -181,11 +181,7 @@ def conv_grouped_jit(conv: ConvOperands) -> np.ndarray:
     bias = np.zeros(k_out, dtype) if conv.bias is None else np.ascontiguousarray(conv.bias, dtype=dtype)
     out = np.empty((n, k_out, out_h, out_w), dtype)
     steps = tuple(conv.node.attrs["epilogue"])
-    fused = len(conv.residuals) <= 2  # the kernel takes two residuals; more: the NumPy epilogue after
-    codes, params = epilogue_jit.encode(steps if fused else (), dtype)
-    empty = np.empty(0, dtype)
-    flat = [np.ascontiguousarray(r, dtype).reshape(-1) for r in conv.residuals] if fused else []
-    res0, res1 = (flat + [empty, empty])[:2]
+    fused, codes, params, res0, res1 = epilogue_jit.kernel_epilogue(steps, conv.residuals, dtype)
     grouped3x3(x, w, bias, out, conv.groups, sh, sw, dh, dw, top, left, codes, params, dtype == np.float32,
                res0, res1, phased, line, acc)
     return out if fused else conv.finish(out, bias_added=True)

@@ -229,6 +229,22 @@ def encode(steps: tuple, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
 
 _EMPTY = {dtype: np.empty(0, dtype) for dtype in jit.DTYPES}
 
+# A conv kernel that runs apply_steps on its output planes takes this many residuals (added0, added1).
+KERNEL_RESIDUALS = 2
+
+
+def kernel_epilogue(steps: tuple, residuals: Sequence[np.ndarray], dtype: np.dtype
+                    ) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What a compiled conv kernel needs to run `steps` in its store: (fused, codes, params, res0, res1).
+    fused is False when there are more residuals than the kernel takes: then codes is empty and the
+    caller applies the whole epilogue afterwards. res0 / res1: residuals flattened, or empty."""
+    fused = len(residuals) <= KERNEL_RESIDUALS
+    codes, params = encode(steps if fused else (), dtype)
+    flat = [np.ascontiguousarray(r, dtype).reshape(-1) for r in residuals] if fused else []
+    empty = np.empty(0, dtype)
+    res0, res1 = (flat + [empty, empty])[:KERNEL_RESIDUALS]
+    return fused, codes, params, res0, res1
+
 
 def _per_row(values: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
     if values is None:
