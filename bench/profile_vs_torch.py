@@ -33,7 +33,7 @@ from convc.ops import epilogue_extra_inputs, input_scale_inputs
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu, "silu": F.silu, "sigmoid": torch.sigmoid, "hardswish": F.hardswish,
-    "hardsigmoid": F.hardsigmoid, "gelu": F.gelu}
+    "hardsigmoid": F.hardsigmoid, "gelu": F.gelu, "tanh": torch.tanh}
 
 
 def torch_step(node: Any, args: list[np.ndarray]) -> Callable[[], Any] | None:
