@@ -4,8 +4,9 @@
 
 One batched GEMM per kernel offset (over images and groups); no column matrix is ever built, so it
 needs the least memory of the algorithms. Where numba runs, a 2D grouped conv with 3x3 kernels and two
-or more input channels per group (RegNet, ResNeXt) runs as the compiled loop of conv_grouped_jit.py
-instead: its GEMMs would be only Cg wide.
+or more input channels per group (RegNet, ResNeXt) runs compiled instead: its GEMMs would be only Cg
+wide. Groups of 8 or more channels run conv_grouped_simd.py's register-blocked kernel, narrower ones
+conv_grouped_jit.py's loop.
 """
 from __future__ import annotations
 
@@ -17,15 +18,18 @@ import numpy as np
 from convc.ir import Node
 from convc.ops import CONV_OPS
 
-from convc.backends.numpy_ref import conv_grouped_jit, jit
+from convc.backends.numpy_ref import conv_grouped_jit, conv_grouped_simd, jit
 from convc.backends.numpy_ref.conv_operands import ConvOperands
 
 
 def conv_direct(node: Node, args: list[Any]) -> np.ndarray:
     """conv1d/2d/3d with any padding, stride, dilation and groups, offset by offset."""
     conv = ConvOperands.of(node, args)
-    if conv_grouped_jit.applicable(conv) and jit.enabled_for(np.result_type(conv.x, conv.weight)):
-        return conv_grouped_jit.conv_grouped_jit(conv)
+    if jit.enabled_for(np.result_type(conv.x, conv.weight)):
+        if conv_grouped_simd.applicable(conv):
+            return conv_grouped_simd.conv_grouped_simd(conv)
+        if conv_grouped_jit.applicable(conv):
+            return conv_grouped_jit.conv_grouped_jit(conv)
     xp = conv.padded_input()
     n, c = xp.shape[:2]
     g = conv.groups

@@ -1,9 +1,9 @@
 """The compiled grouped 3x3 kernel (backends/numpy_ref/conv_grouped_jit.py, the NumPy backend's "direct"
-algorithm for RegNet's and ResNeXt's grouped convs) against torch in float64: any groups, channels per
-group (including a last block of fewer than four output channels), stride, dilation and padding, both
-dtypes, epilogues (activations, up to two residual adds in the kernel, more after it) with NaN and
-inf reaching them, and the switch:
-CONVC_NUMBA=0 runs the NumPy direct kernel to the same numbers."""
+algorithm for groups of 2 to 7 channels: RegNet-Y 400MF's, ResNeXt's first stages) against torch in
+float64: any groups, channels per group (including a last block of fewer than four output channels),
+stride, dilation and padding, both dtypes, epilogues (activations, up to two residual adds in the
+kernel, more after it) with NaN and inf reaching them, and the switch: CONVC_NUMBA=0 runs the NumPy
+direct kernel to the same numbers."""
 from __future__ import annotations
 
 from unittest import mock
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_numpy_conv import conv_graph, torch_conv
 
-from convc.backends.numpy_ref import backend, conv_grouped_jit, jit
+from convc.backends.numpy_ref import backend, conv_grouped_jit, conv_grouped_simd, jit
 from convc.numerics import budget, rel_err
 
 pytestmark = pytest.mark.skipif(not jit.installed(), reason="numba is not installed")
@@ -126,21 +126,22 @@ def test_the_switch_picks_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == []
 
 
-def test_groups_wider_than_max_group_channels_run_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Groups of 64 input channels run compiled, of 65 NumPy's direct kernel; both match torch."""
+def test_wider_groups_run_the_simd_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Groups of up to 7 input channels run this loop, of 8 or more conv_grouped_simd's kernel (the
+    switch's other side: test_numpy_grouped_simd.py); both match torch."""
     calls: list[int] = []
     real = conv_grouped_jit.conv_grouped_jit
     monkeypatch.setattr(conv_grouped_jit, "conv_grouped_jit", lambda conv: calls.append(1) or real(conv))
     monkeypatch.setenv(jit.SWITCH, "1")
     rng = np.random.default_rng(7)
-    for in_group, runs_compiled in ((conv_grouped_jit.MAX_GROUP_CHANNELS, True),
-                                    (conv_grouped_jit.MAX_GROUP_CHANNELS + 1, False)):
+    for in_group, runs_here in ((conv_grouped_simd.MIN_GROUP_CHANNELS - 1, True),
+                                (conv_grouped_simd.MIN_GROUP_CHANNELS, False)):
         c = 2 * in_group
         graph = conv_graph(2, (1, c, 5, 5), 4, 3, 1, 1, 1, 2, True, algo="direct")
         x = rng.standard_normal((1, c, 5, 5))
         calls.clear()
         got = backend.compile(graph, dtype="float64").run(x)[0]
-        assert calls == ([1] if runs_compiled else []), in_group
+        assert calls == ([1] if runs_here else []), in_group
         expected = torch_conv(graph, [x])
         assert rel_err(got, expected) <= budget("float64", "direct")
 
