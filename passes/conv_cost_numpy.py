@@ -11,7 +11,8 @@ the rate the profile measured for that kind of operation:
 - direct: the padded copy, then per kernel offset a strided slice copy, a GEMM with the small inner
   dimension C/groups, and an accumulation into the output; compiled (numba on) for a 2D grouped conv
   with 3x3 kernels and two or more channels per group: the phase-split copy of each input plane, nine
-  multiply-adds per input channel over wide rows of output, the row stores, a cost per pass;
+  multiply-adds per input channel over wide rows of output, the row stores, a cost per pass (groups of
+  8 or more channels: the register-blocked kernel, priced in conv_cost_grouped.py);
 - depthwise: compiled (numba on): per channel its padded copy, every tap's multiply-add, each output
   row's store, at the rates measured for that kernel; NumPy (CONVC_NUMBA=0): a padded copy, per tap a
   multiply and an add over cache-sized blocks, the crop;
@@ -30,6 +31,7 @@ import math
 
 from convc.device_profiles import compiled_cpu_kernels
 from convc.passes.conv_cost import WINOGRAD_TILE, ConvShape
+from convc.passes.conv_cost_grouped import grouped_simd_applies, grouped_simd_seconds
 from convc.passes.cpu_profile import NumpyProfile
 
 ITEMSIZE = {"float32": 4, "float64": 8}
@@ -117,6 +119,8 @@ def grouped_gemm_efficiency(column_bytes: int, groups: int) -> float:
 
 def direct_seconds(shape: ConvShape, profile: NumpyProfile, size: int, compiled: bool = False) -> float:
     g = shape.groups
+    if compiled and grouped_simd_applies(shape):
+        return grouped_simd_seconds(shape, profile.dtype, inferred_stride(shape), padded_elements(shape))
     if compiled and grouped_jit_applies(shape):
         return grouped_jit_seconds(shape, profile.dtype)
     positions = math.prod(shape.out_spatial)

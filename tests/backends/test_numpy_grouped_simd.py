@@ -33,17 +33,18 @@ def simd_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(groups=st.integers(2, 3), in_group=st.integers(WIDE, WIDE + 5), out_group=st.integers(1, 10),
        height=st.integers(1, 12), width=st.integers(1, 40), stride=st.integers(1, 3),
        dilation=st.integers(1, 2), pad=st.integers(0, 2), batch=st.integers(1, 2),
        epilogue=st.sampled_from(list(EPILOGUES)), dtype=st.sampled_from(["float32", "float64"]),
-       seed=st.integers(0, 50))
+       chunk_bytes=st.sampled_from([conv_grouped_simd.CHUNK_BYTES, 1, 8000]), seed=st.integers(0, 50))
 def test_matches_torch_and_the_numpy_kernel(groups: int, in_group: int, out_group: int, height: int,
                                             width: int, stride: int, dilation: int, pad: int, batch: int,
-                                            epilogue: str, dtype: str, seed: int) -> None:
+                                            epilogue: str, dtype: str, chunk_bytes: int, seed: int) -> None:
     """Any grouped 3x3 layer with groups of 8 or more channels: run by this kernel, within the direct
-    algorithm's budget of torch float64 and of the NumPy path."""
+    algorithm's budget of torch float64 and of the NumPy path; also in chunks of one run of vectors
+    (chunk_bytes 1) or a few (8000)."""
     span = 2 * dilation + 1
     if span > height + 2 * pad or span > width + 2 * pad:
         return  # the kernel does not fit: the schema rejects the layer
@@ -53,7 +54,8 @@ def test_matches_torch_and_the_numpy_kernel(groups: int, in_group: int, out_grou
     inputs = [rng.standard_normal(n.type.shape).astype(np.float32) for n in graph.inputs]
     calls: list[int] = []
     real = conv_grouped_simd.conv_grouped_simd
-    with mock.patch.object(conv_grouped_simd, "conv_grouped_simd", lambda c: calls.append(1) or real(c)):
+    with mock.patch.object(conv_grouped_simd, "conv_grouped_simd", lambda c: calls.append(1) or real(c)), \
+            mock.patch.object(conv_grouped_simd, "CHUNK_BYTES", chunk_bytes):
         compiled, fallback = run_both(graph, inputs, dtype)
     assert calls == [1]
     expected = torch_conv(graph, inputs)
