@@ -29,17 +29,17 @@ import math
 from typing import Any
 
 import numpy as np
-
-from convc.ir import Node
-from convc.ops import CONV_OPS
-
 from convc.backends.numpy_ref import jit
 from convc.backends.numpy_ref.conv_depthwise_jit import conv_depthwise_jit, jit_applicable
 from convc.backends.numpy_ref.conv_depthwise_rows import conv_depthwise_rows, rows_applicable
+from convc.backends.numpy_ref.conv_depthwise_simd import conv_depthwise_simd, simd_applicable
 from convc.backends.numpy_ref.conv_operands import ConvOperands
 from convc.backends.numpy_ref.epilogue import apply_epilogue
 from convc.backends.numpy_ref.scratch import scratch
 from convc.backends.numpy_ref.windows import valid_outputs
+
+from convc.ir import Node
+from convc.ops import CONV_OPS
 
 # Channels-last below this many output positions per image. Measured (1 thread, float32, 2026-12-01,
 # shared 2-core EPYC, ms channel-major / channels-last): 112x112 outputs 1.19 / 1.81 (32 channels), 56x56
@@ -52,6 +52,11 @@ CHANNELS_LAST_BELOW = 2048
 # and 56x56 outputs (fewer NumPy calls; the blocks still mostly hit the 2 MiB L2), 1.06x on one
 # (96 channels, 112x112 stride 2: four phases per channel in the padded copy).
 BLOCK_BYTES = 1 << 20
+
+# One filter per channel runs register-blocked (conv_depthwise_simd.py) where numba runs: faster than
+# conv_depthwise_jit.py's planes and channels-last loops on every MobileNet, EfficientNet and ConvNeXt
+# layer measured (bench/NOTES.md, dwsimd). False runs those instead (the tests cover both).
+REGISTER_BLOCKED = True
 
 
 def is_depthwise(groups: int, in_channels: int, out_channels: int) -> bool:
@@ -142,10 +147,13 @@ def conv_depthwise_channel_major(conv: ConvOperands) -> np.ndarray:
 
 
 def conv_depthwise(node: Node, args: list[Any]) -> np.ndarray:
-    """conv1d/2d/3d with groups == C and out_channels == mult * C: compiled (conv_depthwise_jit.py) for
-    1D/2D where numba runs; else channels-last on small output maps (1D/2D, one filter per channel),
-    channel-major otherwise."""
+    """conv1d/2d/3d with groups == C and out_channels == mult * C: compiled where numba runs, for 1D/2D
+    (register-blocked, conv_depthwise_simd.py, with one filter per channel; conv_depthwise_jit.py with
+    several); else channels-last on small output maps (1D/2D, one filter per channel), channel-major
+    otherwise."""
     conv = ConvOperands.of(node, args)
+    if REGISTER_BLOCKED and simd_applicable(conv):
+        return conv_depthwise_simd(conv)
     if jit.enabled() and jit_applicable(conv):
         return conv_depthwise_jit(conv)
     if rows_applicable(conv) and math.prod(conv.out_spatial) < CHANNELS_LAST_BELOW:

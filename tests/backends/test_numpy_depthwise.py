@@ -1,9 +1,10 @@
 """The NumPy backend's depthwise convolution (algo "depthwise") against torch.nn.functional in float64:
 1D/2D/3D, stride, dilation, asymmetric padding, kernel sizes and channel multipliers (hypothesis), fused
 epilogues, NaN propagation, the error for a conv that is not depthwise, and the plan choosing it. Each
-case runs in the NumPy kernels' two layouts (channel-major and channels-last, CONVC_NUMBA=0) and in the
-compiled kernel's two (planes and channels-last, conv_depthwise_jit.py), with blocks small enough that a
-layer spans several of them."""
+case runs in the NumPy kernels' two layouts (channel-major and channels-last, CONVC_NUMBA=0), in the
+compiled kernel's two (planes and channels-last, conv_depthwise_jit.py) and in the register-blocked one
+(conv_depthwise_simd.py, one filter per channel: others take the planes), with blocks small enough that
+a layer spans several of them."""
 from __future__ import annotations
 
 import os
@@ -20,10 +21,17 @@ from hypothesis import strategies as st
 from test_numpy_conv import check, conv_graph, torch_conv
 
 import convc
-from convc.backends.numpy_ref import backend, conv_depthwise, conv_depthwise_jit, conv_depthwise_rows, jit
+from convc.backends.numpy_ref import (
+    backend,
+    conv_depthwise,
+    conv_depthwise_jit,
+    conv_depthwise_rows,
+    conv_depthwise_simd,
+    jit,
+)
 from convc.errors import BackendError, OptionError
 
-LAYOUTS = ("channel_major", "channels_last", "compiled_planes", "compiled_channels_last")
+LAYOUTS = ("channel_major", "channels_last", "compiled_planes", "compiled_channels_last", "compiled_simd")
 
 
 @contextmanager
@@ -41,7 +49,9 @@ def layout(kind: str, block_bytes: int = 256) -> Iterator[None]:
             mock.patch.object(conv_depthwise, "BLOCK_BYTES", block_bytes), \
             mock.patch.object(conv_depthwise_rows, "BLOCK_BYTES", block_bytes), \
             mock.patch.object(conv_depthwise_jit, "CHANNELS_LAST_UP_TO", compiled_below), \
-            mock.patch.object(conv_depthwise_jit, "CHANNELS_LAST_FROM", 0 if compiled_below else 1 << 40):
+            mock.patch.object(conv_depthwise_jit, "CHANNELS_LAST_FROM", 0 if compiled_below else 1 << 40), \
+            mock.patch.object(conv_depthwise, "REGISTER_BLOCKED", kind == "compiled_simd"), \
+            mock.patch.object(conv_depthwise_simd, "BLOCK_ELEMENTS", max(1, block_bytes // 8)):
         yield
 
 

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_numpy_conv import TORCH_ACTIVATIONS, conv_graph, torch_conv
 
-from convc.backends.numpy_ref import backend, conv_depthwise_jit, jit
+from convc.backends.numpy_ref import backend, conv_depthwise, conv_depthwise_jit, jit
 from convc.numerics import budget, rel_err
 
 pytestmark = pytest.mark.skipif(not jit.installed(), reason="numba is not installed")
@@ -42,10 +42,12 @@ EPILOGUES = {
 
 @pytest.fixture(autouse=True)
 def torch_activations(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The oracle (test_numpy_conv.torch_conv) learns the activations fused here; compiled kernels on."""
+    """The oracle (test_numpy_conv.torch_conv) learns the activations fused here; compiled kernels on,
+    conv_depthwise_jit.py's (the register-blocked kernel has test_numpy_depthwise_simd.py)."""
     for name, fn in MORE_ACTIVATIONS.items():
         monkeypatch.setitem(TORCH_ACTIVATIONS, name, fn)
     monkeypatch.setenv(jit.SWITCH, "1")
+    monkeypatch.setattr(conv_depthwise, "REGISTER_BLOCKED", False)
 
 
 def run_both(graph: object, inputs: list[np.ndarray], dtype: str,
@@ -108,6 +110,7 @@ def test_compiled_matches_torch_and_the_numpy_kernels(channels: int, mult: int, 
                        channels, seed % 2 == 0, algo="depthwise", epilogue=EPILOGUES[epilogue])
     inputs = [np.random.default_rng(seed).standard_normal(graph.inputs[0].type.shape).astype(np.float32)]
     with mock.patch.object(conv_depthwise_jit, "CHANNELS_LAST_UP_TO", layout), \
+            mock.patch.object(conv_depthwise, "REGISTER_BLOCKED", False), \
             mock.patch.object(conv_depthwise_jit, "CHANNELS_LAST_FROM", 0), \
             mock.patch.dict("os.environ", {jit.SWITCH: "1"}):
         model = backend.compile(graph, dtype=dtype)

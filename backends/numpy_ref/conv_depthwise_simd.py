@@ -1,0 +1,243 @@
+"""Depthwise 2D convolution (one filter per channel) with its sums held in vector registers (simd.py):
+the compiled kernel of MobileNet's, EfficientNet's, MNASNet's and ConvNeXt's depthwise layers.
+
+NCHW in, NCHW out, no transpose. Per image and channel, as conv_depthwise_jit.py: the plane is copied
+zero-padded and split into its stride's phases (fill_phases), so that every tap reads one contiguous run
+of "wide" rows (Wq columns, the output's plus the kernel's overhang) at its own constant offset. Then,
+per block of output rows:
+
+    for each tile of 8 (or 4) vectors of wide positions:         # 128 float32 positions: 8 registers
+        acc[v] = bias                                            v < 8, in registers across all taps
+        for each tap t:
+            w = the tap's weight in every lane                  # one broadcast, used 8 times
+            acc[v] = fma(phased[start(t) + position(v) : +L], w, acc[v])
+        sums[tile] = acc
+    the epilogue on the sums (no residual: several small planes at once), then the rows cropped into out
+
+against conv_depthwise_jit.py's loop that loads and stores its sums every five taps. The wide runs are
+whole multiples of 4 vectors: the phase buffer and the sums have that much slack (zeros, or the next
+channel's sums, overwritten), the extra positions are cropped. Small planes (14x14, 7x7) gather the
+sums of several channels before one epilogue call and one crop, so the epilogue's vector loops run long.
+The padding is real zeros: a non-finite weight meeting it gives NaN, as in torch (0 * inf).
+
+    y = conv_depthwise_simd(conv)    # conv: ConvOperands of a 1D/2D depthwise conv, one filter per channel
+"""
+from __future__ import annotations
+
+import numpy as np
+from convc.backends.numpy_ref import epilogue_jit, jit, simd
+from convc.backends.numpy_ref.conv_depthwise_jit import fill_phases, inside
+from convc.backends.numpy_ref.conv_operands import ConvOperands
+from convc.backends.numpy_ref.epilogue import apply_epilogue
+from convc.backends.numpy_ref.epilogue_jit import apply_steps
+from convc.backends.numpy_ref.scratch import scratch
+
+# Wide output elements summed per block (16 KiB of float32: the block, the rows it reads and the
+# epilogue's pass over it stay in the L1 cache). Planes smaller than this share one block.
+BLOCK_ELEMENTS = 4096
+
+# The wide runs are computed in whole multiples of this many vectors (the smaller register tile).
+TILE_VECTORS = 4
+
+
+@jit.inline
+def tile8(phased: np.ndarray, first: int, starts: np.ndarray, w: np.ndarray, w0: int, taps: int,
+          sums: np.ndarray, at: int, shift: float) -> None:
+    """sums[at : at + 8L] = shift + sum over taps t of phased[first + starts[t] :][: 8L] * w[w0 + t]."""
+    lanes = simd.lanes(sums)
+    a0 = simd.splat_value(sums, shift)
+    a1, a2, a3, a4, a5, a6, a7 = a0, a0, a0, a0, a0, a0, a0
+    for t in range(taps):
+        v = simd.splat_unchecked(w, w0 + t)
+        p = first + starts[t]
+        a0 = simd.fma(simd.load_unchecked(phased, p), v, a0)
+        a1 = simd.fma(simd.load_unchecked(phased, p + lanes), v, a1)
+        a2 = simd.fma(simd.load_unchecked(phased, p + 2 * lanes), v, a2)
+        a3 = simd.fma(simd.load_unchecked(phased, p + 3 * lanes), v, a3)
+        a4 = simd.fma(simd.load_unchecked(phased, p + 4 * lanes), v, a4)
+        a5 = simd.fma(simd.load_unchecked(phased, p + 5 * lanes), v, a5)
+        a6 = simd.fma(simd.load_unchecked(phased, p + 6 * lanes), v, a6)
+        a7 = simd.fma(simd.load_unchecked(phased, p + 7 * lanes), v, a7)
+    simd.store_unchecked(sums, at, a0)
+    simd.store_unchecked(sums, at + lanes, a1)
+    simd.store_unchecked(sums, at + 2 * lanes, a2)
+    simd.store_unchecked(sums, at + 3 * lanes, a3)
+    simd.store_unchecked(sums, at + 4 * lanes, a4)
+    simd.store_unchecked(sums, at + 5 * lanes, a5)
+    simd.store_unchecked(sums, at + 6 * lanes, a6)
+    simd.store_unchecked(sums, at + 7 * lanes, a7)
+
+
+@jit.inline
+def tile4(phased: np.ndarray, first: int, starts: np.ndarray, w: np.ndarray, w0: int, taps: int,
+          sums: np.ndarray, at: int, shift: float) -> None:
+    """tile8 on 4 vectors: the last tile of a run that is not a multiple of 8 vectors."""
+    lanes = simd.lanes(sums)
+    a0 = simd.splat_value(sums, shift)
+    a1, a2, a3 = a0, a0, a0
+    for t in range(taps):
+        v = simd.splat_unchecked(w, w0 + t)
+        p = first + starts[t]
+        a0 = simd.fma(simd.load_unchecked(phased, p), v, a0)
+        a1 = simd.fma(simd.load_unchecked(phased, p + lanes), v, a1)
+        a2 = simd.fma(simd.load_unchecked(phased, p + 2 * lanes), v, a2)
+        a3 = simd.fma(simd.load_unchecked(phased, p + 3 * lanes), v, a3)
+    simd.store_unchecked(sums, at, a0)
+    simd.store_unchecked(sums, at + lanes, a1)
+    simd.store_unchecked(sums, at + 2 * lanes, a2)
+    simd.store_unchecked(sums, at + 3 * lanes, a3)
+
+
+@jit.inline
+def tile1(phased: np.ndarray, first: int, starts: np.ndarray, w: np.ndarray, w0: int, taps: int,
+          sums: np.ndarray, at: int, shift: float) -> None:
+    """tile8 on one vector: the last of a run of 4k + 1 (a chain of taps, but a 7x7 map's run of 5
+    vectors is then 5, not 8)."""
+    a0 = simd.splat_value(sums, shift)
+    for t in range(taps):
+        a0 = simd.fma(simd.load_unchecked(phased, first + starts[t]), simd.splat_unchecked(w, w0 + t), a0)
+    simd.store_unchecked(sums, at, a0)
+
+
+@jit.inline
+def padded_run(positions: int, lanes: int) -> int:
+    """`positions` rounded up to whole tiles of TILE_VECTORS vectors."""
+    step = TILE_VECTORS * lanes
+    return (positions + step - 1) // step * step
+
+
+@jit.kernel
+def depthwise_simd(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, out_h: int, out_w: int,
+                   offsets: np.ndarray,
+                   grid_h: int, grid_w: int, stride_h: int, stride_w: int, top: int, left: int,
+                   codes: np.ndarray, params: np.ndarray, single: bool, res0: np.ndarray, res1: np.ndarray,
+                   phased: np.ndarray, line: np.ndarray, sums: np.ndarray) -> None:
+    """out[n, c] for every image n and channel c, epilogue included.
+
+    Pointers: x (N, C, H, W), w (C, taps), bias (C), out (N * C * OH * OW + L: a vector of slack, as
+    the rows are stored in whole vectors), all C-contiguous of one dtype;
+    res0, res1: residuals flattened (out.size elements each) or empty. Sizes: offsets[t], tap t's flat
+    offset into the phases (as conv_depthwise_jit.depthwise_planes), the phase grid Hq x Wq, strides,
+    low padding. Meta: codes, params, single: the epilogue (epilogue_jit.encode), run on the sums when
+    there is no residual, else on the output rows. Scratch: phased (>= sh*sw*Hq*Wq + the largest offset
+    past a plane's run + a tile), line (fill_phases' row, zeros), sums (>= BLOCK_ELEMENTS + a tile and
+    a wide row). Raises IndexError if a scratch array is too small for the tiles' unchecked accesses."""
+    images, channels, height, width = x.shape
+    col_lo, col_hi = inside(width, grid_w, -left, 1)
+    count = col_hi - col_lo  # columns of a row copied
+    taps = offsets.size
+    lanes = simd.lanes(sums)
+    plane_out = out_h * out_w
+    budget = sums.size - padded_run(grid_w, lanes) - TILE_VECTORS * lanes
+    rows_per_block = max(1, min(out_h, budget // grid_w))
+    whole = padded_run((out_h - 1) * grid_w + out_w, lanes)  # one plane's run, if in one block
+    group = max(1, budget // whole) if rows_per_block == out_h else 1
+    largest = 0
+    for t in range(taps):
+        largest = max(largest, offsets[t])
+    # the tiles' unchecked loads of a block starting at row r0 end before r0 * Wq + its padded run +
+    # the largest offset; their stores before the padded runs of the block's channels
+    reach, stored = 0, group * whole if rows_per_block == out_h else 0
+    for r0 in range(0, out_h, rows_per_block):
+        run = padded_run((min(rows_per_block, out_h - r0) - 1) * grid_w + out_w, lanes)
+        reach, stored = max(reach, r0 * grid_w + run + largest), max(stored, run)
+    if reach > phased.size or stored > sums.size or w.size < channels * taps or bias.size < channels:
+        raise IndexError("depthwise_simd: scratch arrays too small for the tiles' accesses")
+    starts = np.empty(taps, np.int64)
+    for t in range(taps):
+        starts[t] = offsets[t]
+    wide8 = 8 * lanes
+    phased[:] = 0  # the padding of every channel's copy (fill_phases writes only the inside)
+    for n in range(images):
+        for c0 in range(0, channels, group):
+            members = min(group, channels - c0)
+            for r0 in range(0, out_h, rows_per_block):
+                rows = min(rows_per_block, out_h - r0)
+                needed = (rows - 1) * grid_w + out_w
+                run = padded_run(needed, lanes)
+                for k in range(members):
+                    c = c0 + k
+                    if r0 == 0 and stride_w == 1:
+                        # the plane's rows into the phases, a vector at a time; the last one stored
+                        # whole, its lanes past the row zeros: padding, or rows written after it
+                        # (inline: a helper taking the arrays costs numba reference counts per row)
+                        for ph in range(stride_h):
+                            q_lo, q_hi = inside(height, grid_h, ph - top, stride_h)
+                            for q in range(q_lo, q_hi):
+                                to = (ph * grid_h + q) * grid_w + col_lo
+                                fro = ((n * channels + c) * height + q * stride_h + ph - top) * width \
+                                    + col_lo - left
+                                i = 0
+                                while i + lanes < count:
+                                    simd.store(phased, to + i, simd.load(x, fro + i))
+                                    i += lanes
+                                simd.store(phased, to + i, simd.load_partial(x, fro + i, count - i))
+                    elif r0 == 0:
+                        fill_phases(x[n, c], phased, line, grid_h, grid_w, stride_h, stride_w, top, left)
+                    shift = bias[c]
+                    first = r0 * grid_w
+                    base = k * run
+                    f = 0
+                    while f + wide8 <= run:
+                        tile8(phased, first + f, starts, w, c * taps, taps, sums, base + f, shift)
+                        f += wide8
+                    if f + lanes < needed:
+                        tile4(phased, first + f, starts, w, c * taps, taps, sums, base + f, shift)
+                    elif f < needed:
+                        tile1(phased, first + f, starts, w, c * taps, taps, sums, base + f, shift)
+                for k in range(members):
+                    for r in range(rows):
+                        # whole vectors: the lanes past the row land on later rows, or the slack
+                        to = ((n * channels + c0 + k) * out_h + r0 + r) * out_w
+                        fro = k * run + r * grid_w
+                        for i in range(0, out_w, lanes):
+                            simd.store(out, to + i, simd.load(sums, fro + i))
+                # the epilogue on the rows just stored, contiguous: the block's rows of one channel,
+                # or the whole planes of several
+                lo = (n * channels + c0) * plane_out + r0 * out_w
+                hi = lo + (members * plane_out if members > 1 else rows * out_w)
+                apply_steps(out[lo:hi], res0[lo:hi] if res0.size else res0, res1[lo:hi] if res1.size else res1,
+                            codes, params, single)
+
+
+def simd_applicable(conv: ConvOperands) -> bool:
+    """1D/2D depthwise convs with one filter per channel, in a dtype the compiled kernels take."""
+    return (len(conv.kernel) in (1, 2) and conv.weight.shape[0] == conv.x.shape[1]
+            and jit.enabled_for(np.result_type(conv.x, conv.weight)))
+
+
+def conv_depthwise_simd(conv: ConvOperands) -> np.ndarray:
+    """The depthwise conv of `conv` (see simd_applicable) with its bias and epilogue, NCHW (NCW in 1D)."""
+    one_d = conv.x.ndim == 3
+    dtype = np.result_type(conv.x, conv.weight)
+    x = np.ascontiguousarray(conv.x[:, :, None, :] if one_d else conv.x, dtype=dtype)
+    n, c = x.shape[:2]
+    kh, kw = (1,) + conv.kernel if one_d else conv.kernel
+
+    def as2d(t: tuple[int, ...], fill: int) -> tuple[int, ...]:
+        return (fill,) + t if one_d else t
+    (sh, sw), (dh, dw) = as2d(conv.stride, 1), as2d(conv.dilation, 1)
+    pads = [tuple(p) for p in conv.node.attrs["padding"]]
+    (top, _), (left, _) = ([(0, 0)] + pads) if one_d else pads
+    out_h, out_w = as2d(conv.out_spatial, 1)
+    w = np.ascontiguousarray(conv.weight, dtype=dtype).reshape(c, kh * kw)
+    bias = np.zeros(c, dtype) if conv.bias is None else np.ascontiguousarray(conv.bias, dtype=dtype)
+    grid_h, grid_w = out_h + (kh - 1) * dh // sh, out_w + (kw - 1) * dw // sw
+    offsets = np.array([((i * dh % sh) * sw + j * dw % sw) * grid_h * grid_w + (i * dh // sh) * grid_w
+                        + j * dw // sw for i in range(kh) for j in range(kw)], np.int64)
+    tile = TILE_VECTORS * simd.lanes_of(dtype)
+    # the last block's run reaches at most one tile past the plane's wide rows, from the largest offset
+    phased = scratch("depthwise padded input", (int(offsets.max()) + grid_h * grid_w + tile,), dtype)
+    line = np.zeros(sw * grid_w + left + x.shape[3], dtype)
+    sums = scratch("depthwise sums", (BLOCK_ELEMENTS + grid_w + 2 * tile,), dtype)
+    steps = tuple(conv.node.attrs["epilogue"])
+    residuals = [r[:, :, None, :] if one_d else r for r in conv.residuals]
+    in_kernel, codes, params, res0, res1 = epilogue_jit.kernel_epilogue(steps, residuals, dtype)
+    size = n * c * out_h * out_w
+    flat = np.empty(size + simd.lanes_of(dtype), dtype)
+    depthwise_simd(x, w, bias, flat, out_h, out_w, offsets, grid_h, grid_w, sh, sw, top, left, codes, params,
+                   dtype == np.float32, res0, res1, phased, line, sums)
+    out = flat[:size].reshape(n, c, out_h, out_w)
+    if not in_kernel:
+        apply_epilogue(out, None, steps, residuals)
+    return out[:, :, 0, :] if one_d else out
