@@ -1,6 +1,7 @@
 """Depthwise conv layers of MobileNet v2, EfficientNet and ConvNeXt, 1 thread, batch 1, float32: the
-compiled kernel (conv_depthwise_jit.py), the NumPy kernels (conv_depthwise.py), each called directly,
-and torch eager, each with the layer's bias and activation, alternating rounds, medians in ms.
+register-blocked kernel (conv_depthwise_simd.py, what runs), the earlier compiled one
+(conv_depthwise_jit.py), the NumPy kernels (conv_depthwise.py), each called directly, and torch eager,
+each with the layer's bias and activation, alternating rounds, medians in ms.
 
     OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python bench/bench_depthwise.py [--rounds 21] [--dtype float32]
 """
@@ -12,13 +13,13 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_cpu_baselines import alternate  # alternating rounds, medians (same folder)
+from convc.backends.numpy_ref import conv_depthwise as depthwise_module
+from convc.backends.numpy_ref.conv_depthwise import conv_depthwise
 
 import convc
-from convc.backends.numpy_ref.conv_depthwise import conv_depthwise
 from convc.benchmark import set_cpu_threads
 from convc.device_profiles import cpu_name
-
-from bench_cpu_baselines import alternate  # alternating rounds, medians (same folder)
 
 # (channels, input size, kernel, stride, activation): the distinct depthwise layers of the zoo's families
 LAYERS = [
@@ -46,7 +47,16 @@ def layer_runs(c: int, size: int, k: int, s: int, act: str | None, dtype: str) -
 
     def numba_run() -> np.ndarray:
         os.environ["CONVC_NUMBA"] = "1"
+        depthwise_module.REGISTER_BLOCKED = True
         return conv_depthwise(node, args)
+
+    def planes_run() -> np.ndarray:
+        os.environ["CONVC_NUMBA"] = "1"
+        depthwise_module.REGISTER_BLOCKED = False
+        try:
+            return conv_depthwise(node, args)
+        finally:
+            depthwise_module.REGISTER_BLOCKED = True
 
     def numpy_run() -> np.ndarray:
         os.environ["CONVC_NUMBA"] = "0"
@@ -55,7 +65,7 @@ def layer_runs(c: int, size: int, k: int, s: int, act: str | None, dtype: str) -
     def torch_run() -> np.ndarray:
         with torch.no_grad():
             return TORCH_ACT[act](F.conv2d(xt, w, b, s, k // 2, 1, c)).numpy()
-    return {"numba": numba_run, "numpy": numpy_run, "torch": torch_run}
+    return {"numba": numba_run, "jit": planes_run, "numpy": numpy_run, "torch": torch_run}
 
 
 def main() -> None:
@@ -66,14 +76,14 @@ def main() -> None:
     set_cpu_threads(1)
     print(f"# {cpu_name()}, 1 thread, {args.dtype}, batch 1, {args.rounds} alternating rounds, medians (ms); "
           f"load average {os.getloadavg()[0]:.1f}")
-    print("| layer (C @ size, k, stride, act) | numba | numpy | torch | numba / torch |")
-    print("|---|---:|---:|---:|---:|")
+    print("| layer (C @ size, k, stride, act) | simd | jit | numpy | torch | simd / torch |")
+    print("|---|---:|---:|---:|---:|---:|")
     for c, size, k, s, act in LAYERS:
         runs = layer_runs(c, size, k, s, act, args.dtype)
         outs = [run() for run in runs.values()]
         assert all(np.allclose(o, outs[-1], rtol=1e-4, atol=1e-4) for o in outs)
         t = {name: 1e3 * v for name, v in alternate(runs, args.rounds).items()}
-        print(f"| {c} @ {size}, {k}x{k}, s{s}, {act} | {t['numba']:.3f} | {t['numpy']:.3f} | "
+        print(f"| {c} @ {size}, {k}x{k}, s{s}, {act} | {t['numba']:.3f} | {t['jit']:.3f} | {t['numpy']:.3f} | "
               f"{t['torch']:.3f} "
               f"| {t['numba'] / t['torch']:.2f} |", flush=True)
 

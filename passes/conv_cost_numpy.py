@@ -13,8 +13,9 @@ the rate the profile measured for that kind of operation:
   with 3x3 kernels and two or more channels per group: the phase-split copy of each input plane, nine
   multiply-adds per input channel over wide rows of output, the row stores, a cost per pass (groups of
   8 or more channels: the register-blocked kernel, priced in conv_cost_grouped.py);
-- depthwise: compiled (numba on): per channel its padded copy, every tap's multiply-add, each output
-  row's store, at the rates measured for that kernel; NumPy (CONVC_NUMBA=0): a padded copy, per tap a
+- depthwise: compiled (numba on): per channel its padded copy, every tap's multiply-add (one filter per
+  channel: register tiles of vectors, a rate per vector), the output stores, at the rates measured for
+  that kernel; NumPy (CONVC_NUMBA=0): a padded copy, per tap a
   multiply and an add over cache-sized blocks, the crop;
 - Winograd F(m x m, 3x3): the padded copy, the overlapping-tile gather, the input transform GEMM,
   alpha^2 GEMMs of [K x C] @ [C x tiles] (the smaller `tiles` is, the lower the GEMM rate), the output
@@ -250,6 +251,51 @@ def depthwise_jit_seconds(shape: ConvShape, dtype: str) -> float:
             + planes_out * (wide * taps / fma_rate + out_h * JIT_ROW_S + JIT_CHANNEL_S) + JIT_CALL_S)
 
 
+# The register-blocked depthwise kernel (backends/numpy_ref/conv_depthwise_simd.py: one filter per
+# channel, 1D/2D), priced by its parts, fitted (relative least squares, the copies' rates fixed) to 20
+# MobileNet, EfficientNet, ConvNeXt and ShuffleNet layers (3x3 to 7x7 on 7x7 to 112x112 maps, best of
+# 40, 1 thread, float32, shared 2-core EPYC, 2026-12-01 21:38 UTC, load average 1.8; 18 of them within
+# 15%, a 14x14 stride-2 one modelled 0.65x): tiles of vectors of wide positions (rows of Wq = the
+# output's plus the kernel's overhang; tiles of 8 vectors, then one of 4 and one of 1) at 2.1 G vector
+# multiply-adds a second per tap (float64: as many vectors of half the lanes); a lone last vector is a
+# chain of dependent multiply-adds, 0.74 ns a tap; the padded copy (0.1 ns an element, 0.25 split into a
+# stride's phases), 0.14 ns per output stored, 23 ns per plane, 21 us per call (with the wrapper).
+SIMD_VECTOR_FMA_PER_S = 2.1e9
+SIMD_CHAIN_S = 0.74e-9
+SIMD_FILL_S = 0.1e-9
+SIMD_STRIDED_FILL_S = 0.25e-9
+SIMD_OUT_S = 0.14e-9
+SIMD_PLANE_S = 23e-9
+SIMD_CALL_S = 21e-6
+SIMD_BLOCK = 4096  # conv_depthwise_simd.BLOCK_ELEMENTS
+SIMD_TILE = 4  # conv_depthwise_simd.TILE_VECTORS
+
+
+def depthwise_simd_seconds(shape: ConvShape, dtype: str) -> float:
+    """backends/numpy_ref/conv_depthwise_simd.py on a 1D/2D depthwise `shape` with one filter per
+    channel: per plane its padded copy, the tiles over each block of wide rows, the stored outputs."""
+    lanes = 64 // ITEMSIZE.get(dtype, 4)
+    taps = math.prod(shape.kernel)
+    out_h, out_w = (1,) + shape.out_spatial if len(shape.out_spatial) == 1 else shape.out_spatial
+    stride = inferred_stride(shape)
+    grid_w = out_w + (shape.kernel[-1] - 1) // stride
+    step = SIMD_TILE * lanes
+    rows_per_block = max(1, min(out_h, (SIMD_BLOCK + grid_w + step - -(-grid_w // step) * step) // grid_w))
+    vectors, chains = 0, 0
+    for top in range(0, out_h, rows_per_block):
+        left = -(-((min(rows_per_block, out_h - top) - 1) * grid_w + out_w) // lanes)
+        eights = max(0, -(-(left - 5) // 8))  # tiles of 8 while six or more vectors are left
+        left -= 8 * eights
+        vectors += 8 * eights + 4 * (left > 1)
+        chains += left in (1, 5)
+    planes = shape.batch * shape.in_channels
+    padded = padded_elements(shape) // max(1, planes)
+    fill = SIMD_STRIDED_FILL_S if stride > 1 else SIMD_FILL_S
+    per_plane = (taps * (vectors / SIMD_VECTOR_FMA_PER_S + chains * SIMD_CHAIN_S) + padded * fill
+                 + out_h * out_w * SIMD_OUT_S + SIMD_PLANE_S)
+    return planes * per_plane + SIMD_CALL_S
+
+
 # The compiled grouped 3x3 kernel (backends/numpy_ref/conv_grouped_jit.py), priced by its parts, fitted
 # (relative least squares) to 43 grouped layers of RegNet-X 400MF/800MF/3.2GF, RegNet-Y 400MF/800MF and
 # ResNeXt-50 on the shared 2-core EPYC (1 thread, 2026-12-01 19:11 UTC, load average 2.8-3.1; with its
@@ -308,6 +354,8 @@ def estimate_numpy(shape: ConvShape, algo: str, profile: NumpyProfile,
     if compiled is None:
         compiled = compiled_kernels_priced()
     if algo == "depthwise" and compiled and len(shape.kernel) in (1, 2):
+        if shape.out_channels == shape.in_channels:
+            return depthwise_simd_seconds(shape, profile.dtype)
         return depthwise_jit_seconds(shape, profile.dtype)
     if algo == "direct":
         return direct_seconds(shape, profile, size, compiled)

@@ -52,16 +52,15 @@ def test_depthwise_is_priced_below_grouped_im2col(channels: int, size: int, kern
             < estimate_numpy(shape, "im2col", profile, compiled=compiled))
 
 
-# (channels, map size, kernel, stride, ms): the compiled kernel with its bias, measured by
-# bench/bench_depthwise.py's layer set and ShuffleNet's (1 thread, float32, batch 1, best of 40, shared
-# 2-core EPYC, 2026-12-01 19:02 UTC, load average 2.6; effnet's kernel: vectorized padded copies; the
-# 24-channel layer in planes, as CHANNELS_LAST_FROM sends it).
+# (channels, map size, kernel, stride, ms): the compiled kernel (register-blocked: conv_depthwise_simd.py)
+# with its bias, measured by bench/bench_depthwise.py's layer set and ShuffleNet's (1 thread, float32,
+# batch 1, best of 40, shared 2-core EPYC, 2026-12-01 21:38 UTC, load average 1.8).
 MEASURED_JIT = [
-    (32, 112, 3, 1, 0.296), (96, 112, 3, 2, 0.569), (144, 56, 3, 1, 0.402), (144, 56, 3, 2, 0.33),
-    (384, 14, 3, 1, 0.17), (576, 14, 3, 2, 0.131), (960, 7, 3, 1, 0.116), (144, 56, 5, 2, 0.377),
-    (240, 28, 5, 1, 0.363), (672, 14, 5, 1, 0.509), (1152, 7, 5, 1, 0.241), (96, 56, 7, 1, 0.768),
-    (384, 14, 7, 1, 0.538), (768, 7, 7, 1, 0.291), (24, 28, 3, 2, 0.0348), (58, 28, 3, 1, 0.0654),
-    (116, 14, 3, 2, 0.0371), (232, 7, 3, 1, 0.0398), (48, 56, 3, 2, 0.106)]
+    (32, 112, 3, 1, 0.233), (96, 112, 3, 2, 0.415), (144, 56, 3, 1, 0.274), (144, 56, 3, 2, 0.204),
+    (384, 14, 3, 1, 0.0735), (576, 14, 3, 2, 0.131), (960, 7, 3, 1, 0.0716), (144, 56, 5, 2, 0.274),
+    (240, 28, 5, 1, 0.241), (672, 14, 5, 1, 0.195), (1152, 7, 5, 1, 0.145), (96, 56, 7, 1, 0.605),
+    (384, 14, 7, 1, 0.230), (768, 7, 7, 1, 0.198), (24, 28, 3, 2, 0.0291), (58, 28, 3, 1, 0.046),
+    (116, 14, 3, 2, 0.0396), (232, 7, 3, 1, 0.0298), (48, 56, 3, 2, 0.0808), (192, 28, 7, 1, 0.347)]
 
 
 @pytest.mark.parametrize("channels, size, kernel, stride, ms", MEASURED_JIT)
