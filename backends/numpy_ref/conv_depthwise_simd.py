@@ -1,23 +1,24 @@
 """Depthwise 2D convolution (one filter per channel) with its sums held in vector registers (simd.py):
 the compiled kernel of MobileNet's, EfficientNet's, MNASNet's and ConvNeXt's depthwise layers.
 
-NCHW in, NCHW out, no transpose. Per image and channel, as conv_depthwise_jit.py: the plane is copied
-zero-padded and split into its stride's phases (fill_phases), so that every tap reads one contiguous run
-of "wide" rows (Wq columns, the output's plus the kernel's overhang) at its own constant offset. Then,
-per block of output rows:
+NCHW in, NCHW out, no transpose. Per image and channel the plane is copied zero-padded and split into
+its stride's phases (row phases by the row copies; column phases by one long deinterleaving loop over
+the padded rows), so that every tap reads one contiguous run of "wide" rows (Wq columns: the output's
+plus the kernel's overhang) at its own constant offset, as in conv_depthwise_jit.py. Then per block of
+output rows (up to BLOCK_ELEMENTS wide positions; small planes several to a block):
 
-    for each tile of 8 (or 4) vectors of wide positions:         # 128 float32 positions: 8 registers
-        acc[v] = bias                                            v < 8, in registers across all taps
+    for each tile of 8 vectors of wide positions (then one of 4, one of 1): # 128 float32 positions
+        acc[v] = bias                                 v < 8: in registers across all taps
         for each tap t:
-            w = the tap's weight in every lane                  # one broadcast, used 8 times
-            acc[v] = fma(phased[start(t) + position(v) : +L], w, acc[v])
+            w = the tap's weight in every lane        # one broadcast, used by 8 multiply-adds
+            acc[v] = fma(phased[start(t) + position(v) : + L], w, acc[v])
         sums[tile] = acc
-    the epilogue on the sums (no residual: several small planes at once), then the rows cropped into out
+    the rows cropped from the sums into out, then the epilogue on them (contiguous: one channel's block
+    of rows, or several whole planes; residual adds included)
 
-against conv_depthwise_jit.py's loop that loads and stores its sums every five taps. The wide runs are
-whole multiples of 4 vectors: the phase buffer and the sums have that much slack (zeros, or the next
-channel's sums, overwritten), the extra positions are cropped. Small planes (14x14, 7x7) gather the
-sums of several channels before one epilogue call and one crop, so the epilogue's vector loops run long.
+against conv_depthwise_jit.py's loop that loads and stores its sums every five taps. The copies and
+crops move whole vectors: a last, partial one is loaded masked and stored whole (a masked store costs
+10 ns on Zen 4), its extra lanes landing on padding, on rows written after it, or on a vector of slack.
 The padding is real zeros: a non-finite weight meeting it gives NaN, as in torch (0 * inf).
 
     y = conv_depthwise_simd(conv)    # conv: ConvOperands of a 1D/2D depthwise conv, one filter per channel
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 from convc.backends.numpy_ref import epilogue_jit, jit, simd
-from convc.backends.numpy_ref.conv_depthwise_jit import fill_phases, inside
+from convc.backends.numpy_ref.conv_depthwise_jit import inside
 from convc.backends.numpy_ref.conv_operands import ConvOperands
 from convc.backends.numpy_ref.epilogue import apply_epilogue
 from convc.backends.numpy_ref.epilogue_jit import apply_steps
@@ -111,20 +112,23 @@ def depthwise_simd(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarr
                    offsets: np.ndarray,
                    grid_h: int, grid_w: int, stride_h: int, stride_w: int, top: int, left: int,
                    codes: np.ndarray, params: np.ndarray, single: bool, res0: np.ndarray, res1: np.ndarray,
-                   phased: np.ndarray, line: np.ndarray, sums: np.ndarray) -> None:
+                   phased: np.ndarray, split: np.ndarray, sums: np.ndarray) -> None:
     """out[n, c] for every image n and channel c, epilogue included.
 
     Pointers: x (N, C, H, W), w (C, taps), bias (C), out (N * C * OH * OW + L: a vector of slack, as
-    the rows are stored in whole vectors), all C-contiguous of one dtype;
-    res0, res1: residuals flattened (out.size elements each) or empty. Sizes: offsets[t], tap t's flat
-    offset into the phases (as conv_depthwise_jit.depthwise_planes), the phase grid Hq x Wq, strides,
-    low padding. Meta: codes, params, single: the epilogue (epilogue_jit.encode), run on the sums when
-    there is no residual, else on the output rows. Scratch: phased (>= sh*sw*Hq*Wq + the largest offset
-    past a plane's run + a tile), line (fill_phases' row, zeros), sums (>= BLOCK_ELEMENTS + a tile and
-    a wide row). Raises IndexError if a scratch array is too small for the tiles' unchecked accesses."""
+    the rows are stored in whole vectors), all C-contiguous of one dtype; res0, res1: residuals
+    flattened like out (without the slack), or empty. Sizes: the output map; offsets[t], tap t's flat
+    offset into the phases ((pw * sh + ph) * Hq * Wq + row * Wq + column), the phase grid Hq x Wq,
+    strides, low padding. Meta: codes, params, single: the epilogue (epilogue_jit.encode), run on the
+    stored rows. Scratch: phased (sh * sw * Hq * Wq, + the largest offset's reach past a plane, + a
+    vector), split (the padded rows before the column split, sh * Hq * sw * Wq + a vector; empty when
+    sw == 1), sums (BLOCK_ELEMENTS + Wq + two tiles of 4 vectors). Raises IndexError where a scratch
+    array is too small for the tiles' unchecked accesses."""
     images, channels, height, width = x.shape
-    col_lo, col_hi = inside(width, grid_w, -left, 1)
+    span = stride_w * grid_w  # columns of a padded row, before the split into column phases
+    col_lo, col_hi = inside(width, span, -left, 1)
     count = col_hi - col_lo  # columns of a row copied
+    phase_size = stride_h * grid_h * grid_w  # one column phase: every row phase's rows
     taps = offsets.size
     lanes = simd.lanes(sums)
     plane_out = out_h * out_w
@@ -141,13 +145,15 @@ def depthwise_simd(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarr
     for r0 in range(0, out_h, rows_per_block):
         run = padded_run((min(rows_per_block, out_h - r0) - 1) * grid_w + out_w, lanes)
         reach, stored = max(reach, r0 * grid_w + run + largest), max(stored, run)
-    if reach > phased.size or stored > sums.size or w.size < channels * taps or bias.size < channels:
+    if (reach > phased.size or stored > sums.size or w.size < channels * taps or bias.size < channels
+            or (stride_w > 1 and split.size < stride_w * phase_size)):
         raise IndexError("depthwise_simd: scratch arrays too small for the tiles' accesses")
     starts = np.empty(taps, np.int64)
     for t in range(taps):
         starts[t] = offsets[t]
     wide8 = 8 * lanes
-    phased[:] = 0  # the padding of every channel's copy (fill_phases writes only the inside)
+    phased[:] = 0  # the padding of every channel's copy (only the inside is written per channel)
+    split[:] = 0
     for n in range(images):
         for c0 in range(0, channels, group):
             members = min(group, channels - c0)
@@ -157,33 +163,46 @@ def depthwise_simd(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarr
                 run = padded_run(needed, lanes)
                 for k in range(members):
                     c = c0 + k
-                    if r0 == 0 and stride_w == 1:
-                        # the plane's rows into the phases, a vector at a time; the last one stored
-                        # whole, its lanes past the row zeros: padding, or rows written after it
-                        # (inline: a helper taking the arrays costs numba reference counts per row)
+                    if r0 == 0:
+                        # the plane's rows (columns not split) into the phases of rows, a vector at
+                        # a time; the last one stored whole, its lanes past the row zeros: padding,
+                        # or rows written after it (inline: a helper taking the arrays costs numba
+                        # reference counts per row)
+                        target = phased if stride_w == 1 else split
                         for ph in range(stride_h):
                             q_lo, q_hi = inside(height, grid_h, ph - top, stride_h)
                             for q in range(q_lo, q_hi):
-                                to = (ph * grid_h + q) * grid_w + col_lo
+                                to = (ph * grid_h + q) * span + col_lo
                                 fro = ((n * channels + c) * height + q * stride_h + ph - top) * width \
                                     + col_lo - left
                                 i = 0
                                 while i + lanes < count:
-                                    simd.store(phased, to + i, simd.load(x, fro + i))
+                                    simd.store(target, to + i, simd.load(x, fro + i))
                                     i += lanes
-                                simd.store(phased, to + i, simd.load_partial(x, fro + i, count - i))
-                    elif r0 == 0:
-                        fill_phases(x[n, c], phased, line, grid_h, grid_w, stride_h, stride_w, top, left)
+                                simd.store(target, to + i, simd.load_partial(x, fro + i, count - i))
+                        if stride_w == 2:  # the columns' phases: one long loop (LLVM's interleaved loads)
+                            even, odd = phased[:phase_size], phased[phase_size:2 * phase_size]
+                            for i in range(phase_size):
+                                even[i] = split[2 * i]
+                                odd[i] = split[2 * i + 1]
+                        elif stride_w > 2:
+                            for pw in range(stride_w):
+                                part = phased[pw * phase_size:(pw + 1) * phase_size]
+                                for i in range(phase_size):
+                                    part[i] = split[i * stride_w + pw]
                     shift = bias[c]
                     first = r0 * grid_w
                     base = k * run
+                    # tiles of 8 vectors while six or more are left (the run has room), then one
+                    # of 4 (two to five left), then one of 1 (one left: 7x7 5x5 maps run 4 + 1)
                     f = 0
-                    while f + wide8 <= run:
+                    while needed - f > 5 * lanes:
                         tile8(phased, first + f, starts, w, c * taps, taps, sums, base + f, shift)
                         f += wide8
-                    if f + lanes < needed:
+                    if needed - f > lanes:
                         tile4(phased, first + f, starts, w, c * taps, taps, sums, base + f, shift)
-                    elif f < needed:
+                        f += 4 * lanes
+                    if f < needed:
                         tile1(phased, first + f, starts, w, c * taps, taps, sums, base + f, shift)
                 for k in range(members):
                     for r in range(rows):
@@ -223,12 +242,14 @@ def conv_depthwise_simd(conv: ConvOperands) -> np.ndarray:
     w = np.ascontiguousarray(conv.weight, dtype=dtype).reshape(c, kh * kw)
     bias = np.zeros(c, dtype) if conv.bias is None else np.ascontiguousarray(conv.bias, dtype=dtype)
     grid_h, grid_w = out_h + (kh - 1) * dh // sh, out_w + (kw - 1) * dw // sw
-    offsets = np.array([((i * dh % sh) * sw + j * dw % sw) * grid_h * grid_w + (i * dh // sh) * grid_w
+    # phases ordered column phase first: (pw, ph), as the split of the padded rows leaves them
+    offsets = np.array([((j * dw % sw) * sh + i * dh % sh) * grid_h * grid_w + (i * dh // sh) * grid_w
                         + j * dw // sw for i in range(kh) for j in range(kw)], np.int64)
     tile = TILE_VECTORS * simd.lanes_of(dtype)
     # the last block's run reaches at most one tile past the plane's wide rows, from the largest offset
     phased = scratch("depthwise padded input", (int(offsets.max()) + grid_h * grid_w + tile,), dtype)
-    line = np.zeros(sw * grid_w + left + x.shape[3], dtype)
+    lanes = simd.lanes_of(dtype)
+    split = scratch("depthwise rows to split", (sh * grid_h * sw * grid_w + lanes,) if sw > 1 else (0,), dtype)
     sums = scratch("depthwise sums", (BLOCK_ELEMENTS + grid_w + 2 * tile,), dtype)
     steps = tuple(conv.node.attrs["epilogue"])
     residuals = [r[:, :, None, :] if one_d else r for r in conv.residuals]
@@ -236,7 +257,7 @@ def conv_depthwise_simd(conv: ConvOperands) -> np.ndarray:
     size = n * c * out_h * out_w
     flat = np.empty(size + simd.lanes_of(dtype), dtype)
     depthwise_simd(x, w, bias, flat, out_h, out_w, offsets, grid_h, grid_w, sh, sw, top, left, codes, params,
-                   dtype == np.float32, res0, res1, phased, line, sums)
+                   dtype == np.float32, res0, res1, phased, split, sums)
     out = flat[:size].reshape(n, c, out_h, out_w)
     if not in_kernel:
         apply_epilogue(out, None, steps, residuals)

@@ -151,7 +151,7 @@ def test_scratch_too_small_is_refused() -> None:
     offsets = np.array([i * 16 + j for i in range(3) for j in range(3)], np.int64)
     codes, params = np.empty(0, np.int64), np.zeros((1, 2), np.float32)
     empty = np.empty(0, np.float32)
-    line, sums = np.zeros(40, np.float32), np.zeros(4096, np.float32)
+    split, sums = np.zeros(0, np.float32), np.zeros(4096, np.float32)
     with pytest.raises(IndexError, match="scratch"):
         conv_depthwise_simd.depthwise_simd(x, w, bias, out, 14, 14, offsets, 16, 16, 1, 1, 1, 1, codes, params,
-                                           True, empty, empty, np.zeros(16 * 16, np.float32), line, sums)
+                                           True, empty, empty, np.zeros(16 * 16, np.float32), split, sums)
