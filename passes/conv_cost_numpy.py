@@ -254,19 +254,19 @@ def depthwise_jit_seconds(shape: ConvShape, dtype: str) -> float:
 # The register-blocked depthwise kernel (backends/numpy_ref/conv_depthwise_simd.py: one filter per
 # channel, 1D/2D), priced by its parts, fitted (relative least squares, the copies' rates fixed) to 20
 # MobileNet, EfficientNet, ConvNeXt and ShuffleNet layers (3x3 to 7x7 on 7x7 to 112x112 maps, best of
-# 40, 1 thread, float32, shared 2-core EPYC, 2026-12-01 21:38 UTC, load average 1.8; 18 of them within
-# 15%, a 14x14 stride-2 one modelled 0.65x): tiles of vectors of wide positions (rows of Wq = the
-# output's plus the kernel's overhang; tiles of 8 vectors, then one of 4 and one of 1) at 2.1 G vector
-# multiply-adds a second per tap (float64: as many vectors of half the lanes); a lone last vector is a
-# chain of dependent multiply-adds, 0.74 ns a tap; the padded copy (0.1 ns an element, 0.25 split into a
-# stride's phases), 0.14 ns per output stored, 23 ns per plane, 21 us per call (with the wrapper).
-SIMD_VECTOR_FMA_PER_S = 2.1e9
-SIMD_CHAIN_S = 0.74e-9
+# 40, 1 thread, float32, shared 2-core EPYC, 2026-12-01 21:44 UTC, load average 3.7; all within 16%):
+# tiles of vectors of wide positions (rows of Wq = the output's plus the kernel's overhang; tiles of 8
+# vectors, then one of 4 and one of 1) at 2.17 G vector multiply-adds a second per tap (float64: as
+# many vectors of half the lanes); a lone last vector is a chain of dependent multiply-adds, 1 ns a tap;
+# the padded copy (0.1 ns an element, 0.15 split into a stride's phases), 0.21 ns per output stored, 21
+# ns per plane, 17 us per call (with the wrapper).
+SIMD_VECTOR_FMA_PER_S = 2.17e9
+SIMD_CHAIN_S = 1.0e-9
 SIMD_FILL_S = 0.1e-9
-SIMD_STRIDED_FILL_S = 0.25e-9
-SIMD_OUT_S = 0.14e-9
-SIMD_PLANE_S = 23e-9
-SIMD_CALL_S = 21e-6
+SIMD_STRIDED_FILL_S = 0.15e-9
+SIMD_OUT_S = 0.21e-9
+SIMD_PLANE_S = 21e-9
+SIMD_CALL_S = 17e-6
 SIMD_BLOCK = 4096  # conv_depthwise_simd.BLOCK_ELEMENTS
 SIMD_TILE = 4  # conv_depthwise_simd.TILE_VECTORS
 
