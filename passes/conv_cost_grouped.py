@@ -23,7 +23,8 @@ GROUPED_SIMD_ROW_S = 28e-9
 GROUPED_SIMD_STRIDED_FILL_S = 0.45e-9
 GROUPED_SIMD_CALL_S = 22e-6
 GROUPED_SIMD_MIN_CHANNELS = 8  # conv_grouped_simd.MIN_GROUP_CHANNELS
-GROUPED_SIMD_R = 4  # conv_grouped_simd.R: output channels per block
+GROUPED_SIMD_R = 4  # conv_grouped_layout.R: output channels per block
+GROUPED_SIMD_DENSE_UP_TO = 32  # conv_grouped_layout.DENSE_UP_TO
 LANES = {"float32": 16, "float64": 8}
 
 
@@ -37,7 +38,8 @@ def grouped_simd_seconds(shape: ConvShape, dtype: str, stride: int, padded: int)
     """conv_grouped_simd.py on a grouped 3x3 `shape` with `stride` (both axes) and `padded` elements of
     zero-padded input (the phase-split copy), in `dtype`."""
     out_h, out_w = shape.out_spatial
-    grid_w = out_w + 2 // stride
+    # stride 1 up to 32 columns: positions dense over the plane; else wide rows with padding columns
+    grid_w = out_w if stride == 1 and out_w <= GROUPED_SIMD_DENSE_UP_TO else out_w + 2 // stride
     lanes = LANES.get(dtype, 16)
     run = -(-((out_h - 1) * grid_w + out_w) // lanes) * lanes
     in_group, out_group = shape.in_channels // shape.groups, shape.out_channels // shape.groups

@@ -2,21 +2,23 @@
 "direct" algorithm of a 2D conv with 3x3 kernels whose groups hold 8 or more input channels each
 (RegNet-X/Y, ResNeXt; narrower groups: conv_grouped_jit.py).
 
-NCHW in, NCHW out. Per image and group, the group's Cg input planes are zero-padded and split into
-stride phases (conv_depthwise_jit.fill_phases), so tap t of output position f of a "wide" row of Wq
-columns reads phased[ci, start[t] + f]. The weights are packed once per layer (`packed_weights`, cached
-with the weight array): per group, blocks of R = 4 output channels (the last zero-padded), each laid out
-(Cg, 9, R) so one (channel, tap) step reads R consecutive values. The tile loop, per group, chunk of
-wide positions whose input stays in L2 (CHUNK_BYTES), block of R output channels, and run of V = 4
-vectors of positions (64 float32 or 32 float64; the chunk's last positions one vector at a time):
+NCHW in, NCHW out. Per image and group, each of the group's Cg input planes is copied zero-padded so
+that tap t of output position f reads copy[ci, start[t] + f] (conv_grouped_layout.Geometry): at stride 1
+(up to 32 columns) three column-shifted copies, f = y * OW + x running densely over the plane; otherwise
+the stride phases (conv_depthwise_jit.fill_phases), f along "wide" rows with dead padding columns. The
+weights are packed once per layer (conv_grouped_layout.packed_weights, cached with the weight array):
+per group, blocks of R = 4 output channels (the last zero-padded), each laid out (Cg, 9, R) so one
+(channel, tap) step reads R consecutive values. The tile loop, per group, chunk of positions whose input
+stays in L2 (CHUNK_BYTES), block of R output channels, and run of V = 4 vectors of positions (64 float32
+or 32 float64; the chunk's last positions one vector at a time):
 
     acc[r][v] = splat(bias[k0 + r])                                  # R x V = 16 vector registers
     for ci < Cg, t < 9:                                              # all Cg * 9 steps in registers
-        x_v = load(phased, ci, start[t] + f0 + v * lanes)            # V loads
+        x_v = load(copy, ci, start[t] + f0 + v * lanes)              # V loads
         acc[r][v] = fma(splat(wp[g, block, ci, t, r]), x_v, acc[r][v])   # R splats, R * V FMAs
-    wide[k0 + r, f0 + v * lanes :] = acc[r][v]
+    sums[k0 + r, f0 + v * lanes :] = acc[r][v]
 
-then each output plane of the group is cropped from `wide` into `out` and the epilogue (activations,
+then each output plane of the group is cropped from `sums` into `out` and the epilogue (activations,
 residual adds: epilogue_jit.apply_steps) runs on it while it is in the cache. Each input vector loaded
 feeds R FMAs and each weight splat V; the sums never leave the registers. The padding is real zeros, so
 0 * inf gives NaN as in torch; only contraction into FMA is allowed (jit.OPTIONS).
@@ -25,21 +27,14 @@ feeds R FMAs and each weight splat V; the sums never leave the registers. The pa
 """
 from __future__ import annotations
 
-import weakref
-from dataclasses import dataclass
-
 import numpy as np
 
 from convc.backends.numpy_ref import epilogue_jit, jit, simd
-from convc.backends.numpy_ref.conv_depthwise_jit import RUN_MULTIPLE, fill_phases
+from convc.backends.numpy_ref.conv_depthwise_jit import fill_phases
+from convc.backends.numpy_ref.conv_grouped_layout import R, V, Geometry, fill_shifted, packed_weights
 from convc.backends.numpy_ref.conv_operands import ConvOperands
 from convc.backends.numpy_ref.epilogue_jit import apply_steps
 from convc.backends.numpy_ref.scratch import scratch
-
-# Output channels per block (the weight splats of one step) and vectors of positions per run (the input
-# loads of one step): R * V = 16 accumulators, plus V inputs and a splat, of the 32 vector registers.
-R = 4
-V = 4
 
 # The narrowest groups (input channels per group) the kernel takes. On narrower ones a run of positions
 # has few steps (Cg * 9) for its 16 stores and conv_grouped_jit.py (its rows in L1, all output channels
@@ -48,23 +43,19 @@ V = 4
 # 48 x 112 x 112 stride 2), from 16 up 0.5-0.99x (bench/NOTES.md, grouped).
 MIN_GROUP_CHANNELS = 8
 
-# The input a chunk of positions reads, kept in the L2 cache (1 MiB a core on Zen 4) while every block
-# of output channels passes over it: without chunks, RegNet-X 32GF's 336 x 112 x 112 stride-2 layer
-# (groups of 168: 2.2 MB of phased input) took 81 ms, torch 41 (bench/NOTES.md, grouped).
-CHUNK_BYTES = 256 << 10
-
 
 @jit.kernel
-def grouped3x3_simd(x: np.ndarray, wp: np.ndarray, bias: np.ndarray, out: np.ndarray, grid_h: int,
-                    grid_w: int, stride_h: int, stride_w: int, top: int, left: int, starts: np.ndarray,
-                    chunk: int, codes: np.ndarray, params: np.ndarray, single: bool, res0: np.ndarray, res1: np.ndarray,
+def grouped3x3_simd(x: np.ndarray, wp: np.ndarray, bias: np.ndarray, out: np.ndarray, dense: bool,
+                    grid_h: int, grid_w: int, stride_h: int, stride_w: int, dil_w: int, top: int, left: int,
+                    starts: np.ndarray, chunk: int, codes: np.ndarray, params: np.ndarray, single: bool, res0: np.ndarray, res1: np.ndarray,
                     phased: np.ndarray, line: np.ndarray, wide: np.ndarray) -> None:
     """out[n, o] for every image n and output channel o of a grouped conv with 3x3 kernels.
 
     Pointers: x (N, C, H, W); wp (G, B, Cg, 9, R): the packed weights, B = ceil(Kg / R) blocks of R
     output channels per group, zeros past Kg; bias (G, B * R), zeros past Kg; out (N, K, OH, OW); all
-    C-contiguous of one dtype. Sizes: from the arrays, and the phase grid (grid_h, grid_w). Strides and
-    the low padding: given; starts (9): each tap's offset into a phased channel (Geometry.starts);
+    C-contiguous of one dtype. dense: stride 1, the input as column-shifted copies (fill_shifted) of
+    grid_h rows of grid_w = OW, else as stride phases of a grid_h x grid_w grid (fill_phases); strides,
+    the column dilation and the low padding: given; starts (9): each tap's offset into a phased channel (Geometry.starts);
     chunk: wide positions per chunk (a multiple of V vectors: Geometry.chunk).
     res0, res1: residuals flattened (out.size elements each) or empty. Meta: codes and params, the
     epilogue's steps (epilogue_jit.encode); single: float32 (its exp). Scratch: phased (Cg,
@@ -76,14 +67,17 @@ def grouped3x3_simd(x: np.ndarray, wp: np.ndarray, bias: np.ndarray, out: np.nda
     channel = phased.shape[1]
     lanes = simd.lanes(out)
     step = V * lanes
-    run = ((out_h - 1) * grid_w + out_w + lanes - 1) // lanes * lanes  # the wide positions, whole vectors
+    run = ((out_h - 1) * grid_w + out_w + lanes - 1) // lanes * lanes  # the positions, whole vectors
     width = wide.shape[1]
     phased[:] = 0  # the padding of every channel's copy (fill_phases writes only the inside)
     for n in range(x.shape[0]):
         for g in range(groups):
             for ci in range(in_group):
-                fill_phases(x[n, g * in_group + ci], phased[ci], line, grid_h, grid_w, stride_h, stride_w,
-                            top, left)
+                if dense:
+                    fill_shifted(x[n, g * in_group + ci], phased[ci], grid_h, grid_w, dil_w, top, left)
+                else:
+                    fill_phases(x[n, g * in_group + ci], phased[ci], line, grid_h, grid_w, stride_h,
+                                stride_w, top, left)
             for c0 in range(0, run, chunk):
                 c1 = min(run, c0 + chunk)
                 full = c0 + (c1 - c0) // step * step  # runs of V vectors; the rest one vector at a time
@@ -176,73 +170,6 @@ def applicable(conv: ConvOperands) -> bool:
             and c // conv.groups >= MIN_GROUP_CHANNELS)
 
 
-def pack_weights(weight: np.ndarray, groups: int, dtype: np.dtype) -> np.ndarray:
-    """weight (K, Cg, 3, 3) as (G, B, Cg, 9, R): per group, blocks of R output channels, each (channel,
-    tap) step's R values adjacent; output channels past Kg (the last block's padding) zero.
-
-        pack_weights(np.ones((8, 2, 3, 3)), 2, np.float32).shape   # (2, 1, 2, 9, 4)
-    """
-    k_out, in_group = weight.shape[:2]
-    out_group = k_out // groups
-    blocks = -(-out_group // R)
-    padded = np.zeros((groups, blocks * R, in_group, 9), dtype)
-    padded[:, :out_group] = weight.reshape(groups, out_group, in_group, 9)
-    return np.ascontiguousarray(padded.reshape(groups, blocks, R, in_group, 9).transpose(0, 1, 3, 4, 2))
-
-
-# Packed weights by the id of the weight array they came from (the interpreter's parameters live as long
-# as the compiled model; the weakref drops the entry with them): a layer packs its weights once.
-_packed: dict[tuple[int, str, int], tuple[weakref.ref, np.ndarray]] = {}
-
-
-def packed_weights(weight: np.ndarray, groups: int, dtype: np.dtype) -> np.ndarray:
-    """pack_weights(weight, groups, dtype), computed on the first call for this weight array and kept
-    until the array is freed."""
-    key = (id(weight), np.dtype(dtype).str, groups)
-    hit = _packed.get(key)
-    if hit is not None and hit[0]() is weight:
-        return hit[1]
-    packed = pack_weights(weight, groups, dtype)
-    _packed[key] = (weakref.ref(weight, lambda _, key=key: _packed.pop(key, None)), packed)
-    return packed
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Where the kernel reads: per input channel a phased copy of `channel` elements (the stride
-    phases of a grid_h x grid_w zero-padded grid, then slack), tap t of wide output position f at
-    starts[t] + f, for f < run (the wide positions out_h rows of grid_w, rounded up to whole vectors).
-
-        Geometry.of((14, 14), (1, 1), (1, 1), np.float32).run   # 224: 13 rows of 16, then 14, in 16s
-    """
-    grid_h: int
-    grid_w: int
-    channel: int
-    run: int
-    starts: np.ndarray
-    chunk: int
-
-    @staticmethod
-    def of(out_spatial: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
-           dtype: np.dtype | type, in_group: int = 1) -> Geometry:
-        (out_h, out_w), (sh, sw), (dh, dw) = out_spatial, stride, dilation
-        grid_h, grid_w = out_h + 2 * dh // sh, out_w + 2 * dw // sw
-        lanes = simd.lanes_of(dtype)
-        run = ((out_h - 1) * grid_w + out_w + lanes - 1) // lanes * lanes
-        starts = np.array([((i * dh % sh) * sw + j * dw % sw) * grid_h * grid_w
-                           + (i * dh // sh) * grid_w + j * dw // sw for i in range(3) for j in range(3)])
-        # positions per chunk: their reads (in_group channels x the stride's phases x the chunk and two
-        # grid rows) fit in CHUNK_BYTES
-        step = V * lanes
-        per_channel = CHUNK_BYTES // (in_group * sh * sw * np.dtype(dtype).itemsize) - 2 * dh * grid_w - 2 * dw
-        chunk = max(step, per_channel // step * step)
-        return Geometry(grid_h, grid_w, sh * sw * grid_h * grid_w + RUN_MULTIPLE, run, starts, chunk)
-
-    def last_read(self) -> int:
-        """The highest offset into one phased channel the kernel's unchecked loads read."""
-        return int(self.starts.max()) + self.run - 1
-
-
 def conv_grouped_simd(conv: ConvOperands) -> np.ndarray:
     """The grouped 3x3 conv of `conv` with its bias and epilogue."""
     dtype = np.result_type(conv.x, conv.weight)
@@ -254,7 +181,7 @@ def conv_grouped_simd(conv: ConvOperands) -> np.ndarray:
     bias = np.zeros((groups, wp.shape[1] * R), dtype)
     if conv.bias is not None:
         bias[:, :k_out // groups] = np.asarray(conv.bias, dtype).reshape(groups, -1)
-    sh, sw = conv.stride
+    (sh, sw), dw = conv.stride, conv.dilation[1]
     (top, _), (left, _) = (tuple(p) for p in conv.node.attrs["padding"])
     at = Geometry.of(conv.out_spatial, conv.stride, conv.dilation, dtype, c // groups)
     if at.last_read() >= at.channel:  # what the unchecked loads rely on (tests prove it for every shape)
@@ -265,6 +192,6 @@ def conv_grouped_simd(conv: ConvOperands) -> np.ndarray:
     out = np.empty((n, k_out) + conv.out_spatial, dtype)
     steps = tuple(conv.node.attrs["epilogue"])
     fused, codes, params, res0, res1 = epilogue_jit.kernel_epilogue(steps, conv.residuals, dtype)
-    grouped3x3_simd(x, wp, bias, out, at.grid_h, at.grid_w, sh, sw, top, left, at.starts, at.chunk, codes, params,
-                    dtype == np.float32, res0, res1, phased, line, wide)
+    grouped3x3_simd(x, wp, bias, out, at.dense, at.grid_h, at.grid_w, sh, sw, dw, top, left, at.starts,
+                    at.chunk, codes, params, dtype == np.float32, res0, res1, phased, line, wide)
     return out if fused else conv.finish(out, bias_added=True)

@@ -15,8 +15,11 @@ from hypothesis import strategies as st
 from test_numpy_conv import conv_graph, torch_conv
 from test_numpy_grouped_jit import EPILOGUES, run_both
 
-from convc.backends.numpy_ref import backend, conv_grouped_jit, conv_grouped_simd, jit, simd
-from convc.backends.numpy_ref.conv_grouped_simd import Geometry
+from convc.backends.numpy_ref import (
+    backend, conv_grouped_jit, conv_grouped_layout, conv_grouped_simd, jit, simd,
+)
+from convc.backends.numpy_ref.conv_depthwise_jit import RUN_MULTIPLE
+from convc.backends.numpy_ref.conv_grouped_layout import DENSE_UP_TO, Geometry
 from convc.numerics import budget, rel_err
 
 pytestmark = pytest.mark.skipif(not jit.installed(), reason="numba is not installed")
@@ -38,7 +41,7 @@ def simd_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
        height=st.integers(1, 12), width=st.integers(1, 40), stride=st.integers(1, 3),
        dilation=st.integers(1, 2), pad=st.integers(0, 2), batch=st.integers(1, 2),
        epilogue=st.sampled_from(list(EPILOGUES)), dtype=st.sampled_from(["float32", "float64"]),
-       chunk_bytes=st.sampled_from([conv_grouped_simd.CHUNK_BYTES, 1, 8000]), seed=st.integers(0, 50))
+       chunk_bytes=st.sampled_from([conv_grouped_layout.CHUNK_BYTES, 1, 8000]), seed=st.integers(0, 50))
 def test_matches_torch_and_the_numpy_kernel(groups: int, in_group: int, out_group: int, height: int,
                                             width: int, stride: int, dilation: int, pad: int, batch: int,
                                             epilogue: str, dtype: str, chunk_bytes: int, seed: int) -> None:
@@ -55,7 +58,7 @@ def test_matches_torch_and_the_numpy_kernel(groups: int, in_group: int, out_grou
     calls: list[int] = []
     real = conv_grouped_simd.conv_grouped_simd
     with mock.patch.object(conv_grouped_simd, "conv_grouped_simd", lambda c: calls.append(1) or real(c)), \
-            mock.patch.object(conv_grouped_simd, "CHUNK_BYTES", chunk_bytes):
+            mock.patch.object(conv_grouped_layout, "CHUNK_BYTES", chunk_bytes):
         compiled, fallback = run_both(graph, inputs, dtype)
     assert calls == [1]
     expected = torch_conv(graph, inputs)
@@ -74,8 +77,31 @@ def test_the_unchecked_loads_stay_in_the_input_copy(out_h: int, out_w: int, sh: 
     at = Geometry.of((out_h, out_w), (sh, sw), (dh, dw), dtype)
     assert at.run % simd.lanes_of(dtype) == 0 and at.run >= (out_h - 1) * at.grid_w + out_w
     assert 0 <= at.starts.min() and at.last_read() < at.channel
-    # the last valid output position's farthest tap lies in the last phase's grid
-    assert at.starts.max() + (out_h - 1) * at.grid_w + out_w - 1 < sh * sw * at.grid_h * at.grid_w
+    # the last valid output position's farthest tap lies in the copies (three column-shifted ones at
+    # stride 1, else the stride's phases), not in the slack after them
+    copies = 3 if at.dense else sh * sw
+    assert at.dense == (sh == sw == 1 and out_w <= DENSE_UP_TO) and at.channel == copies * at.grid_h * at.grid_w + RUN_MULTIPLE
+    assert at.starts.max() + (out_h - 1) * at.grid_w + out_w - 1 < copies * at.grid_h * at.grid_w
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_shifted_copies_hold_the_padded_input(dtype: type) -> None:
+    """fill_shifted's three copies against the definition, copy[j][q, x] = xpad[q, x + j * dw], with
+    dilations 1-2 and asymmetric padding; rows past a vector's lanes (40 columns) included."""
+    rng = np.random.default_rng(4)
+    for height, width, dh, dw, (top, bottom), (left, right) in [
+            (7, 9, 1, 1, (1, 1), (1, 1)), (5, 40, 2, 1, (2, 0), (0, 2)), (6, 11, 1, 2, (0, 2), (2, 2))]:
+        plane = rng.standard_normal((height, width)).astype(dtype)
+        out_h, out_w = height + top + bottom - 2 * dh, width + left + right - 2 * dw
+        rows = out_h + 2 * dh
+        padded = np.zeros((rows, width + left + right), dtype)
+        padded[top:top + height, left:left + width] = plane
+        copies = np.zeros(3 * rows * out_w + RUN_MULTIPLE, dtype)
+        conv_grouped_layout.fill_shifted(plane, copies, rows, out_w, dw, top, left)
+        got = copies[:3 * rows * out_w].reshape(3, rows, out_w)
+        for j in range(3):
+            np.testing.assert_array_equal(got[j], padded[:, j * dw:j * dw + out_w])
+        assert not copies[3 * rows * out_w:].any()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -135,8 +161,8 @@ def test_weights_are_packed_once_per_layer(monkeypatch: pytest.MonkeyPatch) -> N
     """Three forwards of a model pack each layer's weights once; a second model of the same shapes
     (other weights) packs its own and gets its own numbers."""
     packs: list[int] = []
-    real = conv_grouped_simd.pack_weights
-    monkeypatch.setattr(conv_grouped_simd, "pack_weights", lambda *a: packs.append(1) or real(*a))
+    real = conv_grouped_layout.pack_weights
+    monkeypatch.setattr(conv_grouped_layout, "pack_weights", lambda *a: packs.append(1) or real(*a))
     monkeypatch.setenv(jit.SWITCH, "1")
     x = np.random.default_rng(2).standard_normal((1, 2 * WIDE, 6, 6)).astype(np.float32)
     graph = conv_graph(2, (1, 2 * WIDE, 6, 6), 2 * WIDE, 3, 1, 1, 1, 2, True, algo="direct")
