@@ -14,8 +14,10 @@ from convc.passes.conv_cost import ConvShape
 # Fitted (relative least squares) to the kernel alone with a ReLU on the 82 distinct grouped layers of
 # RegNet-X/Y 400MF-32GF and ResNeXt-50/101 with groups of 8-64 channels (1 thread, float32, batch 1,
 # shared 2-core Zen 4 EPYC, 2026-12-01 21:30 UTC, load average 1.3; bench/NOTES.md, grouped; 74 within
-# 10%, 80 within 20%, worst 0.75 on two stride-2 layers): multiply-adds over the computed lanes (wide rows
-# of out_w + 2 // stride columns, whole vectors, output channels rounded up to blocks of 4) at 54 G/s,
+# 10%, 80 within 20%, worst 0.75 on two stride-2 layers; the dense stride-1 layout came after, priced by
+# its positions alone): multiply-adds over the computed lanes (the plane's positions at stride 1 up to
+# 32 columns, else wide rows of out_w + 2 // stride columns; whole vectors; output channels rounded up
+# to blocks of 4) at 54 G/s,
 # 28 ns per output row cropped into NCHW, 0.45 ns per element of a strided layer's phase-split copy
 # (stride 1's plain copy fitted to nothing beside the rest), 22 us per call. float64: half the lanes.
 GROUPED_SIMD_FMA_PER_S = {"float32": 54e9, "float64": 27e9}
