@@ -17,6 +17,7 @@ from convc.ir import Graph, Node
 from convc.types import ITEMSIZE
 
 # Bumped whenever the formulas or profiles change, so cached modelled plans are not replayed.
+# 20: grouped stride-1 layers up to 32 columns priced by their dense positions (conv_cost_grouped.py);
 # 19: NumPy depthwise (one filter per channel) register-blocked, priced per vector tile;
 # 18: groups of 8 or more channels run the register-blocked simd kernel, priced as it (conv_cost_grouped.py);
 # 17: the compiled grouped kernel only up to 64 channels a group; 16: NumPy depthwise recalibrated
@@ -24,7 +25,7 @@ from convc.types import ITEMSIZE
 # input copy); 13: NumPy grouped 3x3 direct convs compiled by numba; 12: NumPy depthwise compiled by
 # numba, grouped im2col gathers per run; 11: NumPy Winograd compiled transforms; 10: NumPy depthwise in
 # 1 MiB blocks; 9: NumPy weights read from memory, two-pass Winograd transforms
-COST_MODEL_VERSION = 19
+COST_MODEL_VERSION = 20
 WINOGRAD_TILE = {"winograd_2x2": 2, "winograd_4x4": 4}
 # fp32 operations (an FMA counts once) of the Triton kernels' Winograd transforms, written out as adds
 # (backends/triton/winograd_transforms.py): (input transform per tile and input channel, output transform
