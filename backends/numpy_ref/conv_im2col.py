@@ -19,9 +19,9 @@ from numpy.lib.stride_tricks import as_strided
 from convc.ir import Node
 from convc.ops import CONV_OPS
 
+from convc.backends.numpy_ref import packed_gemm
 from convc.backends.numpy_ref.conv_operands import ConvOperands
 from convc.backends.numpy_ref.scratch import scratch
-
 
 def gather_columns(conv: ConvOperands) -> np.ndarray:
     """The (N, C, *kernel, *out_spatial) column array: cols[n, c, k..., o...] = x[n, c, o*stride +
@@ -82,9 +82,33 @@ def conv_im2col_blocked(conv: ConvOperands) -> np.ndarray:
     return conv.finish(out)
 
 
+def conv_packed_gemm(conv: ConvOperands, kernel: str, cols: np.ndarray) -> np.ndarray:
+    """An ungrouped conv as a compiled GEMM with its weight packed once (packed_gemm.py), image by
+    image: out[n] = epilogue(W @ cols[n] + bias), the bias and epilogue applied in the GEMM's tiles."""
+    n = conv.x.shape[0]
+    out_channels = conv.weight.shape[0]
+    positions = math.prod(conv.out_spatial)
+    out = np.empty(conv.out_shape, conv.x.dtype)
+    fused = packed_gemm.fuses(out, conv.residuals)
+    steps = tuple(conv.node.attrs["epilogue"]) if fused else ()
+    columns = cols.reshape(n, -1, positions)
+    for image in range(n):
+        residuals = tuple(r[image].reshape(out_channels, positions) for r in conv.residuals) if fused else ()
+        packed_gemm.gemm(kernel, conv.weight, columns[image], out[image].reshape(out_channels, positions),
+                         conv.bias, steps, residuals)
+    return out if fused else conv.finish(out, bias_added=True)
+
+
 def conv_im2col(node: Node, args: list[Any]) -> np.ndarray:
     """conv1d/2d/3d with any padding, stride, dilation and groups, as batched GEMMs."""
     conv = ConvOperands.of(node, args)
+    kernel = packed_gemm.route(conv.x.dtype, conv.weight.shape[0], math.prod(conv.out_spatial))
+    if conv.groups == 1 and kernel is not None:
+        if not needs_gather(conv):
+            return conv_packed_gemm(conv, kernel, np.ascontiguousarray(conv.x))
+        if conv.x.shape[1] * conv.kernel_size * math.prod(conv.out_spatial) * conv.x.itemsize \
+                <= BLOCKED_ABOVE_BYTES:
+            return conv_packed_gemm(conv, kernel, gather_columns(conv))
     if (conv.groups == 1 and conv.x.ndim == 4 and needs_gather(conv)
             and conv.x.shape[1] * conv.kernel_size * math.prod(conv.out_spatial) * conv.x.itemsize
             > BLOCKED_ABOVE_BYTES):

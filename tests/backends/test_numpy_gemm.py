@@ -1,0 +1,162 @@
+"""The compiled GEMMs with packed weights (backends/numpy_ref/gemm_jit.py "wide", gemm_narrow_jit.py
+"narrow", chosen by packed_gemm.py) against float64 references: any M, N, K (edges of the 8 x 32 and
+32 x 7 tiles, several depth blocks), both dtypes, bias and epilogues (ReLU and residual adds in the
+tiles, other steps after each row panel), NaN and inf as torch spreads them; the convolutions routed
+to them (1x1, gathered 3x3 stride 2) against torch float64 and the CONVC_NUMBA=0 path; each weight
+packed once per model, not per forward."""
+from __future__ import annotations
+
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from convc.backends.numpy_ref import backend, gemm_jit, gemm_narrow_jit, jit, packed_gemm
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_numpy_conv import conv_graph, torch_conv
+
+from convc.numerics import budget, rel_err
+
+pytestmark = pytest.mark.skipif(not jit.installed(), reason="numba is not installed")
+
+EPILOGUES = {
+    "none": (),
+    "relu": (("relu",),),
+    "add then relu": (("add",), ("relu",)),
+    "relu then two adds": (("relu",), ("add",), ("add",)),
+    "sigmoid (after the tiles)": (("sigmoid",),),
+    "add then leaky_relu (after the tiles)": (("add",), ("leaky_relu", 0.25)),
+}
+KERNELS = {"wide": gemm_jit, "narrow": gemm_narrow_jit}
+
+
+def reference(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, steps: tuple,
+              residuals: tuple[np.ndarray, ...]) -> np.ndarray:
+    """torch in float64: w @ x + bias, then the steps, each ("add",) adding the next residual."""
+    y = torch.from_numpy(w.astype(np.float64)) @ torch.from_numpy(x.astype(np.float64))
+    if bias is not None:
+        y = y + torch.from_numpy(bias.astype(np.float64))[:, None]
+    pending = [torch.from_numpy(r.astype(np.float64)) for r in residuals]
+    for step in steps:
+        if step[0] == "add":
+            y = y + pending.pop(0)
+        elif step[0] == "relu":
+            y = F.relu(y)
+        elif step[0] == "sigmoid":
+            y = torch.sigmoid(y)
+        else:
+            y = F.leaky_relu(y, step[1])
+    return y.numpy()
+
+
+def run_kernel(kernel: str, w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, steps: tuple,
+               residuals: tuple[np.ndarray, ...]) -> np.ndarray:
+    out = np.full((w.shape[0], x.shape[1]), np.nan, x.dtype)  # every element must be written
+    return KERNELS[kernel].gemm(KERNELS[kernel].pack_weight(w), w.shape[0], x, out, bias, steps, residuals)
+
+
+@settings(max_examples=60, deadline=None)
+@given(kernel=st.sampled_from(list(KERNELS)), m=st.integers(1, 70), k=st.integers(1, 600),
+       n=st.integers(1, 140), with_bias=st.booleans(), epilogue=st.sampled_from(list(EPILOGUES)),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 50))
+def test_kernels_match_torch_float64(kernel: str, m: int, k: int, n: int, with_bias: bool, epilogue: str,
+                                     dtype: type, seed: int) -> None:
+    """Any shape: partial tiles at the right and bottom borders, K over several depth blocks."""
+    rng = np.random.default_rng(seed)
+    w, x = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+    bias = rng.standard_normal(m).astype(dtype) if with_bias else None
+    steps = EPILOGUES[epilogue]
+    residuals = tuple(rng.standard_normal((m, n)).astype(dtype) for step in steps if step[0] == "add")
+    got = run_kernel(kernel, w, x, bias, steps, residuals)
+    assert got.dtype == dtype
+    assert rel_err(got, reference(w, x, bias, steps, residuals)) <= budget(np.dtype(dtype).name, "im2col")
+
+
+@pytest.mark.parametrize("kernel", list(KERNELS))
+def test_nan_and_inf_spread_as_in_torch(kernel: str) -> None:
+    """NaN and inf in x, an inf weight meeting a zero of x (0 * inf = NaN), through ReLU (which keeps
+    NaN): the same NaNs and infinities as torch, the finite values within budget."""
+    rng = np.random.default_rng(2)
+    w, x = rng.standard_normal((19, 40)).astype(np.float32), rng.standard_normal((40, 75)).astype(np.float32)
+    x[3, 5], x[7, 60], x[9, 33] = np.nan, np.inf, -np.inf
+    w[11, 20], x[20, 10] = np.inf, 0.0
+    steps = (("add",), ("relu",))
+    residual = rng.standard_normal((19, 75)).astype(np.float32)
+    residual[4, 70] = np.nan
+    with np.errstate(invalid="ignore", over="ignore"):
+        got = run_kernel(kernel, w, x, None, steps, (residual,))
+        expected = reference(w, x, None, steps, (residual,))
+    assert np.isnan(expected).any() and np.isinf(expected).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    infinite = np.isinf(expected)
+    np.testing.assert_array_equal(got[infinite], expected[infinite])
+    finite = np.isfinite(expected)
+    assert rel_err(got[finite], expected[finite]) <= budget("float32", "im2col")
+
+
+def test_route() -> None:
+    """narrow up to 64 columns, wide where 32-column tiles are nearly full, BLAS otherwise, for float32
+    with numba on; BLAS for float64 and with CONVC_NUMBA=0."""
+    with mock.patch.dict("os.environ", {jit.SWITCH: "1"}):
+        assert [packed_gemm.route(np.dtype(np.float32), 64, n) for n in (1, 49, 64, 196, 784, 3136, 12544)] \
+            == ["narrow", "narrow", "narrow", None, "wide", "wide", "wide"]
+        assert packed_gemm.route(np.dtype(np.float64), 64, 3136) is None
+    with mock.patch.dict("os.environ", {jit.SWITCH: "0"}):
+        assert packed_gemm.route(np.dtype(np.float32), 64, 3136) is None
+
+
+# (input shape, kernel, stride, padding, output channels): 1x1 on a 7x7 map (narrow), on 31x33 (1023
+# columns: wide, a last tile of 31 columns), 3x3 stride 2 gathered to 5x5 (narrow) and to 9x17 (153
+# columns: wide, a last tile of 25)
+CONVS = [((1, 24, 7, 7), 1, 1, 0, 37), ((1, 20, 31, 33), 1, 1, 0, 13), ((2, 12, 10, 10), 3, 2, 1, 20),
+         ((1, 9, 17, 34), 3, 2, 1, 11)]
+
+
+@pytest.mark.parametrize("epilogue", list(EPILOGUES) + ["three adds"], ids=list(EPILOGUES) + ["three adds"])
+@pytest.mark.parametrize("shape,kernel,stride,pad,out_channels", CONVS)
+def test_convs_routed_match_torch_and_numpy(shape: tuple[int, ...], kernel: int, stride: int, pad: int,
+                                            out_channels: int, epilogue: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ungrouped im2col convs run the compiled GEMM (checked), within budget of torch float64 and of the
+    same model run with CONVC_NUMBA=0 (np.matmul); three residual adds run after the GEMM instead."""
+    steps = EPILOGUES.get(epilogue, (("add",), ("add",), ("relu",), ("add",)))
+    graph = conv_graph(2, shape, out_channels, kernel, stride, pad, 1, 1, True, algo="im2col",
+                       epilogue=steps)
+    rng = np.random.default_rng(4)
+    inputs = [rng.standard_normal(n.type.shape).astype(np.float32) for n in graph.inputs]
+    calls: list[str] = []
+    real = packed_gemm.gemm
+    monkeypatch.setattr(packed_gemm, "gemm", lambda kind, *a: calls.append(kind) or real(kind, *a))
+    monkeypatch.setenv(jit.SWITCH, "1")
+    model = backend.compile(graph, dtype="float32")
+    compiled = model.run(*inputs)[0]
+    assert calls and set(calls) <= {"wide", "narrow"}
+    monkeypatch.setenv(jit.SWITCH, "0")
+    calls.clear()
+    fallback = model.run(*inputs)[0]
+    assert not calls
+    expected = torch_conv(graph, inputs)
+    assert rel_err(compiled, expected) <= budget("float32", "im2col")
+    assert rel_err(compiled, fallback) <= 2 * budget("float32", "im2col")
+
+
+def test_each_weight_is_packed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two routed convs: two weights packed on the first forward, none on the next three."""
+    import convc
+
+    monkeypatch.setenv(jit.SWITCH, "1")
+    net = convc.Network("packed_once", seed=3)
+    y = net.conv(net.input((1, 16, 7, 7)), 40, 1, name="a", ndim=2)
+    net.output(net.conv(y, 24, 3, padding=1, stride=2, name="b", ndim=2))
+    for node in net.graph.nodes("conv2d"):
+        net.graph.replace_node(node.replace(attrs={**node.attrs, "algo": "im2col"}))
+    model = backend.compile(net.graph, dtype="float32")
+    x = np.random.default_rng(0).standard_normal((1, 16, 7, 7)).astype(np.float32)
+    before = packed_gemm.packs_made
+    first = model.run(x)[0]
+    assert packed_gemm.packs_made == before + 2
+    for _ in range(3):
+        np.testing.assert_array_equal(model.run(x)[0], first)
+    assert packed_gemm.packs_made == before + 2
