@@ -7,7 +7,9 @@ Each algorithm is priced as the operations its kernel in backends/numpy_ref real
 the rate the profile measured for that kind of operation:
 
 - im2col: the zero-padded copy of the input, the window gather into a column matrix (none for a 1x1
-  stride-1 unpadded conv), one GEMM per image and group;
+  stride-1 unpadded conv), one GEMM per image and group; compiled (numba on, float32, ungrouped) the
+  GEMM of an output of at most 64 positions runs the packed-weight narrow kernel, PACKED_NARROW_FACTOR
+  of the BLAS GEMM's time (the packed wide kernel on larger maps measured at BLAS's speed: priced so);
 - direct: the padded copy, then per kernel offset a strided slice copy, a GEMM with the small inner
   dimension C/groups, and an accumulation into the output; compiled (numba on) for a 2D grouped conv
   with 3x3 kernels and two or more channels per group: the phase-split copy of each input plane, nine
@@ -83,7 +85,15 @@ def inferred_stride(shape: ConvShape) -> int:
     return max(1, round(shape.in_spatial[-1] / out_w)) if out_w > 1 else 1
 
 
-def im2col_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> float:
+# The compiled narrow GEMM with its weight packed once (backends/numpy_ref/gemm_narrow_jit.py, float32,
+# ungrouped, at most PACKED_NARROW_COLUMNS output positions) took this fraction of OpenBLAS's time on the
+# 7x7 layers of ResNet-50 and RegNet-X 3.2GF (1 thread, 2026-12-01, shared EPYC, weights cold, fused
+# epilogue included): 0.73-0.95 per layer, median 0.85.
+PACKED_NARROW_FACTOR = 0.85
+PACKED_NARROW_COLUMNS = 64
+
+
+def im2col_seconds(shape: ConvShape, profile: NumpyProfile, size: int, compiled: bool = False) -> float:
     g = shape.groups
     positions = math.prod(shape.out_spatial)
     patch = shape.in_channels // g * math.prod(shape.kernel)
@@ -98,6 +108,8 @@ def im2col_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> float:
             gather = max(gather / (STRIDED_GATHER_EFFICIENCY if strided else 1.0), runs * GATHER_RUN_S)
         total += gather + profile.call_overhead_s
     gemm = gemm_seconds(shape.out_channels // g, positions, patch, profile, size, shape.batch * g)
+    if compiled and g == 1 and profile.dtype == "float32" and positions <= PACKED_NARROW_COLUMNS:
+        gemm *= PACKED_NARROW_FACTOR
     return total + gemm / grouped_gemm_efficiency(shape.batch * g * patch * positions * size, g)
 
 
@@ -364,4 +376,4 @@ def estimate_numpy(shape: ConvShape, algo: str, profile: NumpyProfile,
     if algo == "depthwise":
         return depthwise_seconds(shape, profile, size)
     # im2col, and any algorithm a plugin adds that the model does not know: priced as one GEMM.
-    return im2col_seconds(shape, profile, size)
+    return im2col_seconds(shape, profile, size, compiled)
