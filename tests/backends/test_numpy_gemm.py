@@ -160,3 +160,26 @@ def test_each_weight_is_packed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(3):
         np.testing.assert_array_equal(model.run(x)[0], first)
     assert packed_gemm.packs_made == before + 2
+
+
+def test_cost_model_prices_the_narrow_kernel() -> None:
+    """passes/conv_cost_numpy.py (which may not import the backend) routes as packed_gemm does: an
+    ungrouped float32 conv of at most NARROW_MAX_COLUMNS positions is priced at PACKED_NARROW_FACTOR of
+    its BLAS GEMM when compiled; one position more, float64, grouped or numba off: the BLAS price."""
+    from convc.passes import conv_cost_numpy as cost
+    from convc.passes.conv_cost import ConvShape
+    from convc.passes.cpu_profile import SHIPPED
+
+    assert cost.PACKED_NARROW_COLUMNS == packed_gemm.NARROW_MAX_COLUMNS
+    profile = SHIPPED["float32"]
+
+    def gemm_part(width: int, groups: int = 1, compiled: bool = True, dtype_profile: object = profile) -> float:
+        shape = ConvShape(1, 512, 2048, groups, (1, width), (1, width), (1, 1), True)
+        return cost.im2col_seconds(shape, dtype_profile, 4, compiled)  # type: ignore[arg-type]
+
+    narrow = packed_gemm.NARROW_MAX_COLUMNS
+    assert gemm_part(narrow) == pytest.approx(cost.PACKED_NARROW_FACTOR * gemm_part(narrow, compiled=False))
+    assert gemm_part(narrow + 1) == gemm_part(narrow + 1, compiled=False)
+    assert gemm_part(narrow, groups=2) == gemm_part(narrow, groups=2, compiled=False)
+    assert gemm_part(narrow, dtype_profile=SHIPPED["float64"]) == \
+        gemm_part(narrow, compiled=False, dtype_profile=SHIPPED["float64"])
