@@ -113,20 +113,23 @@ def test_route() -> None:
         assert packed_gemm.route(np.dtype(np.float32), 64, 3136) is None
 
 
-# (input shape, kernel, stride, padding, output channels): 1x1 on a 7x7 map (narrow), on 31x33 (1023
-# columns: wide, a last tile of 31 columns), 3x3 stride 2 gathered to 5x5 (narrow) and to 9x17 (153
-# columns: wide, a last tile of 25)
-CONVS = [((1, 24, 7, 7), 1, 1, 0, 37), ((1, 20, 31, 33), 1, 1, 0, 13), ((2, 12, 10, 10), 3, 2, 1, 20),
-         ((1, 9, 17, 34), 3, 2, 1, 11)]
+# (input shape, kernel, stride, padding, output channels, the GEMM that runs): 1x1 on a 7x7 map
+# (narrow), on 31x33 (1023 columns: wide, a last tile of 31 columns), 3x3 stride 2 gathered to 5x5
+# (narrow) and to 9x17 (153 columns: BLAS, the wide kernel takes no gathered columns), 1x1 on 14x14
+# (196 columns: BLAS)
+CONVS = [((1, 24, 7, 7), 1, 1, 0, 37, "narrow"), ((1, 20, 31, 33), 1, 1, 0, 13, "wide"),
+         ((2, 12, 10, 10), 3, 2, 1, 20, "narrow"), ((1, 9, 17, 34), 3, 2, 1, 11, None),
+         ((1, 8, 14, 14), 1, 1, 0, 9, None)]
 
 
 @pytest.mark.parametrize("epilogue", list(EPILOGUES) + ["three adds"], ids=list(EPILOGUES) + ["three adds"])
-@pytest.mark.parametrize("shape,kernel,stride,pad,out_channels", CONVS)
+@pytest.mark.parametrize("shape,kernel,stride,pad,out_channels,runs", CONVS)
 def test_convs_routed_match_torch_and_numpy(shape: tuple[int, ...], kernel: int, stride: int, pad: int,
-                                            out_channels: int, epilogue: str,
+                                            out_channels: int, runs: str | None, epilogue: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ungrouped im2col convs run the compiled GEMM (checked), within budget of torch float64 and of the
-    same model run with CONVC_NUMBA=0 (np.matmul); three residual adds run after the GEMM instead."""
+    """Ungrouped im2col convs run the GEMM packed_gemm routes them to (checked), within budget of torch
+    float64 and of the same model run with CONVC_NUMBA=0 (np.matmul); three residual adds run after
+    the GEMM instead."""
     steps = EPILOGUES.get(epilogue, (("add",), ("add",), ("relu",), ("add",)))
     graph = conv_graph(2, shape, out_channels, kernel, stride, pad, 1, 1, True, algo="im2col",
                        epilogue=steps)
@@ -138,7 +141,7 @@ def test_convs_routed_match_torch_and_numpy(shape: tuple[int, ...], kernel: int,
     monkeypatch.setenv(jit.SWITCH, "1")
     model = backend.compile(graph, dtype="float32")
     compiled = model.run(*inputs)[0]
-    assert calls and set(calls) <= {"wide", "narrow"}
+    assert calls == ([runs] * shape[0] if runs else [])
     monkeypatch.setenv(jit.SWITCH, "0")
     calls.clear()
     fallback = model.run(*inputs)[0]
