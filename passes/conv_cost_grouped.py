@@ -19,8 +19,9 @@ from convc.passes.conv_cost import ConvShape
 # 32 columns, else wide rows of out_w + 2 // stride columns; whole vectors; output channels rounded up
 # to blocks of 4) at 54 G/s,
 # 28 ns per output row cropped into NCHW, 0.45 ns per element of a strided layer's phase-split copy
-# (stride 1's plain copy fitted to nothing beside the rest), 22 us per call. float64: half the lanes.
-GROUPED_SIMD_FMA_PER_S = {"float32": 54e9, "float64": 27e9}
+# (stride 1's plain copy fitted to nothing beside the rest), 22 us per call. float64 (half the lanes): 23 G/s,
+# from 6 RegNet layers at 22:30 (1.27-9.39 ms; 27 G/s, half of float32's, priced them 0.69-0.93 of that).
+GROUPED_SIMD_FMA_PER_S = {"float32": 54e9, "float64": 23e9}
 GROUPED_SIMD_ROW_S = 28e-9
 GROUPED_SIMD_STRIDED_FILL_S = 0.45e-9
 GROUPED_SIMD_CALL_S = 22e-6
