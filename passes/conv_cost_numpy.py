@@ -8,7 +8,7 @@ the rate the profile measured for that kind of operation:
 
 - im2col: the zero-padded copy of the input, the window gather into a column matrix (none for a 1x1
   stride-1 unpadded conv), one GEMM per image and group; compiled (numba on, float32, ungrouped) the
-  GEMM of an output of at most 64 positions runs the packed-weight narrow kernel, PACKED_NARROW_FACTOR
+  GEMM of an output of 28 to 64 positions runs the packed-weight narrow kernel, PACKED_NARROW_FACTOR
   of the BLAS GEMM's time (the packed wide kernel on larger maps measured at BLAS's speed: priced so);
 - direct: the padded copy, then per kernel offset a strided slice copy, a GEMM with the small inner
   dimension C/groups, and an accumulation into the output; compiled (numba on) for a 2D grouped conv
@@ -90,7 +90,13 @@ def inferred_stride(shape: ConvShape) -> int:
 # 7x7 layers of ResNet-50 and RegNet-X 3.2GF (1 thread, 2026-12-01, shared EPYC, weights cold, fused
 # epilogue included): 0.73-0.95 per layer, median 0.85.
 PACKED_NARROW_FACTOR = 0.85
-PACKED_NARROW_COLUMNS = 64
+PACKED_NARROW_COLUMNS = (28, 64)  # the positions it takes, if its 7-wide tiles are >= 7/8 full
+
+
+def packed_narrow(positions: int) -> bool:
+    """Whether an output of `positions` runs the narrow kernel (backends/numpy_ref/packed_gemm.route)."""
+    low, high = PACKED_NARROW_COLUMNS
+    return low <= positions <= high and -positions % 7 * 8 <= -(-positions // 7) * 7
 
 
 def im2col_seconds(shape: ConvShape, profile: NumpyProfile, size: int, compiled: bool = False) -> float:
@@ -108,7 +114,7 @@ def im2col_seconds(shape: ConvShape, profile: NumpyProfile, size: int, compiled:
             gather = max(gather / (STRIDED_GATHER_EFFICIENCY if strided else 1.0), runs * GATHER_RUN_S)
         total += gather + profile.call_overhead_s
     gemm = gemm_seconds(shape.out_channels // g, positions, patch, profile, size, shape.batch * g)
-    if compiled and g == 1 and profile.dtype == "float32" and positions <= PACKED_NARROW_COLUMNS:
+    if compiled and g == 1 and profile.dtype == "float32" and packed_narrow(positions):
         gemm *= PACKED_NARROW_FACTOR
     return total + gemm / grouped_gemm_efficiency(shape.batch * g * patch * positions * size, g)
 

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from convc.ir import Node
-from convc.ops import CONV_OPS
+from convc.ops import CONV_OPS, input_scale_inputs
 
 from convc.backends.numpy_ref import packed_gemm
 from convc.backends.numpy_ref.conv_operands import ConvOperands
@@ -103,7 +103,9 @@ def conv_im2col(node: Node, args: list[Any]) -> np.ndarray:
     """conv1d/2d/3d with any padding, stride, dilation and groups, as batched GEMMs."""
     conv = ConvOperands.of(node, args)
     kernel = packed_gemm.route(conv.x.dtype, conv.weight.shape[0], math.prod(conv.out_spatial))
-    if conv.groups == 1 and kernel is not None:
+    # a squeeze-excitation scale may make the weight afresh each call (conv_operands.scaled_input): packed
+    # per call, RegNet-Y 400MF ran 1.09x slower, so those convs keep BLAS
+    if conv.groups == 1 and kernel is not None and not input_scale_inputs(node.attrs):
         if not needs_gather(conv):
             return conv_packed_gemm(conv, kernel, np.ascontiguousarray(conv.x))
         # gathered columns: the narrow kernel only (the wide one measured 1.03-1.17x BLAS on ResNet-50's

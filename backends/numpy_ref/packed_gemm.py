@@ -16,23 +16,33 @@ import weakref
 import numpy as np
 from convc.backends.numpy_ref import epilogue_jit, gemm_jit, gemm_narrow_jit, jit
 
-# Up to this many columns (output positions) the narrow kernel runs: 49 (7x7 maps) at 0.75-0.8 of
-# OpenBLAS's time, 196 (14x14) at 1.2x, so 196 stays on BLAS (bench/NOTES.md, gemm section).
+# The narrow kernel runs outputs of NARROW_MIN_COLUMNS to NARROW_MAX_COLUMNS positions whose 7-wide
+# tiles are at least 7/8 full: 49 (7x7 maps) at 0.75-0.8 of OpenBLAS's time, 196 (14x14) at 1.2x, and
+# squeeze-excitation's 1x1 maps (one column in a 7-wide tile) at 1.05-1.3x (bench/NOTES.md, gemm).
+NARROW_MIN_COLUMNS = 28
 NARROW_MAX_COLUMNS = 64
 
 KERNELS = {"wide": gemm_jit, "narrow": gemm_narrow_jit}
 
+# The wide kernel measured at OpenBLAS's speed on ResNet-50's 28x28 and 56x56 1x1 convs (0.92-1.05 per
+# layer) and a little slower on small ones (RegNet-Y 400MF's 104-channel layers 1.02-1.13, the model
+# 1.02-1.04x): not routed until it wins (bench/NOTES.md, gemm). route() picks it when this is True.
+WIDE_ROUTED = False
+
 
 def route(dtype: np.dtype, m: int, n: int) -> str | None:
     """The compiled GEMM for an (m, n) float32 output, or None where BLAS is as fast: "narrow" for
-    n <= NARROW_MAX_COLUMNS, "wide" where n fills 32-column tiles (at most 1/16 of the last tile's
+    NARROW_MIN_COLUMNS <= n <= NARROW_MAX_COLUMNS with 7-wide tiles at least 7/8 full (n = 49, 56...),
+    "wide" (if WIDE_ROUTED) for larger n that fills 32-column tiles (at most 1/16 of the last tile's
     columns wasted: n = 784, 3136, 12544...), else None. Always None for other dtypes or numba off."""
     if np.dtype(dtype) != np.float32 or not jit.enabled() or m < 1:
         return None
     if n <= NARROW_MAX_COLUMNS:
-        return "narrow"
+        columns = gemm_narrow_jit.COLUMNS
+        full = NARROW_MIN_COLUMNS <= n and -n % columns * 8 <= -(-n // columns) * columns
+        return "narrow" if full else None
     nr = gemm_jit.columns_per_tile(np.dtype(dtype))
-    return "wide" if -n % nr * 16 <= -(-n // nr) * nr else None
+    return "wide" if WIDE_ROUTED and -n % nr * 16 <= -(-n // nr) * nr else None
 
 
 _PACKED: dict[tuple[int, str], tuple[weakref.ref, np.ndarray]] = {}
@@ -70,4 +80,4 @@ def gemm(kernel: str, w: np.ndarray, x: np.ndarray, out: np.ndarray, bias: np.nd
     return KERNELS[kernel].gemm(packed_weight(w, kernel), len(w), x, out, bias, steps, residuals)
 
 
-__all__ = ["NARROW_MAX_COLUMNS", "fuses", "gemm", "packed_weight", "route"]
+__all__ = ["NARROW_MAX_COLUMNS", "NARROW_MIN_COLUMNS", "WIDE_ROUTED", "fuses", "gemm", "packed_weight", "route"]

@@ -103,23 +103,25 @@ def test_nan_and_inf_spread_as_in_torch(kernel: str) -> None:
 
 
 def test_route() -> None:
-    """narrow up to 64 columns, wide where 32-column tiles are nearly full, BLAS otherwise, for float32
-    with numba on; BLAS for float64 and with CONVC_NUMBA=0."""
-    with mock.patch.dict("os.environ", {jit.SWITCH: "1"}):
-        assert [packed_gemm.route(np.dtype(np.float32), 64, n) for n in (1, 49, 64, 196, 784, 3136, 12544)] \
-            == ["narrow", "narrow", "narrow", None, "wide", "wide", "wide"]
+    """narrow for 28-64 columns in nearly full 7-wide tiles, wide (when routed) where 32-column tiles
+    are nearly full, BLAS otherwise, for float32 with numba on; BLAS for float64 and CONVC_NUMBA=0."""
+    with mock.patch.dict("os.environ", {jit.SWITCH: "1"}), mock.patch.object(packed_gemm, "WIDE_ROUTED", True):
+        assert [packed_gemm.route(np.dtype(np.float32), 64, n) for n in (1, 16, 36, 49, 64, 196, 784, 3136)] \
+            == [None, None, None, "narrow", "narrow", None, "wide", "wide"]
         assert packed_gemm.route(np.dtype(np.float64), 64, 3136) is None
+    with mock.patch.dict("os.environ", {jit.SWITCH: "1"}):
+        assert packed_gemm.route(np.dtype(np.float32), 64, 3136) == ("wide" if packed_gemm.WIDE_ROUTED else None)
     with mock.patch.dict("os.environ", {jit.SWITCH: "0"}):
         assert packed_gemm.route(np.dtype(np.float32), 64, 3136) is None
 
 
 # (input shape, kernel, stride, padding, output channels, the GEMM that runs): 1x1 on a 7x7 map
-# (narrow), on 31x33 (1023 columns: wide, a last tile of 31 columns), 3x3 stride 2 gathered to 5x5
+# (narrow), on 31x33 (1023 columns: wide, a last tile of 31 columns), 3x3 stride 2 gathered to 7x7
 # (narrow) and to 9x17 (153 columns: BLAS, the wide kernel takes no gathered columns), 1x1 on 14x14
-# (196 columns: BLAS)
+# (196 columns) and on 5x5 (25): BLAS
 CONVS = [((1, 24, 7, 7), 1, 1, 0, 37, "narrow"), ((1, 20, 31, 33), 1, 1, 0, 13, "wide"),
-         ((2, 12, 10, 10), 3, 2, 1, 20, "narrow"), ((1, 9, 17, 34), 3, 2, 1, 11, None),
-         ((1, 8, 14, 14), 1, 1, 0, 9, None)]
+         ((2, 12, 13, 14), 3, 2, 1, 20, "narrow"), ((1, 9, 17, 34), 3, 2, 1, 11, None),
+         ((1, 8, 14, 14), 1, 1, 0, 9, None), ((1, 8, 5, 5), 1, 1, 0, 9, None)]
 
 
 @pytest.mark.parametrize("epilogue", list(EPILOGUES) + ["three adds"], ids=list(EPILOGUES) + ["three adds"])
@@ -138,6 +140,7 @@ def test_convs_routed_match_torch_and_numpy(shape: tuple[int, ...], kernel: int,
     calls: list[str] = []
     real = packed_gemm.gemm
     monkeypatch.setattr(packed_gemm, "gemm", lambda kind, *a: calls.append(kind) or real(kind, *a))
+    monkeypatch.setattr(packed_gemm, "WIDE_ROUTED", True)  # the wide kernel's conv path, as if routed
     monkeypatch.setenv(jit.SWITCH, "1")
     model = backend.compile(graph, dtype="float32")
     compiled = model.run(*inputs)[0]
@@ -158,7 +161,7 @@ def test_each_weight_is_packed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(jit.SWITCH, "1")
     net = convc.Network("packed_once", seed=3)
     y = net.conv(net.input((1, 16, 7, 7)), 40, 1, name="a", ndim=2)
-    net.output(net.conv(y, 24, 3, padding=1, stride=2, name="b", ndim=2))
+    net.output(net.conv(y, 24, 3, padding=1, name="b", ndim=2))
     for node in net.graph.nodes("conv2d"):
         net.graph.replace_node(node.replace(attrs={**node.attrs, "algo": "im2col"}))
     model = backend.compile(net.graph, dtype="float32")
@@ -173,13 +176,16 @@ def test_each_weight_is_packed_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_cost_model_prices_the_narrow_kernel() -> None:
     """passes/conv_cost_numpy.py (which may not import the backend) routes as packed_gemm does: an
-    ungrouped float32 conv of at most NARROW_MAX_COLUMNS positions is priced at PACKED_NARROW_FACTOR of
-    its BLAS GEMM when compiled; one position more, float64, grouped or numba off: the BLAS price."""
+    ungrouped float32 conv of the narrow kernel's positions is priced at PACKED_NARROW_FACTOR of its
+    BLAS GEMM when compiled; one position more, float64, grouped or numba off: the BLAS price."""
     from convc.passes import conv_cost_numpy as cost
     from convc.passes.conv_cost import ConvShape
     from convc.passes.cpu_profile import SHIPPED
 
-    assert cost.PACKED_NARROW_COLUMNS == packed_gemm.NARROW_MAX_COLUMNS
+    assert cost.PACKED_NARROW_COLUMNS == (packed_gemm.NARROW_MIN_COLUMNS, packed_gemm.NARROW_MAX_COLUMNS)
+    with mock.patch.dict("os.environ", {jit.SWITCH: "1"}):
+        assert all(cost.packed_narrow(n) == (packed_gemm.route(np.dtype(np.float32), 8, n) == "narrow")
+                   for n in range(1, 300))
     profile = SHIPPED["float32"]
 
     def gemm_part(width: int, groups: int = 1, compiled: bool = True, dtype_profile: object = profile) -> float:
