@@ -17,6 +17,7 @@ from convc.ir import Graph, Node
 from convc.types import ITEMSIZE
 
 # Bumped whenever the formulas or profiles change, so cached modelled plans are not replayed.
+# 23: the packed narrow GEMM only for 28-64 positions;
 # 22: grouped float64 at its measured rate (conv_cost_grouped.py);
 # 21: NumPy float32 ungrouped im2col GEMMs of <= 64 positions run the packed-weight compiled GEMM;
 # 20: grouped stride-1 layers up to 32 columns priced by their dense positions (conv_cost_grouped.py);
@@ -27,7 +28,7 @@ from convc.types import ITEMSIZE
 # input copy); 13: NumPy grouped 3x3 direct convs compiled by numba; 12: NumPy depthwise compiled by
 # numba, grouped im2col gathers per run; 11: NumPy Winograd compiled transforms; 10: NumPy depthwise in
 # 1 MiB blocks; 9: NumPy weights read from memory, two-pass Winograd transforms
-COST_MODEL_VERSION = 22
+COST_MODEL_VERSION = 23
 WINOGRAD_TILE = {"winograd_2x2": 2, "winograd_4x4": 4}
 # fp32 operations (an FMA counts once) of the Triton kernels' Winograd transforms, written out as adds
 # (backends/triton/winograd_transforms.py): (input transform per tile and input channel, output transform
