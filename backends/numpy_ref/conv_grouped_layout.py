@@ -7,12 +7,11 @@ stride-1 copies (fill_shifted), and the weights packed once per layer in blocks 
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
-from convc.backends.numpy_ref import jit, simd
+from convc.backends.numpy_ref import jit, packed_cache, simd
 from convc.backends.numpy_ref.conv_depthwise_jit import RUN_MULTIPLE, inside
 
 # Output channels per block (the weight splats of one step) and vectors of positions per run (the input
@@ -69,21 +68,11 @@ def pack_weights(weight: np.ndarray, groups: int, dtype: np.dtype) -> np.ndarray
     return np.ascontiguousarray(padded.reshape(groups, blocks, R, in_group, 9).transpose(0, 1, 3, 4, 2))
 
 
-# Packed weights by the id of the weight array they came from (the interpreter's parameters live as long
-# as the compiled model; the weakref drops the entry with them): a layer packs its weights once.
-_packed: dict[tuple[int, str, int], tuple[weakref.ref, np.ndarray]] = {}
-
-
 def packed_weights(weight: np.ndarray, groups: int, dtype: np.dtype) -> np.ndarray:
     """pack_weights(weight, groups, dtype), computed on the first call for this weight array and kept
-    until the array is freed."""
-    key = (id(weight), np.dtype(dtype).str, groups)
-    hit = _packed.get(key)
-    if hit is not None and hit[0]() is weight:
-        return hit[1]
-    packed = pack_weights(weight, groups, dtype)
-    _packed[key] = (weakref.ref(weight, lambda _, key=key: _packed.pop(key, None)), packed)
-    return packed
+    while the array lives and is unchanged (packed_cache.py): a layer packs its weights once."""
+    return packed_cache.packed(weight, ("grouped", np.dtype(dtype).str, groups),
+                               lambda w: pack_weights(w, groups, dtype))
 
 
 @dataclass(frozen=True)

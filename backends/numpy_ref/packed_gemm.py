@@ -5,16 +5,14 @@
 
 gemm_jit.py tiles out 8 rows x 32 columns ("wide"); gemm_narrow_jit.py 32 rows x 7 columns ("narrow",
 for a few dozen columns). Each packs the weight into its micro-kernel's panels; packed_weight keeps that
-for as long as the weight array lives (the interpreter casts a model's parameters once, so every forward
-hands a layer the same array), so a model's weights are packed on its first forward only, where BLAS
-packs them on every call.
+for as long as the weight array lives, unchanged (packed_cache.py; the interpreter casts a model's
+parameters once, so every forward hands a layer the same array), so a model's weights are packed on
+its first forward only, where BLAS packs them on every call.
 """
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
-from convc.backends.numpy_ref import epilogue_jit, gemm_jit, gemm_narrow_jit, jit
+from convc.backends.numpy_ref import epilogue_jit, gemm_jit, gemm_narrow_jit, jit, packed_cache
 
 # The narrow kernel runs outputs of NARROW_MIN_COLUMNS to NARROW_MAX_COLUMNS positions whose 7-wide
 # tiles are at least 7/8 full: 49 (7x7 maps) at 0.75-0.8 of OpenBLAS's time, 196 (14x14) at 1.2x, and
@@ -45,23 +43,12 @@ def route(dtype: np.dtype, m: int, n: int) -> str | None:
     return "wide" if WIDE_ROUTED and -n % nr * 16 <= -(-n // nr) * nr else None
 
 
-_PACKED: dict[tuple[int, str], tuple[weakref.ref, np.ndarray]] = {}
-packs_made = 0  # weights packed so far (the tests check a layer's is packed once, not per forward)
-
-
 def packed_weight(w: np.ndarray, kernel: str) -> np.ndarray:
     """KERNELS[kernel].pack_weight(w as (len(w), -1)), made on the first call for this array and kept
-    while it lives. An array made per call (a weight scaled by squeeze-excitation) is packed per call
-    and its entry dropped with it."""
-    global packs_made
-    key = (id(w), kernel)
-    entry = _PACKED.get(key)
-    if entry is not None and entry[0]() is w:
-        return entry[1]
-    packs_made += 1
-    packed = KERNELS[kernel].pack_weight(w.reshape(w.shape[0], -1))
-    _PACKED[key] = (weakref.ref(w, lambda _gone: _PACKED.pop(key, None)), packed)
-    return packed
+    while it lives and is unchanged (packed_cache.py). An array made per call (a weight scaled by
+    squeeze-excitation) is packed per call and its entry dropped with it."""
+    return packed_cache.packed(w, ("gemm", kernel),
+                               lambda w: KERNELS[kernel].pack_weight(w.reshape(w.shape[0], -1)))
 
 
 def fuses(out: np.ndarray, residuals: tuple[np.ndarray, ...]) -> bool:
@@ -80,4 +67,5 @@ def gemm(kernel: str, w: np.ndarray, x: np.ndarray, out: np.ndarray, bias: np.nd
     return KERNELS[kernel].gemm(packed_weight(w, kernel), len(w), x, out, bias, steps, residuals)
 
 
-__all__ = ["NARROW_MAX_COLUMNS", "NARROW_MIN_COLUMNS", "WIDE_ROUTED", "fuses", "gemm", "packed_weight", "route"]
+__all__ = ["NARROW_MAX_COLUMNS", "NARROW_MIN_COLUMNS", "WIDE_ROUTED", "fuses", "gemm", "packed_weight",
+           "route"]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from convc.backends.numpy_ref import backend, gemm_jit, gemm_narrow_jit, jit, packed_gemm
+from convc.backends.numpy_ref import backend, gemm_jit, gemm_narrow_jit, jit, packed_cache, packed_gemm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_numpy_conv import conv_graph, torch_conv
@@ -105,12 +105,14 @@ def test_nan_and_inf_spread_as_in_torch(kernel: str) -> None:
 def test_route() -> None:
     """narrow for 28-64 columns in nearly full 7-wide tiles, wide (when routed) where 32-column tiles
     are nearly full, BLAS otherwise, for float32 with numba on; BLAS for float64 and CONVC_NUMBA=0."""
-    with mock.patch.dict("os.environ", {jit.SWITCH: "1"}), mock.patch.object(packed_gemm, "WIDE_ROUTED", True):
+    with mock.patch.dict("os.environ", {jit.SWITCH: "1"}), \
+            mock.patch.object(packed_gemm, "WIDE_ROUTED", True):
         assert [packed_gemm.route(np.dtype(np.float32), 64, n) for n in (1, 16, 36, 49, 64, 196, 784, 3136)] \
             == [None, None, None, "narrow", "narrow", None, "wide", "wide"]
         assert packed_gemm.route(np.dtype(np.float64), 64, 3136) is None
     with mock.patch.dict("os.environ", {jit.SWITCH: "1"}):
-        assert packed_gemm.route(np.dtype(np.float32), 64, 3136) == ("wide" if packed_gemm.WIDE_ROUTED else None)
+        routed = "wide" if packed_gemm.WIDE_ROUTED else None
+        assert packed_gemm.route(np.dtype(np.float32), 64, 3136) == routed
     with mock.patch.dict("os.environ", {jit.SWITCH: "0"}):
         assert packed_gemm.route(np.dtype(np.float32), 64, 3136) is None
 
@@ -166,12 +168,12 @@ def test_each_weight_is_packed_once(monkeypatch: pytest.MonkeyPatch) -> None:
         net.graph.replace_node(node.replace(attrs={**node.attrs, "algo": "im2col"}))
     model = backend.compile(net.graph, dtype="float32")
     x = np.random.default_rng(0).standard_normal((1, 16, 7, 7)).astype(np.float32)
-    before = packed_gemm.packs_made
+    before = packed_cache.packs_made
     first = model.run(x)[0]
-    assert packed_gemm.packs_made == before + 2
+    assert packed_cache.packs_made == before + 2
     for _ in range(3):
         np.testing.assert_array_equal(model.run(x)[0], first)
-    assert packed_gemm.packs_made == before + 2
+    assert packed_cache.packs_made == before + 2
 
 
 def test_cost_model_prices_the_narrow_kernel() -> None:
@@ -188,7 +190,8 @@ def test_cost_model_prices_the_narrow_kernel() -> None:
                    for n in range(1, 300))
     profile = SHIPPED["float32"]
 
-    def gemm_part(width: int, groups: int = 1, compiled: bool = True, dtype_profile: object = profile) -> float:
+    def gemm_part(width: int, groups: int = 1, compiled: bool = True,
+                  dtype_profile: object = profile) -> float:
         shape = ConvShape(1, 512, 2048, groups, (1, width), (1, width), (1, 1), True)
         return cost.im2col_seconds(shape, dtype_profile, 4, compiled)  # type: ignore[arg-type]
 
