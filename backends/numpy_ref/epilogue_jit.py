@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from convc.backends.numpy_ref import jit
-from convc.backends.numpy_ref.exp_jit import ONE, exp32, normal_cdf32, sigmoid32
+from convc.backends.numpy_ref.exp_jit import normal_cdf32, sigmoid32, silu32
 
 # opcodes of the steps; ADD0 / ADD1 read the first / second residual of the call
 RELU, ADD0, ADD1, LEAKY_RELU, SIGMOID, TANH, ELU, CLIP, HARDSWISH, HARDSIGMOID, SILU, GELU, GELU_TANH = (
@@ -154,8 +154,7 @@ def apply_steps(block, added0, added1, codes, params, single):  # type: ignore[n
                 block[k] = one / (one + math.exp(-block[k]))
         elif code == SILU and single:
             for k in range(block.size):
-                v = block[k]
-                block[k] = v / (ONE + exp32(-v))
+                block[k] = silu32(block[k])
         elif code == SILU:
             for k in range(block.size):
                 v = block[k]

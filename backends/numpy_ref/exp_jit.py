@@ -84,4 +84,27 @@ def sigmoid32(x: np.float32) -> np.float32:
     return ONE / (ONE + exp32(-x))
 
 
-__all__ = ["INF", "ONE", "ZERO", "exp32", "normal_cdf32", "sigmoid32"]
+_SILU_HI, _SILU_LO = np.float32(88.0), np.float32(-87.0)  # 2^n stays a normal float32 between these
+
+
+@jit.inline
+def silu32(x: np.float32) -> np.float32:
+    """x / (1 + e^-x) in float32, vectorizable, 25% fewer operations than through exp32: e^-x needs no
+    limits of its own here (x large gives x / (1 + e^-x) = x whatever e^-x's underflow; x below -87
+    gives -0 where the true value is under 1e-36 in magnitude), so -x is clamped to [-87, 88] and 2^n
+    is one normal power of two; -x above 88 (x = -inf) gives e^-x = inf, hence NaN as in torch. NaN
+    stays NaN (the division carries it)."""
+    y = -x
+    clamped = y if y < _SILU_HI else _SILU_HI  # noqa: FURB136
+    clamped = clamped if clamped > _SILU_LO else _SILU_LO  # noqa: FURB136
+    n = (clamped * _LOG2E + _ROUND) - _ROUND
+    r = clamped - n * _LN2_HI
+    r = r - n * _LN2_LO
+    p = ((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5
+    p = p * r * r + r + ONE
+    e = p * _power_of_two32(np.int32(n))
+    e = INF if y > _SILU_HI else e
+    return x / (ONE + e)
+
+
+__all__ = ["INF", "ONE", "ZERO", "exp32", "normal_cdf32", "sigmoid32", "silu32"]

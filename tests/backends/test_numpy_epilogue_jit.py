@@ -180,3 +180,23 @@ def test_dispatch_compiled_when_on_numpy_when_off_or_strided(monkeypatch: pytest
     monkeypatch.setenv(jit.SWITCH, "0")
     epilogue.apply_epilogue(y, None, (("relu",),), [])
     assert calls == [1]
+
+
+def test_silu32_over_its_clamps_and_limits() -> None:
+    """silu32's own clamped exp: within the pointwise bound of float64 on both sides of its clamps
+    (x = -87 and -88), NaN for NaN and -inf, inf for inf, -0 far below."""
+    @jit.kernel
+    def silu_all(x, out):  # type: ignore[no-untyped-def]
+        for i in range(x.size):
+            out[i] = exp_jit.silu32(x[i])
+
+    x = np.concatenate([np.linspace(-95, 95, 100001), np.linspace(-88.5, -86.5, 2001),
+                        [np.nan, np.inf, -np.inf, -1e30, 1e30]]).astype(np.float32)
+    got = np.empty_like(x)
+    silu_all(x, got)
+    finite = np.isfinite(x) & (np.abs(x) < 1e29)
+    wide = x[finite].astype(np.float64)
+    expected = wide / (1 + np.exp(-wide))
+    assert np.all(np.abs(got[finite] - expected) <= 3e-7 + 2 * np.finfo(np.float32).eps * np.abs(wide))
+    assert np.isnan(got[-5]) and got[-4] == np.inf and np.isnan(got[-3])
+    assert got[-2] == 0 and got[-1] == np.float32(1e30)
