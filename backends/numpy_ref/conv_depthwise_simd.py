@@ -25,6 +25,8 @@ The padding is real zeros: a non-finite weight meeting it gives NaN, as in torch
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from convc.backends.numpy_ref import epilogue_jit, jit, simd
 from convc.backends.numpy_ref.conv_depthwise_jit import inside
@@ -225,39 +227,51 @@ def simd_applicable(conv: ConvOperands) -> bool:
             and jit.enabled_for(np.result_type(conv.x, conv.weight)))
 
 
+@functools.lru_cache(maxsize=256)
+def geometry(kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+             out_hw: tuple[int, int], lanes: int) -> tuple[int, int, np.ndarray, int, int, int]:
+    """(Hq, Wq, the taps' offsets, and the sizes of phased, split and sums) of a 2D layer (cached: the
+    wrapper's set-up was half of a small layer's 30 us)."""
+    (kh, kw), (sh, sw), (dh, dw), (out_h, out_w) = kernel, stride, dilation, out_hw
+    grid_h, grid_w = out_h + (kh - 1) * dh // sh, out_w + (kw - 1) * dw // sw
+    # phases ordered column phase first: (pw, ph), as the split of the padded rows leaves them
+    offsets = np.array([((j * dw % sw) * sh + i * dh % sh) * grid_h * grid_w + (i * dh // sh) * grid_w
+                        + j * dw // sw for i in range(kh) for j in range(kw)], np.int64)
+    offsets.flags.writeable = False
+    tile = TILE_VECTORS * lanes
+    # the last block's run reaches at most one tile past the plane's wide rows, from the largest offset
+    phased = int(offsets.max()) + grid_h * grid_w + tile
+    split = sh * grid_h * sw * grid_w + lanes if sw > 1 else 0
+    return grid_h, grid_w, offsets, phased, split, BLOCK_ELEMENTS + grid_w + 2 * tile
+
+
 def conv_depthwise_simd(conv: ConvOperands) -> np.ndarray:
     """The depthwise conv of `conv` (see simd_applicable) with its bias and epilogue, NCHW (NCW in 1D)."""
     one_d = conv.x.ndim == 3
     dtype = np.result_type(conv.x, conv.weight)
     x = np.ascontiguousarray(conv.x[:, :, None, :] if one_d else conv.x, dtype=dtype)
     n, c = x.shape[:2]
-    kh, kw = (1,) + conv.kernel if one_d else conv.kernel
-
-    def as2d(t: tuple[int, ...], fill: int) -> tuple[int, ...]:
-        return (fill,) + t if one_d else t
-    (sh, sw), (dh, dw) = as2d(conv.stride, 1), as2d(conv.dilation, 1)
-    pads = [tuple(p) for p in conv.node.attrs["padding"]]
-    (top, _), (left, _) = ([(0, 0)] + pads) if one_d else pads
-    out_h, out_w = as2d(conv.out_spatial, 1)
-    w = np.ascontiguousarray(conv.weight, dtype=dtype).reshape(c, kh * kw)
-    bias = np.zeros(c, dtype) if conv.bias is None else np.ascontiguousarray(conv.bias, dtype=dtype)
-    grid_h, grid_w = out_h + (kh - 1) * dh // sh, out_w + (kw - 1) * dw // sw
-    # phases ordered column phase first: (pw, ph), as the split of the padded rows leaves them
-    offsets = np.array([((j * dw % sw) * sh + i * dh % sh) * grid_h * grid_w + (i * dh // sh) * grid_w
-                        + j * dw // sw for i in range(kh) for j in range(kw)], np.int64)
-    tile = TILE_VECTORS * simd.lanes_of(dtype)
-    # the last block's run reaches at most one tile past the plane's wide rows, from the largest offset
-    phased = scratch("depthwise padded input", (int(offsets.max()) + grid_h * grid_w + tile,), dtype)
+    pads = conv.node.attrs["padding"]
+    if one_d:
+        kernel, stride, dilation, out_hw = ((1,) + conv.kernel, (1,) + conv.stride, (1,) + conv.dilation,
+                                            (1,) + conv.out_spatial)
+        top, left = 0, pads[0][0]
+    else:
+        kernel, stride, dilation, out_hw = conv.kernel, conv.stride, conv.dilation, conv.out_spatial
+        top, left = pads[0][0], pads[1][0]
     lanes = simd.lanes_of(dtype)
-    split = scratch("depthwise rows to split", (sh * grid_h * sw * grid_w + lanes,) if sw > 1 else (0,), dtype)
-    sums = scratch("depthwise sums", (BLOCK_ELEMENTS + grid_w + 2 * tile,), dtype)
+    grid_h, grid_w, offsets, phased, split, sums = geometry(kernel, stride, dilation, out_hw, lanes)
+    w = np.ascontiguousarray(conv.weight, dtype=dtype).reshape(c, -1)
+    bias = np.zeros(c, dtype) if conv.bias is None else np.ascontiguousarray(conv.bias, dtype=dtype)
     steps = tuple(conv.node.attrs["epilogue"])
     residuals = [r[:, :, None, :] if one_d else r for r in conv.residuals]
     in_kernel, codes, params, res0, res1 = epilogue_jit.kernel_epilogue(steps, residuals, dtype)
+    out_h, out_w = out_hw
     size = n * c * out_h * out_w
-    flat = np.empty(size + simd.lanes_of(dtype), dtype)
-    depthwise_simd(x, w, bias, flat, out_h, out_w, offsets, grid_h, grid_w, sh, sw, top, left, codes, params,
-                   dtype == np.float32, res0, res1, phased, split, sums)
+    flat = np.empty(size + lanes, dtype)
+    depthwise_simd(x, w, bias, flat, out_h, out_w, offsets, grid_h, grid_w, stride[0], stride[1], top, left,
+                   codes, params, dtype == np.float32, res0, res1, scratch("depthwise padded input", (phased,), dtype),
+                   scratch("depthwise rows to split", (split,), dtype), scratch("depthwise sums", (sums,), dtype))
     out = flat[:size].reshape(n, c, out_h, out_w)
     if not in_kernel:
         apply_epilogue(out, None, steps, residuals)
