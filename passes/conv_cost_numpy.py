@@ -34,6 +34,7 @@ import math
 
 from convc.device_profiles import compiled_cpu_kernels
 from convc.passes.conv_cost import WINOGRAD_TILE, ConvShape
+from convc.passes.conv_cost_depthwise import compiled_depthwise_seconds
 from convc.passes.conv_cost_grouped import grouped_simd_applies, grouped_simd_seconds
 from convc.passes.cpu_profile import NumpyProfile
 
@@ -225,95 +226,6 @@ def depthwise_seconds(shape: ConvShape, profile: NumpyProfile, size: int) -> flo
     return min(channel_major, channels_last)
 
 
-# The compiled depthwise kernel (backends/numpy_ref/conv_depthwise_jit.py), priced by its parts as
-# measured on the shared 2-core EPYC (1 thread, float32, 2026-12-01, effnet: 23 MobileNet, EfficientNet
-# and ConvNeXt layers, 3x3 to 7x7 kernels on 7x7 to 112x112 maps, fitted by hand): multiply-adds at
-# about 19 G/s in float32 (vectors of half as many float64: half that), the padded copy at 0.25 ns an
-# element (0.36 ns split into the phases of a stride), 10 ns per output row stored and 0.1 us per
-# channel. Maps of 196 positions or fewer with 64 channels or more run channels-last: 0.84 ns per
-# position and channel (the transposes in and out), the multiply-adds at 9.3 G/s, 0.43 ns per padded
-# element. The parts add up to within 15% of 19 of the 23 layers (the epilogue not counted: every
-# algorithm pays it).
-JIT_FMA_PER_S = {"float32": 19e9, "float64": 9.5e9}
-JIT_FILL_S = 0.25e-9
-JIT_STRIDED_FILL_S = 0.36e-9
-JIT_ROW_S = 10e-9
-JIT_CHANNEL_S = 0.1e-6
-JIT_CHANNELS_LAST_UP_TO = 196  # conv_depthwise_jit.CHANNELS_LAST_UP_TO
-JIT_CHANNELS_LAST_FROM = 64  # conv_depthwise_jit.CHANNELS_LAST_FROM
-JIT_CL_FMA_PER_S = {"float32": 9.3e9, "float64": 4.6e9}
-JIT_CL_POSITION_S = 0.84e-9
-JIT_CL_FILL_S = 0.43e-9
-JIT_CALL_S = 10e-6  # the Python wrapper and numba's dispatch (ShuffleNet's smallest layers: 37-39 us)
-
-
-def depthwise_jit_seconds(shape: ConvShape, dtype: str) -> float:
-    """backends/numpy_ref/conv_depthwise_jit.py on a 1D/2D depthwise `shape`: per image and input
-    channel the zero-padded copy, then per output channel every tap's multiply-add over the wide rows
-    (output rows plus the kernel's overhang), the row stores and a fixed cost."""
-    fma_rate = JIT_FMA_PER_S.get(dtype, JIT_FMA_PER_S["float32"])
-    taps = math.prod(shape.kernel)
-    out_h, out_w = (1,) + shape.out_spatial if len(shape.out_spatial) == 1 else shape.out_spatial
-    padded = padded_elements(shape) // max(1, shape.batch * shape.in_channels)  # one channel's copy
-    planes_in = shape.batch * shape.in_channels
-    planes_out = shape.batch * shape.out_channels
-    if (shape.out_channels == shape.in_channels and out_h * out_w <= JIT_CHANNELS_LAST_UP_TO
-            and shape.in_channels >= JIT_CHANNELS_LAST_FROM):
-        rate = JIT_CL_FMA_PER_S.get(dtype, JIT_CL_FMA_PER_S["float32"])
-        per_channel = out_h * out_w * (JIT_CL_POSITION_S + taps / rate) + padded * JIT_CL_FILL_S
-        return planes_out * per_channel + JIT_CALL_S
-    wide = out_h * (out_w + shape.kernel[-1] - 1)
-    # the shape does not say the stride: an input about twice the output is a stride-2 layer
-    strided = any(i >= 2 * o - 1 and o > 1 for i, o in zip(shape.in_spatial, shape.out_spatial))
-    return (planes_in * padded * (JIT_STRIDED_FILL_S if strided else JIT_FILL_S)
-            + planes_out * (wide * taps / fma_rate + out_h * JIT_ROW_S + JIT_CHANNEL_S) + JIT_CALL_S)
-
-
-# The register-blocked depthwise kernel (backends/numpy_ref/conv_depthwise_simd.py: one filter per
-# channel, 1D/2D), priced by its parts, fitted (relative least squares, the copies' rates fixed) to 20
-# MobileNet, EfficientNet, ConvNeXt and ShuffleNet layers (3x3 to 7x7 on 7x7 to 112x112 maps, best of
-# 40, 1 thread, float32, shared 2-core EPYC, 2026-12-01 21:44 UTC, load average 3.7; all within 16%):
-# tiles of vectors of wide positions (rows of Wq = the output's plus the kernel's overhang; tiles of 8
-# vectors, then one of 4 and one of 1) at 2.17 G vector multiply-adds a second per tap (float64: as
-# many vectors of half the lanes); a lone last vector is a chain of dependent multiply-adds, 1 ns a tap;
-# the padded copy (0.1 ns an element, 0.15 split into a stride's phases), 0.21 ns per output stored, 21
-# ns per plane, 17 us per call (with the wrapper).
-SIMD_VECTOR_FMA_PER_S = 2.17e9
-SIMD_CHAIN_S = 1.0e-9
-SIMD_FILL_S = 0.1e-9
-SIMD_STRIDED_FILL_S = 0.15e-9
-SIMD_OUT_S = 0.21e-9
-SIMD_PLANE_S = 21e-9
-SIMD_CALL_S = 17e-6
-SIMD_BLOCK = 4096  # conv_depthwise_simd.BLOCK_ELEMENTS
-SIMD_TILE = 4  # conv_depthwise_simd.TILE_VECTORS
-
-
-def depthwise_simd_seconds(shape: ConvShape, dtype: str) -> float:
-    """backends/numpy_ref/conv_depthwise_simd.py on a 1D/2D depthwise `shape` with one filter per
-    channel: per plane its padded copy, the tiles over each block of wide rows, the stored outputs."""
-    lanes = 64 // ITEMSIZE.get(dtype, 4)
-    taps = math.prod(shape.kernel)
-    out_h, out_w = (1,) + shape.out_spatial if len(shape.out_spatial) == 1 else shape.out_spatial
-    stride = inferred_stride(shape)
-    grid_w = out_w + (shape.kernel[-1] - 1) // stride
-    step = SIMD_TILE * lanes
-    rows_per_block = max(1, min(out_h, (SIMD_BLOCK + grid_w + step - -(-grid_w // step) * step) // grid_w))
-    vectors, chains = 0, 0
-    for top in range(0, out_h, rows_per_block):
-        left = -(-((min(rows_per_block, out_h - top) - 1) * grid_w + out_w) // lanes)
-        eights = max(0, -(-(left - 5) // 8))  # tiles of 8 while six or more vectors are left
-        left -= 8 * eights
-        vectors += 8 * eights + 4 * (left > 1)
-        chains += left in (1, 5)
-    planes = shape.batch * shape.in_channels
-    padded = padded_elements(shape) // max(1, planes)
-    fill = SIMD_STRIDED_FILL_S if stride > 1 else SIMD_FILL_S
-    per_plane = (taps * (vectors / SIMD_VECTOR_FMA_PER_S + chains * SIMD_CHAIN_S) + padded * fill
-                 + out_h * out_w * SIMD_OUT_S + SIMD_PLANE_S)
-    return planes * per_plane + SIMD_CALL_S
-
-
 # The compiled grouped 3x3 kernel (backends/numpy_ref/conv_grouped_jit.py), priced by its parts, fitted
 # (relative least squares) to 43 grouped layers of RegNet-X 400MF/800MF/3.2GF, RegNet-Y 400MF/800MF and
 # ResNeXt-50 on the shared 2-core EPYC (1 thread, 2026-12-01 19:11 UTC, load average 2.8-3.1; with its
@@ -372,9 +284,9 @@ def estimate_numpy(shape: ConvShape, algo: str, profile: NumpyProfile,
     if compiled is None:
         compiled = compiled_kernels_priced()
     if algo == "depthwise" and compiled and len(shape.kernel) in (1, 2):
-        if shape.out_channels == shape.in_channels:
-            return depthwise_simd_seconds(shape, profile.dtype)
-        return depthwise_jit_seconds(shape, profile.dtype)
+        planes = max(1, shape.batch * shape.in_channels)
+        return compiled_depthwise_seconds(shape, profile.dtype, padded_elements(shape) // planes,
+                                          inferred_stride(shape))
     if algo == "direct":
         return direct_seconds(shape, profile, size, compiled)
     if algo in WINOGRAD_TILE:
