@@ -17,6 +17,8 @@ from convc.ir import Graph, Node
 from convc.types import ITEMSIZE
 
 # Bumped whenever the formulas or profiles change, so cached modelled plans are not replayed.
+# 24: the compiled depthwise kernels priced in conv_cost_depthwise.py (several filters per channel:
+# the stride read off the shape as the register-blocked kernel's is);
 # 23: the packed narrow GEMM only for 28-64 positions;
 # 22: grouped float64 at its measured rate (conv_cost_grouped.py);
 # 21: NumPy float32 ungrouped im2col GEMMs of <= 64 positions run the packed-weight compiled GEMM;
@@ -28,7 +30,9 @@ from convc.types import ITEMSIZE
 # input copy); 13: NumPy grouped 3x3 direct convs compiled by numba; 12: NumPy depthwise compiled by
 # numba, grouped im2col gathers per run; 11: NumPy Winograd compiled transforms; 10: NumPy depthwise in
 # 1 MiB blocks; 9: NumPy weights read from memory, two-pass Winograd transforms
-COST_MODEL_VERSION = 23
+# 24: the compiled depthwise kernels priced in conv_cost_depthwise.py (several filters per channel:
+# the stride read off the shape as the register-blocked kernel's is);
+COST_MODEL_VERSION = 24
 WINOGRAD_TILE = {"winograd_2x2": 2, "winograd_4x4": 4}
 # fp32 operations (an FMA counts once) of the Triton kernels' Winograd transforms, written out as adds
 # (backends/triton/winograd_transforms.py): (input transform per tile and input channel, output transform

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_numpy_conv import TORCH_ACTIVATIONS, conv_graph, torch_conv
 
 from convc.backends.numpy_ref import backend, conv_depthwise, conv_depthwise_jit, jit
+from convc.ir import Graph
 from convc.numerics import budget, rel_err
 
 pytestmark = pytest.mark.skipif(not jit.installed(), reason="numba is not installed")
@@ -48,6 +49,20 @@ def torch_activations(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setitem(TORCH_ACTIVATIONS, name, fn)
     monkeypatch.setenv(jit.SWITCH, "1")
     monkeypatch.setattr(conv_depthwise, "REGISTER_BLOCKED", False)
+
+
+def summed_error(got: np.ndarray, expected: np.ndarray, graph: Graph, inputs: list[np.ndarray]) -> float:
+    """max |got - expected| over the size of what is summed: the largest |x| times the largest sum of a
+    filter's |w|, plus |b| and the residuals (rel_err's max |expected| would make a ReLU'd output of one
+    small value left by cancellation, 2e-4 out of terms near 1, fail float32's budget)."""
+    node = graph["conv"]
+    weight = np.abs(graph.param_of(node, "weight").astype(np.float64))
+    bias = graph.param_of(node, "bias")
+    scale = (np.max(np.abs(inputs[0])) * np.max(weight.reshape(weight.shape[0], -1).sum(axis=1))
+             + (0.0 if bias is None else float(np.max(np.abs(bias))))
+             + sum(float(np.max(np.abs(r))) for r in inputs[1:]))
+    return float(np.max(np.abs(got.astype(np.float64) - expected))) / max(scale, float(np.max(np.abs(expected))),
+                                                                          1e-30)
 
 
 def run_both(graph: object, inputs: list[np.ndarray], dtype: str,
@@ -92,6 +107,8 @@ def test_fused_activations_match_torch_with_nan_and_inf(epilogue: str, dtype: st
 
 
 @settings(max_examples=40, deadline=None)
+@example(channels=1, mult=1, height=1, width=3, kernel=5, stride=1, dilation=1, pad=2, epilogue="relu",
+         dtype="float32", layout=0, seed=1)  # one value left by ReLU, 2e-4 from cancellation: summed_error
 @given(channels=st.integers(1, 6), mult=st.integers(1, 2), height=st.integers(1, 9), width=st.integers(3, 12),
        kernel=st.sampled_from([1, 3, 5, 7]), stride=st.integers(1, 3), dilation=st.integers(1, 2),
        pad=st.integers(0, 3), epilogue=st.sampled_from(list(EPILOGUES)[:5]),
@@ -118,8 +135,8 @@ def test_compiled_matches_torch_and_the_numpy_kernels(channels: int, mult: int, 
         with mock.patch.dict("os.environ", {jit.SWITCH: "0"}):
             fallback = model.run(*inputs)[0]
     expected = torch_conv(graph, inputs)
-    assert rel_err(compiled, expected) <= budget(dtype, "depthwise")
-    assert rel_err(compiled, fallback) <= 2 * budget(dtype, "depthwise")
+    assert summed_error(compiled, expected, graph, inputs) <= budget(dtype, "depthwise")
+    assert summed_error(compiled, fallback, graph, inputs) <= 2 * budget(dtype, "depthwise")
 
 
 def test_the_switch_picks_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
