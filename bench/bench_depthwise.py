@@ -83,8 +83,8 @@ def main() -> None:
         outs = [run() for run in runs.values()]
         assert all(np.allclose(o, outs[-1], rtol=1e-4, atol=1e-4) for o in outs)
         t = {name: 1e3 * v for name, v in alternate(runs, args.rounds).items()}
-        print(f"| {c} @ {size}, {k}x{k}, s{s}, {act} | {t['numba']:.3f} | {t['jit']:.3f} | {t['numpy']:.3f} | "
-              f"{t['torch']:.3f} "
+        print(f"| {c} @ {size}, {k}x{k}, s{s}, {act} | {t['numba']:.3f} | {t['jit']:.3f} | "
+              f"{t['numpy']:.3f} | {t['torch']:.3f} "
               f"| {t['numba'] / t['torch']:.2f} |", flush=True)
 
 

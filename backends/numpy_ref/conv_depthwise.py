@@ -142,7 +142,8 @@ def conv_depthwise_channel_major(conv: ConvOperands) -> np.ndarray:
                 target = out[image:image + 1, channels]
                 target[0] = sums[:m].reshape((m * mult,) + sizes)[crop]
                 apply_epilogue(target, None if conv.bias is None else conv.bias[channels],
-                               conv.node.attrs["epilogue"], [r[image:image + 1, channels] for r in conv.residuals])
+                               conv.node.attrs["epilogue"],
+                               [r[image:image + 1, channels] for r in conv.residuals])
     return out
 
 

@@ -217,7 +217,8 @@ def depthwise_simd(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarr
                 # or the whole planes of several
                 lo = (n * channels + c0) * plane_out + r0 * out_w
                 hi = lo + (members * plane_out if members > 1 else rows * out_w)
-                apply_steps(out[lo:hi], res0[lo:hi] if res0.size else res0, res1[lo:hi] if res1.size else res1,
+                apply_steps(out[lo:hi], res0[lo:hi] if res0.size else res0,
+                            res1[lo:hi] if res1.size else res1,
                             codes, params, single)
 
 
@@ -270,8 +271,10 @@ def conv_depthwise_simd(conv: ConvOperands) -> np.ndarray:
     size = n * c * out_h * out_w
     flat = np.empty(size + lanes, dtype)
     depthwise_simd(x, w, bias, flat, out_h, out_w, offsets, grid_h, grid_w, stride[0], stride[1], top, left,
-                   codes, params, dtype == np.float32, res0, res1, scratch("depthwise padded input", (phased,), dtype),
-                   scratch("depthwise rows to split", (split,), dtype), scratch("depthwise sums", (sums,), dtype))
+                   codes, params, dtype == np.float32, res0, res1,
+                   scratch("depthwise padded input", (phased,), dtype),
+                   scratch("depthwise rows to split", (split,), dtype),
+                   scratch("depthwise sums", (sums,), dtype))
     out = flat[:size].reshape(n, c, out_h, out_w)
     if not in_kernel:
         apply_epilogue(out, None, steps, residuals)

@@ -47,7 +47,8 @@ MIN_GROUP_CHANNELS = 8
 @jit.kernel
 def grouped3x3_simd(x: np.ndarray, wp: np.ndarray, bias: np.ndarray, out: np.ndarray, dense: bool,
                     grid_h: int, grid_w: int, stride_h: int, stride_w: int, dil_w: int, top: int, left: int,
-                    starts: np.ndarray, chunk: int, codes: np.ndarray, params: np.ndarray, single: bool, res0: np.ndarray, res1: np.ndarray,
+                    starts: np.ndarray, chunk: int, codes: np.ndarray, params: np.ndarray, single: bool,
+                    res0: np.ndarray, res1: np.ndarray,
                     phased: np.ndarray, line: np.ndarray, wide: np.ndarray) -> None:
     """out[n, o] for every image n and output channel o of a grouped conv with 3x3 kernels.
 
@@ -55,7 +56,8 @@ def grouped3x3_simd(x: np.ndarray, wp: np.ndarray, bias: np.ndarray, out: np.nda
     output channels per group, zeros past Kg; bias (G, B * R), zeros past Kg; out (N, K, OH, OW); all
     C-contiguous of one dtype. dense: stride 1, the input as column-shifted copies (fill_shifted) of
     grid_h rows of grid_w = OW, else as stride phases of a grid_h x grid_w grid (fill_phases); strides,
-    the column dilation and the low padding: given; starts (9): each tap's offset into a phased channel (Geometry.starts);
+    the column dilation and the low padding: given; starts (9): each tap's offset into a phased channel
+    (Geometry.starts);
     chunk: wide positions per chunk (a multiple of V vectors: Geometry.chunk).
     res0, res1: residuals flattened (out.size elements each) or empty. Meta: codes and params, the
     epilogue's steps (epilogue_jit.encode); single: float32 (its exp). Scratch: phased (Cg,

@@ -61,8 +61,8 @@ def summed_error(got: np.ndarray, expected: np.ndarray, graph: Graph, inputs: li
     scale = (np.max(np.abs(inputs[0])) * np.max(weight.reshape(weight.shape[0], -1).sum(axis=1))
              + (0.0 if bias is None else float(np.max(np.abs(bias))))
              + sum(float(np.max(np.abs(r))) for r in inputs[1:]))
-    return float(np.max(np.abs(got.astype(np.float64) - expected))) / max(scale, float(np.max(np.abs(expected))),
-                                                                          1e-30)
+    error = float(np.max(np.abs(got.astype(np.float64) - expected)))
+    return error / max(scale, float(np.max(np.abs(expected))), 1e-30)
 
 
 def run_both(graph: object, inputs: list[np.ndarray], dtype: str,

@@ -153,5 +153,6 @@ def test_scratch_too_small_is_refused() -> None:
     empty = np.empty(0, np.float32)
     split, sums = np.zeros(0, np.float32), np.zeros(4096, np.float32)
     with pytest.raises(IndexError, match="scratch"):
-        conv_depthwise_simd.depthwise_simd(x, w, bias, out, 14, 14, offsets, 16, 16, 1, 1, 1, 1, codes, params,
-                                           True, empty, empty, np.zeros(16 * 16, np.float32), split, sums)
+        conv_depthwise_simd.depthwise_simd(x, w, bias, out, 14, 14, offsets, 16, 16, 1, 1, 1, 1, codes,
+                                           params, True, empty, empty, np.zeros(16 * 16, np.float32), split,
+                                           sums)

@@ -80,7 +80,8 @@ def test_the_unchecked_loads_stay_in_the_input_copy(out_h: int, out_w: int, sh: 
     # the last valid output position's farthest tap lies in the copies (three column-shifted ones at
     # stride 1, else the stride's phases), not in the slack after them
     copies = 3 if at.dense else sh * sw
-    assert at.dense == (sh == sw == 1 and out_w <= DENSE_UP_TO) and at.channel == copies * at.grid_h * at.grid_w + RUN_MULTIPLE
+    assert at.dense == (sh == sw == 1 and out_w <= DENSE_UP_TO)
+    assert at.channel == copies * at.grid_h * at.grid_w + RUN_MULTIPLE
     assert at.starts.max() + (out_h - 1) * at.grid_w + out_w - 1 < copies * at.grid_h * at.grid_w
 
 
